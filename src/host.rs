@@ -1,0 +1,78 @@
+//! What the shim asks of the host: the clock, processes, the boot, runc's
+//! state. Behind a trait so that staleness is tested without root.
+
+use std::path::Path;
+use std::time::SystemTime;
+
+pub trait Host {
+    fn now(&self) -> SystemTime;
+    /// Changes at every boot (`/proc/sys/kernel/random/boot_id`).
+    fn boot_id(&self) -> String;
+    /// The start time of a live process, in clock ticks since boot; `None`
+    /// when it is gone (or a zombie, whose container has exited).
+    fn process_start(&self, pid: u32) -> Option<u64>;
+    /// Whether runc still keeps state for this container under `root`.
+    fn runc_knows(&self, root: &Path, id: &str) -> bool;
+}
+
+/// The real machine.
+pub struct RealHost;
+
+impl Host for RealHost {
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+
+    fn boot_id(&self) -> String {
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    }
+
+    fn process_start(&self, pid: u32) -> Option<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        parse_stat_start(&stat)
+    }
+
+    fn runc_knows(&self, root: &Path, id: &str) -> bool {
+        // An id with a slash would escape the root; runc refuses such ids too.
+        !id.is_empty() && !id.contains('/') && root.join(id).join("state.json").exists()
+    }
+}
+
+/// Field 22 (starttime) of `/proc/<pid>/stat`, or `None` for a zombie.
+/// The command name (field 2) may hold spaces and parentheses, so fields
+/// are counted from the last `)`.
+pub fn parse_stat_start(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?;
+    if state == "Z" || state == "X" {
+        return None;
+    }
+    // After the state (field 3), starttime is the 19th field further on.
+    fields.nth(18)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_time_survives_odd_command_names() {
+        let stat = "1234 (we ird) cmd)) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10 1";
+        assert_eq!(parse_stat_start(stat), Some(987654));
+        let zombie =
+            "1234 (sh) Z 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10 1";
+        assert_eq!(parse_stat_start(zombie), None);
+    }
+
+    #[test]
+    fn real_host_sees_itself_alive() {
+        let h = RealHost;
+        let me = std::process::id();
+        assert!(h.process_start(me).is_some());
+        assert_eq!(h.process_start(me), h.process_start(me));
+        assert!(!h.boot_id().is_empty());
+    }
+}

@@ -1,0 +1,18 @@
+//! ds01: fair, leak-free sharing of a host's NVIDIA GPUs and MIG slices
+//! among Docker containers.
+//!
+//! The core has no command line in it: the `ds01-runtime` shim and the
+//! `ds01` CLI are thin binaries over these modules. Side effects sit behind
+//! [`host::Host`] (clock, processes, runc state) and
+//! [`inventory::GpuSource`] (NVML or a simulated file).
+
+pub mod allocate;
+pub mod config;
+pub mod fsutil;
+pub mod host;
+pub mod inventory;
+pub mod ledger;
+pub mod log;
+pub mod request;
+pub mod shim;
+pub mod spec;

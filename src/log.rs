@@ -1,0 +1,81 @@
+//! The shim's own log file, and error lines for runc's `--log`.
+//!
+//! During `create` the shim's stdout and stderr are the container's, so
+//! nothing is ever printed there: the admin reads the log file, the user
+//! reads what Docker takes from the `--log` file.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::time::SystemTime;
+
+use crate::ledger::timestamp;
+
+/// Appends one line to the shim's log. Best effort: a log that cannot be
+/// written must not stop a container.
+pub fn append(log: &Path, level: &str, msg: &str) {
+    let line = format!(
+        "{} {level} [{}] {}\n",
+        timestamp(SystemTime::now()),
+        std::process::id(),
+        msg.replace('\n', " ")
+    );
+    if let Some(dir) = log.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let _ = append_line(log, line.as_bytes());
+}
+
+/// Appends an error in runc's JSON log format, which Docker shows as
+/// `OCI runtime create failed: <msg>`; the last error line wins.
+pub fn oci_error(log: &Path, msg: &str) -> std::io::Result<()> {
+    let line = serde_json::json!({
+        "level": "error",
+        "msg": msg,
+        "time": humantime::format_rfc3339_nanos(SystemTime::now()).to_string(),
+    });
+    append_line(log, format!("{line}\n").as_bytes())
+}
+
+/// One `write` on an `O_APPEND` file, so concurrent writers never interleave a line.
+fn append_line(path: &Path, line: &[u8]) -> std::io::Result<()> {
+    let mut f = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o644)
+        .open(path)?;
+    f.write_all(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oci_error_is_one_json_line_appended() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("log.json");
+        std::fs::write(&p, "{\"level\":\"info\",\"msg\":\"x\"}\n").unwrap();
+        oci_error(&p, "ds01: no MIG slice free").unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+        assert_eq!(last["level"], "error");
+        assert_eq!(last["msg"], "ds01: no MIG slice free");
+        assert!(humantime::parse_rfc3339(last["time"].as_str().unwrap()).is_ok());
+        assert_eq!(text.lines().count(), 2);
+    }
+
+    #[test]
+    fn shim_log_creates_its_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sub/runtime.log");
+        append(&p, "info", "one\ntwo");
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert_eq!(text.lines().count(), 1);
+        assert!(
+            text.contains(" info [") && text.ends_with("one two\n"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,305 @@
+//! The runtime shim's work, between reading runc's argv and running runc:
+//! allocate and patch on `create`, note the init pid, release on failure,
+//! on `delete` and in the poststop hook.
+
+pub mod argv;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde_json::Value;
+
+use crate::allocate::{self, Refusal};
+use crate::config::{Config, ConfigError};
+use crate::fsutil;
+use crate::host::Host;
+use crate::inventory::{InventoryError, snapshot};
+use crate::ledger::{Ledger, LedgerError, Record, timestamp};
+use crate::log;
+use crate::request::{Request, RequestError};
+use crate::spec::{self, Allocation, Hook};
+use argv::Argv;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShimError {
+    #[error("ds01: {0}")]
+    Config(#[from] ConfigError),
+    #[error("ds01: {0}")]
+    Inventory(#[from] InventoryError),
+    #[error("ds01: {0}")]
+    Ledger(#[from] LedgerError),
+    #[error("ds01: {0}")]
+    Refused(#[from] Refusal),
+    #[error("ds01: {0}")]
+    Request(#[from] RequestError),
+    #[error("ds01: bundle config {path:?}: {msg}")]
+    Spec { path: PathBuf, msg: String },
+}
+
+/// What the shim works with.
+pub struct Ctx<'a> {
+    pub cfg: &'a Config,
+    pub host: &'a dyn Host,
+    /// This binary, which the poststop hook runs.
+    pub exe: &'a Path,
+}
+
+impl Ctx<'_> {
+    fn ledger(&self) -> Ledger {
+        Ledger::new(&self.cfg.state_dir)
+    }
+
+    fn log(&self, level: &str, msg: &str) {
+        log::append(&self.cfg.log, level, msg);
+    }
+}
+
+pub fn spec_path(bundle: &Path) -> PathBuf {
+    bundle.join("config.json")
+}
+
+/// The bundle's `config.json`.
+pub fn read_spec(bundle: &Path) -> Result<Value, ShimError> {
+    let path = spec_path(bundle);
+    let bad = |msg: String| ShimError::Spec {
+        path: path.clone(),
+        msg,
+    };
+    let bytes = std::fs::read(&path).map_err(|e| bad(e.to_string()))?;
+    let spec: Value = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+    if !spec.is_object() {
+        return Err(bad("not a JSON object".into()));
+    }
+    Ok(spec)
+}
+
+/// Replaces `config.json` atomically, keeping its mode.
+fn write_spec(bundle: &Path, spec: &Value) -> Result<(), ShimError> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = spec_path(bundle);
+    let mode = std::fs::metadata(&path)
+        .map(|m| m.permissions().mode() & 0o7777)
+        .unwrap_or(0o644);
+    let data = serde_json::to_vec(spec).expect("a JSON value serialises");
+    fsutil::write_atomic(&path, &data, mode).map_err(|e| ShimError::Spec {
+        path,
+        msg: format!("cannot rewrite: {e}"),
+    })
+}
+
+/// Allocates devices for `req` under the ledger lock (reclaiming stale
+/// records first), then rewrites the bundle's spec to expose exactly them.
+/// On any failure after allocating, the allocation is released again.
+pub fn allocate(
+    ctx: &Ctx,
+    argv: &Argv,
+    bundle: &Path,
+    spec: &mut Value,
+    req: &Request,
+) -> Result<Record, ShimError> {
+    let inv = snapshot::load(ctx.cfg)?;
+    let id = argv.id.clone().unwrap_or_default();
+    let now = ctx.host.now();
+    let nanos = now
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let shim_pid = std::process::id();
+    let grace = Duration::from_secs(ctx.cfg.pending_grace_secs);
+    let (result, reclaimed) = ctx.ledger().update(|rs| {
+        let reclaimed = rs.reclaim(ctx.host, grace);
+        let result = allocate::choose(&inv, rs, req, ctx.cfg.allow_full_gpu).map(|units| {
+            let record = Record {
+                alloc_id: format!("{nanos:x}-{shim_pid}"),
+                container_id: id.clone(),
+                bundle: bundle.to_path_buf(),
+                root: argv.root_or_default(),
+                devices: units.iter().map(|u| u.uuid.to_string()).collect(),
+                kind: units[0].kind,
+                profile: units[0].profile().to_string(),
+                since: timestamp(now),
+                boot_id: ctx.host.boot_id(),
+                pid: None,
+                pid_start: None,
+                shim_pid,
+                shim_start: ctx.host.process_start(shim_pid),
+            };
+            rs.records.push(record.clone());
+            (
+                record,
+                units
+                    .iter()
+                    .flat_map(|u| u.nodes().to_vec())
+                    .collect::<Vec<_>>(),
+            )
+        });
+        (result, reclaimed)
+    })?;
+    for (r, why) in &reclaimed {
+        ctx.log(
+            "info",
+            &format!(
+                "reclaimed {} from container {}: {why}",
+                r.devices.join(","),
+                r.container_id
+            ),
+        );
+    }
+    let (record, nodes) = match result {
+        Ok(x) => x,
+        Err(refusal) => {
+            ctx.log("info", &format!("refused container {id}: {refusal}"));
+            return Err(refusal.into());
+        }
+    };
+
+    let mut all_nodes = inv.common_nodes.clone();
+    all_nodes.extend(nodes);
+    let alloc = Allocation {
+        uuids: record.devices.clone(),
+        nodes: all_nodes,
+        hook: poststop_hook(ctx, &record.alloc_id),
+        annotation: serde_json::json!({
+            "id": record.alloc_id,
+            "devices": record.devices,
+            "kind": record.kind,
+            "profile": record.profile,
+        })
+        .to_string(),
+    };
+    spec::strip_gpu_routes(spec, &inv.nvidia_majors());
+    spec::inject(spec, &alloc);
+    if let Err(e) = write_spec(bundle, spec) {
+        release(ctx, "spec not written", |r| r.alloc_id == record.alloc_id);
+        return Err(e);
+    }
+    ctx.log(
+        "info",
+        &format!(
+            "allocated {} ({}) to container {id}",
+            record.devices.join(","),
+            record.profile
+        ),
+    );
+    Ok(record)
+}
+
+fn poststop_hook(ctx: &Ctx, alloc_id: &str) -> Hook {
+    let path = ctx.exe.display().to_string();
+    Hook {
+        args: vec![
+            path.clone(),
+            "hook".into(),
+            "poststop".into(),
+            alloc_id.into(),
+        ],
+        path,
+        // runc runs hooks with only the environment given here.
+        env: ctx
+            .cfg
+            .path
+            .iter()
+            .map(|p| format!("{}={}", crate::config::ENV_VAR, p.display()))
+            .collect(),
+    }
+}
+
+/// After a successful `runc create`: note the container's init process so
+/// that staleness can be judged by it.
+pub fn note_init_pid(ctx: &Ctx, record: &Record, pid_file: Option<&Path>) {
+    let pid = pid_file
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|s| s.trim().parse::<u32>().ok());
+    let Some(pid) = pid else {
+        ctx.log(
+            "warn",
+            &format!("container {}: no init pid to record", record.container_id),
+        );
+        return;
+    };
+    let start = ctx.host.process_start(pid);
+    let res = ctx.ledger().update(|rs| {
+        if let Some(r) = rs
+            .records
+            .iter_mut()
+            .find(|r| r.alloc_id == record.alloc_id)
+        {
+            r.pid = Some(pid);
+            r.pid_start = start;
+        }
+    });
+    if let Err(e) = res {
+        ctx.log(
+            "error",
+            &format!("container {}: cannot record pid: {e}", record.container_id),
+        );
+    }
+}
+
+/// Removes the records `pred` selects; idempotent. Returns what was freed.
+pub fn release(ctx: &Ctx, why: &str, pred: impl Fn(&Record) -> bool) -> Vec<Record> {
+    match ctx.ledger().update(|rs| rs.take(pred)) {
+        Ok(gone) => {
+            for r in &gone {
+                ctx.log(
+                    "info",
+                    &format!(
+                        "released {} from container {} ({why})",
+                        r.devices.join(","),
+                        r.container_id
+                    ),
+                );
+            }
+            gone
+        }
+        Err(e) => {
+            ctx.log("error", &format!("release ({why}) failed: {e}"));
+            Vec::new()
+        }
+    }
+}
+
+/// Whether the ledger holds anything for this container. Reads without
+/// the lock, so `delete` of a container without a GPU costs one file read.
+pub fn holds_container(cfg: &Config, root: &Path, id: &str) -> bool {
+    Ledger::new(&cfg.state_dir)
+        .read()
+        .map(|rs| {
+            rs.records
+                .iter()
+                .any(|r| r.container_id == id && r.root == root)
+        })
+        .unwrap_or(false)
+}
+
+/// The poststop hook: the OCI state on stdin names the container, the
+/// hook's own argument names the allocation.
+pub fn release_from_hook(ctx: &Ctx, state: &Value, alloc_id: Option<&str>) -> Vec<Record> {
+    let id = state.get("id").and_then(Value::as_str).unwrap_or_default();
+    let bundle = state
+        .get("bundle")
+        .and_then(Value::as_str)
+        .map(PathBuf::from);
+    release(ctx, "poststop", |r| match alloc_id {
+        Some(a) => r.alloc_id == a,
+        None => r.container_id == id && bundle.as_ref() == Some(&r.bundle),
+    })
+}
+
+/// `ds01 gc`: reclaims every stale record now.
+pub fn gc(cfg: &Config, host: &dyn Host) -> Result<Vec<(Record, String)>, LedgerError> {
+    let grace = Duration::from_secs(cfg.pending_grace_secs);
+    let reclaimed = Ledger::new(&cfg.state_dir).update(|rs| rs.reclaim(host, grace))?;
+    for (r, why) in &reclaimed {
+        log::append(
+            &cfg.log,
+            "info",
+            &format!(
+                "gc reclaimed {} from container {}: {why}",
+                r.devices.join(","),
+                r.container_id
+            ),
+        );
+    }
+    Ok(reclaimed)
+}
