@@ -92,6 +92,17 @@ pub fn default_runc() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/usr/bin/runc"))
 }
 
+/// The runc to use when the config as a whole is unusable: its `runc` key
+/// if that much can still be read, else the default. A broken config must
+/// not send containers that want no GPU to a different runc.
+pub fn fallback_runc(path: &Path) -> PathBuf {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| text.parse::<toml::Table>().ok())
+        .and_then(|t| t.get("runc").and_then(|v| absolute(v).ok()))
+        .unwrap_or_else(default_runc)
+}
+
 impl Config {
     /// The config file in effect: `$DS01_CONFIG`, else the default path.
     pub fn locate() -> PathBuf {
@@ -261,6 +272,17 @@ mod tests {
         assert!(msg.contains("whole number"), "{msg}");
         let msg = parse("inventory = 3").unwrap_err().to_string();
         assert!(msg.contains("\"nvml\" or the path"), "{msg}");
+    }
+
+    #[test]
+    fn fallback_runc_survives_a_bad_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "runc = \"/opt/runc\"\nbogus = 1\n").unwrap();
+        assert!(Config::load_from(&p).is_err());
+        assert_eq!(fallback_runc(&p), PathBuf::from("/opt/runc"));
+        std::fs::write(&p, "runc = ").unwrap();
+        assert_eq!(fallback_runc(&p), default_runc());
     }
 
     #[test]

@@ -20,6 +20,11 @@ pub enum InventoryError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error("inventory snapshot {path:?}: cannot write: {source}")]
+    Write {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("inventory {path:?}: {msg}")]
     Invalid {
         path: std::path::PathBuf,

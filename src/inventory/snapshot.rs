@@ -21,22 +21,30 @@ pub fn source(cfg: &Config) -> Box<dyn GpuSource> {
     }
 }
 
-/// The snapshot if it came from the configured source, else a fresh scan
-/// (which is then saved).
+/// The snapshot if it came from the configured source, else a fresh scan,
+/// saved when the state directory is writable (it is a cache: a user
+/// without write access still gets the inventory).
 pub fn load(cfg: &Config) -> Result<Inventory, InventoryError> {
     if let Some(inv) = read(&cfg.state_dir)
         && inv.source == cfg.inventory.describe()
     {
         return Ok(inv);
     }
-    refresh(cfg)
+    let inv = scan(cfg)?;
+    let _ = save(&cfg.state_dir, &inv);
+    Ok(inv)
 }
 
-/// Scans the configured source and replaces the snapshot.
+/// Scans the configured source and replaces the snapshot (`ds01 gpus refresh`).
 pub fn refresh(cfg: &Config) -> Result<Inventory, InventoryError> {
+    let inv = scan(cfg)?;
+    save(&cfg.state_dir, &inv)?;
+    Ok(inv)
+}
+
+fn scan(cfg: &Config) -> Result<Inventory, InventoryError> {
     let mut inv = source(cfg).scan()?;
     inv.source = cfg.inventory.describe();
-    save(&cfg.state_dir, &inv)?;
     Ok(inv)
 }
 
@@ -48,7 +56,7 @@ pub fn read(state_dir: &Path) -> Option<Inventory> {
 
 fn save(state_dir: &Path, inv: &Inventory) -> Result<(), InventoryError> {
     let p = path(state_dir);
-    let io = |source| InventoryError::Read {
+    let io = |source| InventoryError::Write {
         path: p.clone(),
         source,
     };

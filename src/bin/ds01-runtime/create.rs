@@ -1,0 +1,87 @@
+//! `create` and `run`: allocate for a GPU container, patch its spec, run
+//! runc, and note the init pid or release on failure.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use ds01::config::{self, Config};
+use ds01::host::RealHost;
+use ds01::shim::{self, Ctx, argv::Argv};
+use ds01::{request, spec};
+
+use crate::runc;
+
+pub fn run(args: &[OsString], argv: &Argv) -> i32 {
+    let cfg = Config::load();
+    let runc_path = cfg
+        .as_ref()
+        .map(|c| c.runc.clone())
+        .unwrap_or_else(|_| config::fallback_runc(&Config::locate()));
+    // runc takes a relative bundle (or none) from the working directory.
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let bundle = cwd.join(argv.bundle.clone().unwrap_or_default());
+
+    // A spec that cannot be read is runc's to report, in its own words.
+    let Ok(mut spec) = shim::read_spec(&bundle) else {
+        return runc::exec(&runc_path, args, argv);
+    };
+    let req = match request::parse(&spec::env(&spec)) {
+        Ok(Some(req)) => req,
+        Ok(None) => {
+            if let Err(e) = &cfg {
+                let log = Config::default().log;
+                ds01::log::append(
+                    &log,
+                    "warn",
+                    &format!("{e}; passing a container without GPU to runc"),
+                );
+            }
+            return runc::exec(&runc_path, args, argv);
+        }
+        Err(e) => return fail(argv, &shim::ShimError::from(e).to_string()),
+    };
+    let cfg = match cfg {
+        Ok(c) => c,
+        Err(e) => return fail(argv, &shim::ShimError::from(e).to_string()),
+    };
+    let exe = self_path();
+    let ctx = Ctx {
+        cfg: &cfg,
+        host: &RealHost,
+        exe: &exe,
+    };
+    let record = match shim::allocate(&ctx, argv, &bundle, &mut spec, &req) {
+        Ok(r) => r,
+        Err(e) => return fail(argv, &e.to_string()),
+    };
+    let code = runc::run(&runc_path, args, argv);
+    let is_create = argv.command.as_deref() == Some("create");
+    if code == 0 && is_create {
+        shim::note_init_pid(&ctx, &record, argv.pid_file.as_deref());
+    } else {
+        // A failed create, or a `run` that is over: the devices are free.
+        let why = if is_create {
+            "create failed"
+        } else {
+            "run ended"
+        };
+        shim::release(&ctx, why, |r| r.alloc_id == record.alloc_id);
+    }
+    code
+}
+
+fn fail(argv: &Argv, msg: &str) -> i32 {
+    runc::report(argv, msg);
+    1
+}
+
+/// This binary's path, for the poststop hook. After a package upgrade
+/// `/proc/self/exe` reads "... (deleted)"; the path itself is still right.
+fn self_path() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/usr/bin/ds01-runtime"));
+    let s = exe.to_string_lossy();
+    match s.strip_suffix(" (deleted)") {
+        Some(p) => PathBuf::from(p),
+        None => exe,
+    }
+}

@@ -1,0 +1,33 @@
+//! `delete`: run runc, then free what the container held once runc has
+//! forgotten it.
+
+use std::ffi::OsString;
+
+use ds01::config::{self, Config};
+use ds01::host::{Host, RealHost};
+use ds01::shim::{self, Ctx, argv::Argv};
+
+use crate::runc;
+
+pub fn run(args: &[OsString], argv: &Argv) -> i32 {
+    let Ok(cfg) = Config::load() else {
+        return runc::exec(&config::fallback_runc(&Config::locate()), args, argv);
+    };
+    let root = argv.root_or_default();
+    let id = argv.id.clone().unwrap_or_default();
+    if !shim::holds_container(&cfg, &root, &id) {
+        return runc::exec(&cfg.runc, args, argv);
+    }
+    let code = runc::run(&cfg.runc, args, argv);
+    let host = RealHost;
+    if !host.runc_knows(&root, &id) {
+        let exe = std::env::current_exe().unwrap_or_default();
+        let ctx = Ctx {
+            cfg: &cfg,
+            host: &host,
+            exe: &exe,
+        };
+        shim::release(&ctx, "delete", |r| r.container_id == id && r.root == root);
+    }
+    code
+}

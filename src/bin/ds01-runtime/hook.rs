@@ -1,0 +1,42 @@
+//! `ds01-runtime hook poststop [ALLOC_ID]`: runc runs this after the
+//! container stops, with the OCI state JSON on stdin.
+
+use std::ffi::OsString;
+use std::io::Read;
+
+use ds01::config::Config;
+use ds01::host::RealHost;
+use ds01::shim::{self, Ctx};
+
+pub fn run(args: &[OsString]) -> i32 {
+    let log_default = Config::default().log;
+    if args.first().and_then(|a| a.to_str()) != Some("poststop") {
+        ds01::log::append(&log_default, "error", "hook: only 'poststop' is known");
+        eprintln!("ds01-runtime: unknown hook; usage: ds01-runtime hook poststop [ALLOC_ID]");
+        return 2;
+    }
+    let cfg = match Config::load() {
+        Ok(c) => c,
+        Err(e) => {
+            // A failing poststop hook is only logged by runc; stale-record
+            // reclaim frees the devices later.
+            ds01::log::append(&log_default, "error", &format!("poststop: {e}"));
+            return 1;
+        }
+    };
+    let mut input = String::new();
+    let state = std::io::stdin()
+        .read_to_string(&mut input)
+        .ok()
+        .and_then(|_| serde_json::from_str(&input).ok())
+        .unwrap_or(serde_json::Value::Null);
+    let alloc_id = args.get(1).and_then(|a| a.to_str());
+    let exe = std::env::current_exe().unwrap_or_default();
+    let ctx = Ctx {
+        cfg: &cfg,
+        host: &RealHost,
+        exe: &exe,
+    };
+    shim::release_from_hook(&ctx, &state, alloc_id);
+    0
+}

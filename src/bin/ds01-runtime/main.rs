@@ -1,0 +1,29 @@
+//! `ds01-runtime`: Docker's default OCI runtime. It hands GPU containers
+//! exactly their allocation and runs the real runc; everything else goes to
+//! runc untouched. Also the poststop hook (`ds01-runtime hook poststop`).
+//!
+//! Nothing here prints on stdout or stderr while a container is created:
+//! those are the container's streams.
+
+mod create;
+mod delete;
+mod hook;
+mod runc;
+
+use std::ffi::OsString;
+
+use ds01::shim::argv;
+
+fn main() {
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    if argv::is_hook(&args) {
+        std::process::exit(hook::run(&args[1..]));
+    }
+    let parsed = argv::scan(&args);
+    let code = match parsed.command.as_deref() {
+        Some("create" | "run") => create::run(&args, &parsed),
+        Some("delete") => delete::run(&args, &parsed),
+        _ => runc::exec(&runc::path(), &args, &parsed),
+    };
+    std::process::exit(code);
+}
