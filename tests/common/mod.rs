@@ -1,0 +1,137 @@
+//! Shared harness: a private ds01 config over the simulated inventory, in a
+//! temp dir, and ways to run the two binaries against it.
+#![allow(dead_code)]
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub const SHIM: &str = env!("CARGO_BIN_EXE_ds01-runtime");
+pub const CLI: &str = env!("CARGO_BIN_EXE_ds01");
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn sim_inventory() -> PathBuf {
+    repo().join("contrib/sim/inventory.toml")
+}
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+}
+
+impl Env {
+    /// A config pointing at `runc`, with extra TOML lines appended.
+    pub fn new(runc: &Path, extra: &str) -> Env {
+        let dir = tempfile::Builder::new()
+            .prefix("ds01-test-")
+            .tempdir()
+            .unwrap();
+        let config = dir.path().join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "runc = {:?}\nstate_dir = {:?}\nlog = {:?}\ninventory = {:?}\n{extra}",
+                runc,
+                dir.path().join("state"),
+                dir.path().join("runtime.log"),
+                sim_inventory(),
+            ),
+        )
+        .unwrap();
+        Env { dir, config }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn shim(&self) -> Command {
+        let mut c = Command::new(SHIM);
+        c.env("DS01_CONFIG", &self.config).stdin(Stdio::null());
+        c
+    }
+
+    pub fn run_shim<S: Into<OsString> + Clone>(&self, args: &[S]) -> Output {
+        self.shim()
+            .args(args.iter().cloned().map(Into::into))
+            .output()
+            .unwrap()
+    }
+
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(CLI)
+            .env("DS01_CONFIG", &self.config)
+            .env("NO_COLOR", "1")
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// `ds01 gpus --json`, parsed.
+    pub fn gpus(&self) -> serde_json::Value {
+        let out = self.cli(&["gpus", "--json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// UUIDs of the devices currently held, with their holders.
+    pub fn held(&self) -> Vec<(String, String)> {
+        self.gpus()["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| !d["held_by"].is_null())
+            .map(|d| {
+                (
+                    d["uuid"].as_str().unwrap().to_string(),
+                    d["held_by"]["container_id"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    pub fn ledger(&self) -> serde_json::Value {
+        match std::fs::read(self.path("state/ledger.json")) {
+            Ok(b) => serde_json::from_slice(&b).unwrap(),
+            Err(_) => serde_json::json!({"records": []}),
+        }
+    }
+
+    pub fn shim_log(&self) -> String {
+        std::fs::read_to_string(self.path("runtime.log")).unwrap_or_default()
+    }
+}
+
+/// The last error line runc's `--log` file holds, as Docker would show it.
+pub fn last_oci_error(log: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(log).ok()?;
+    text.lines().rev().find_map(|l| {
+        let v: serde_json::Value = serde_json::from_str(l).ok()?;
+        (v["level"] == "error").then(|| v["msg"].as_str().unwrap_or("").to_string())
+    })
+}
+
+pub fn env_of(spec: &serde_json::Value) -> Vec<String> {
+    spec["process"]["env"]
+        .as_array()
+        .map(|a| a.iter().map(|v| v.as_str().unwrap().to_string()).collect())
+        .unwrap_or_default()
+}
+
+pub fn device_paths(spec: &serde_json::Value) -> Vec<String> {
+    spec["linux"]["devices"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|d| d["path"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}

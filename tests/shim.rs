@@ -1,0 +1,485 @@
+//! The shim against a stand-in runc that records its argv and the
+//! config.json it was given. Needs no root.
+
+mod common;
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use common::*;
+
+struct Fake {
+    env: Env,
+}
+
+impl Fake {
+    fn new(extra: &str) -> Fake {
+        Fake {
+            env: Env::new(&repo().join("tests/fake_runc.sh"), extra),
+        }
+    }
+
+    fn log(&self) -> PathBuf {
+        self.env.path("runc-argv.log")
+    }
+
+    /// A bundle holding a config.json that a real Docker wrote.
+    fn bundle(&self, name: &str, fixture: &str) -> PathBuf {
+        let b = self.env.path(name);
+        std::fs::create_dir_all(&b).unwrap();
+        std::fs::copy(
+            repo().join("tests/fixtures/docker").join(fixture),
+            b.join("config.json"),
+        )
+        .unwrap();
+        b
+    }
+
+    fn run(&self, args: &[OsString], vars: &[(&str, &str)]) -> Output {
+        let mut c = self.env.shim();
+        c.env("FAKE_RUNC_LOG", self.log()).args(args);
+        for (k, v) in vars {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    }
+
+    fn create(&self, bundle: &Path, id: &str, vars: &[(&str, &str)]) -> Output {
+        self.run(&docker_create(bundle, id), vars)
+    }
+
+    /// The argv runc saw last.
+    fn last_argv(&self) -> Vec<String> {
+        let text = std::fs::read_to_string(self.log()).unwrap();
+        let last = text.rsplit("---\n").next().unwrap();
+        last.lines().map(String::from).collect()
+    }
+
+    fn calls(&self) -> usize {
+        std::fs::read_to_string(self.log()).map_or(0, |t| t.matches("---\n").count())
+    }
+
+    /// The config.json runc saw last.
+    fn last_spec(&self) -> serde_json::Value {
+        let bytes = std::fs::read(format!("{}.config", self.log().display())).unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+}
+
+fn os(args: &[&str]) -> Vec<OsString> {
+    args.iter().map(OsString::from).collect()
+}
+
+/// The argv dockerd's containerd-shim sends for `create`.
+fn docker_create(bundle: &Path, id: &str) -> Vec<OsString> {
+    let b = bundle.to_str().unwrap();
+    os(&[
+        "--root",
+        &format!("{b}/../runc-root"),
+        "--log",
+        &format!("{b}/log.json"),
+        "--log-format",
+        "json",
+        "create",
+        "--bundle",
+        b,
+        "--pid-file",
+        &format!("{b}/init.pid"),
+        id,
+    ])
+}
+
+fn docker_delete(bundle: &Path, id: &str) -> Vec<OsString> {
+    let b = bundle.to_str().unwrap();
+    os(&[
+        "--root",
+        &format!("{b}/../runc-root"),
+        "--log",
+        &format!("{b}/log.json"),
+        "--log-format",
+        "json",
+        "delete",
+        id,
+    ])
+}
+
+fn quiet(out: &Output) {
+    assert!(
+        out.stdout.is_empty(),
+        "stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn me() -> String {
+    std::process::id().to_string()
+}
+
+#[test]
+fn container_without_gpu_reaches_runc_untouched() {
+    let f = Fake::new("");
+    let b = f.bundle("plain", "plain.json");
+    let before = std::fs::read(b.join("config.json")).unwrap();
+    let args = docker_create(&b, "plain1");
+    let out = f.create(&b, "plain1", &[]);
+    quiet(&out);
+    assert!(out.status.success());
+    let expected: Vec<String> = args
+        .iter()
+        .map(|a| a.to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(f.last_argv(), expected);
+    assert_eq!(
+        std::fs::read(b.join("config.json")).unwrap(),
+        before,
+        "config.json changed"
+    );
+    assert!(f.env.held().is_empty());
+}
+
+#[test]
+fn other_commands_pass_through_byte_for_byte() {
+    let f = Fake::new("");
+    // Not UTF-8, an empty argument, flags runc alone understands.
+    let odd = OsString::from_vec(vec![b'i', b'd', 0xff, 0xfe]);
+    let args = vec![
+        OsString::from("--root"),
+        OsString::from("/r"),
+        OsString::from("kill"),
+        odd.clone(),
+        OsString::from(""),
+        OsString::from("9"),
+    ];
+    let out = f.run(&args, &[]);
+    quiet(&out);
+    let text = std::fs::read(f.log()).unwrap();
+    let mut want = b"---\n--root\n/r\nkill\n".to_vec();
+    want.extend_from_slice(odd.as_encoded_bytes());
+    want.extend_from_slice(b"\n\n9\n");
+    assert_eq!(text, want);
+    // runc's exit status comes back as is.
+    let out = f.run(&os(&["--version"]), &[("FAKE_RUNC_EXIT", "3")]);
+    assert_eq!(out.status.code(), Some(3));
+}
+
+#[test]
+fn gpu_container_gets_exactly_its_slice_and_hook() {
+    let f = Fake::new("");
+    let b = f.bundle("gpu", "gpu.json");
+    let out = f.create(&b, "gpu1", &[("FAKE_PID", &me())]);
+    quiet(&out);
+    assert!(out.status.success());
+
+    let held = f.env.held();
+    assert_eq!(held.len(), 1);
+    let (uuid, holder) = &held[0];
+    assert!(uuid.starts_with("MIG-"));
+    assert_eq!(holder, "gpu1");
+
+    let spec = f.last_spec();
+    let env = env_of(&spec);
+    let visible: Vec<_> = env
+        .iter()
+        .filter(|e| e.starts_with("NVIDIA_VISIBLE_DEVICES="))
+        .collect();
+    assert_eq!(visible, [&format!("NVIDIA_VISIBLE_DEVICES={uuid}")]);
+    let paths = device_paths(&spec);
+    for p in [
+        "/dev/nvidiactl",
+        "/dev/nvidia-uvm",
+        "/dev/nvidia-uvm-tools",
+        "/dev/nvidia1",
+    ] {
+        assert!(paths.contains(&p.to_string()), "{p} missing from {paths:?}");
+    }
+    assert_eq!(
+        paths
+            .iter()
+            .filter(|p| p.starts_with("/dev/nvidia-caps/"))
+            .count(),
+        2
+    );
+    assert!(!paths.contains(&"/dev/nvidia0".to_string()));
+    // Every node has an rwm allow rule.
+    let rules = spec["linux"]["resources"]["devices"].as_array().unwrap();
+    for d in spec["linux"]["devices"].as_array().unwrap() {
+        assert!(rules.iter().any(|r| r["allow"] == true
+            && r["major"] == d["major"]
+            && r["minor"] == d["minor"]
+            && r["access"] == "rwm"));
+    }
+    let hook = &spec["hooks"]["poststop"][0];
+    assert_eq!(hook["path"], SHIM);
+    assert_eq!(hook["args"][1], "hook");
+    assert_eq!(hook["args"][2], "poststop");
+    let annotation: serde_json::Value =
+        serde_json::from_str(spec["annotations"]["ds01.allocation"].as_str().unwrap()).unwrap();
+    assert_eq!(annotation["devices"][0], uuid.as_str());
+
+    // The init pid is recorded for staleness checks.
+    assert_eq!(f.env.ledger()["records"][0]["pid"], std::process::id());
+}
+
+#[test]
+fn delete_and_hook_release_idempotently() {
+    let f = Fake::new("");
+    let b = f.bundle("gpu", "gpu.json");
+    assert!(f.create(&b, "c1", &[("FAKE_PID", &me())]).status.success());
+    let alloc = f.env.ledger()["records"][0]["alloc_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(f.env.held().len(), 1);
+
+    // The poststop hook, as runc runs it: the OCI state on stdin.
+    let hook = |alloc: &str| {
+        let mut child = f
+            .env
+            .shim()
+            .args(["hook", "poststop", alloc])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        let state = serde_json::json!({"ociVersion": "1.0.2", "id": "c1", "status": "stopped", "bundle": b});
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(state.to_string().as_bytes())
+            .unwrap();
+        child.wait().unwrap()
+    };
+    assert!(hook(&alloc).success());
+    assert!(f.env.held().is_empty());
+    assert!(hook(&alloc).success(), "a second hook run is harmless");
+
+    // docker start: create again with the same id gets a fresh allocation.
+    assert!(f.create(&b, "c1", &[("FAKE_PID", &me())]).status.success());
+    let second = f.env.ledger()["records"][0]["alloc_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(second, alloc);
+    // The old run's hook, arriving late, does not free the new run's slice.
+    assert!(hook(&alloc).success());
+    assert_eq!(f.env.held().len(), 1);
+
+    // delete frees it once runc no longer knows the container.
+    let out = f.run(&docker_delete(&b, "c1"), &[]);
+    quiet(&out);
+    assert!(f.env.held().is_empty());
+    let out = f.run(&docker_delete(&b, "c1"), &[]);
+    assert!(out.status.success());
+    assert!(f.env.held().is_empty());
+}
+
+#[test]
+fn failed_create_releases_and_keeps_runc_status() {
+    let f = Fake::new("");
+    let b = f.bundle("gpu", "gpu.json");
+    let out = f.create(&b, "bad", &[("FAKE_RUNC_EXIT", "1")]);
+    quiet(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(f.env.held().is_empty());
+    assert!(
+        f.env.shim_log().contains("create failed"),
+        "{}",
+        f.env.shim_log()
+    );
+}
+
+#[test]
+fn exhausted_slices_fail_create_with_the_reason_in_runc_log() {
+    let f = Fake::new("");
+    for i in 0..7 {
+        let b = f.bundle(&format!("b{i}"), "gpu.json");
+        assert!(
+            f.create(&b, &format!("c{i}"), &[("FAKE_PID", &me())])
+                .status
+                .success()
+        );
+    }
+    let held = f.env.held();
+    let mut uuids: Vec<_> = held.iter().map(|h| h.0.clone()).collect();
+    uuids.sort();
+    uuids.dedup();
+    assert_eq!(uuids.len(), 7, "seven distinct slices");
+
+    let b = f.bundle("b7", "gpu.json");
+    let before = std::fs::read(b.join("config.json")).unwrap();
+    let calls = f.calls();
+    let out = f.create(&b, "c7", &[("FAKE_PID", &me())]);
+    quiet(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        last_oci_error(&b.join("log.json")).unwrap(),
+        "ds01: no 1g.10gb MIG slice free (7 of 7 in use); try later or see 'container ls --all'"
+    );
+    assert_eq!(
+        f.calls(),
+        calls,
+        "runc must not run for a refused container"
+    );
+    assert_eq!(std::fs::read(b.join("config.json")).unwrap(), before);
+}
+
+#[test]
+fn full_gpu_needs_the_config_switch() {
+    let f = Fake::new("");
+    let b = f.bundle("gpu", "plain.json");
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(b.join("config.json")).unwrap()).unwrap();
+    spec["process"]["env"].as_array_mut().unwrap().extend([
+        serde_json::json!("NVIDIA_VISIBLE_DEVICES=all"),
+        serde_json::json!("DS01_GPU_PROFILE=full"),
+    ]);
+    std::fs::write(b.join("config.json"), spec.to_string()).unwrap();
+    let out = f.create(&b, "full", &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        last_oci_error(&b.join("log.json"))
+            .unwrap()
+            .contains("allow_full_gpu = false")
+    );
+
+    let f = Fake::new("allow_full_gpu = true\n");
+    let b2 = f.bundle("gpu", "plain.json");
+    std::fs::copy(b.join("config.json"), b2.join("config.json")).unwrap();
+    let out = f.create(&b2, "full", &[("FAKE_PID", &me())]);
+    quiet(&out);
+    assert!(out.status.success());
+    let spec = f.last_spec();
+    assert!(device_paths(&spec).contains(&"/dev/nvidia0".to_string()));
+    assert!(
+        !device_paths(&spec)
+            .iter()
+            .any(|p| p.starts_with("/dev/nvidia-caps"))
+    );
+}
+
+#[test]
+fn broken_config_refuses_gpu_but_passes_plain_containers() {
+    let f = Fake::new("colour = \"blue\"\n");
+    let b = f.bundle("gpu", "gpu.json");
+    let out = f.create(&b, "g", &[]);
+    quiet(&out);
+    assert_eq!(out.status.code(), Some(1));
+    let msg = last_oci_error(&b.join("log.json")).unwrap();
+    assert!(
+        msg.contains(f.env.config.to_str().unwrap()) && msg.contains("unknown key \"colour\""),
+        "{msg}"
+    );
+
+    let p = f.bundle("plain", "plain.json");
+    let out = f.create(&p, "p", &[]);
+    quiet(&out);
+    assert!(out.status.success(), "a container without GPU still starts");
+    assert_eq!(f.last_argv().last().unwrap(), "p");
+}
+
+#[test]
+fn shim_killed_between_allocating_and_runc_is_reclaimed() {
+    let f = Fake::new("");
+    let b = f.bundle("slow", "gpu.json");
+    // runc stalls, so the shim sits between allocating and runc's return.
+    let mut c = f.env.shim();
+    c.env("FAKE_RUNC_LOG", f.log())
+        .env("FAKE_RUNC_SLEEP", "30")
+        .args(docker_create(&b, "slow"));
+    // Its own process group, so the stalled stand-in dies with it.
+    std::os::unix::process::CommandExt::process_group(&mut c, 0);
+    let mut child = c.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while f.env.held().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no allocation appeared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+    child.wait().unwrap();
+    assert_eq!(f.env.held().len(), 1, "the record outlives the shim");
+
+    // The next create reclaims it: all seven slices can be had again.
+    for i in 0..7 {
+        let b = f.bundle(&format!("n{i}"), "gpu.json");
+        let out = f.create(&b, &format!("n{i}"), &[("FAKE_PID", &me())]);
+        assert!(
+            out.status.success(),
+            "{:?}",
+            last_oci_error(&b.join("log.json"))
+        );
+    }
+    assert!(!f.env.held().iter().any(|h| h.1 == "slow"));
+    assert!(
+        f.env.shim_log().contains("reclaimed"),
+        "{}",
+        f.env.shim_log()
+    );
+}
+
+#[test]
+fn gc_reclaims_containers_whose_init_died() {
+    let f = Fake::new("");
+    let b = f.bundle("gpu", "gpu.json");
+    let mut sleeper = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    let pid = sleeper.id().to_string();
+    assert!(f.create(&b, "c1", &[("FAKE_PID", &pid)]).status.success());
+    let out = f.env.cli(&["gc"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "nothing to reclaim\n");
+    assert_eq!(f.env.held().len(), 1);
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+    let out = f.env.cli(&["gc", "--json"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["container_id"], "c1");
+    assert!(v[0]["reason"].as_str().unwrap().contains("dead"));
+    assert!(f.env.held().is_empty());
+}
+
+#[test]
+fn bad_profile_is_refused_plainly() {
+    let f = Fake::new("");
+    let b = f.bundle("gpu", "gpu.json");
+    let text = std::fs::read_to_string(b.join("config.json")).unwrap();
+    std::fs::write(
+        b.join("config.json"),
+        text.replace("DS01_GPU_PROFILE=1g.10gb", "DS01_GPU_PROFILE=huge"),
+    )
+    .unwrap();
+    let out = f.create(&b, "c", &[]);
+    quiet(&out);
+    assert_eq!(out.status.code(), Some(1));
+    let msg = last_oci_error(&b.join("log.json")).unwrap();
+    assert!(
+        msg.starts_with("ds01: DS01_GPU_PROFILE=\"huge\" is not a GPU profile"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn gpus_lists_inventory_and_holders() {
+    let f = Fake::new("");
+    let out = f.env.cli(&["gpus"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("GPU  DEVICE"), "{text}");
+    assert_eq!(text.lines().count(), 9, "{text}");
+    assert_eq!(text.matches("free").count(), 8);
+    let v = f.env.gpus();
+    assert_eq!(v["devices"].as_array().unwrap().len(), 8);
+    assert_eq!(v["gpus"][1]["mig_enabled"], true);
+}
