@@ -241,8 +241,8 @@ fn sixteen_concurrent_creates_share_seven_slices() {
     let mut want: Vec<String> = ok.iter().map(|i| format!("c{i}")).collect();
     want.sort();
     assert_eq!(holders, want);
-    for i in 0..16 {
-        let out = r.shim(&bundles[i], &["delete", "--force", &format!("c{i}")]);
+    for (i, b) in bundles.iter().enumerate() {
+        let out = r.shim(b, &["delete", "--force", &format!("c{i}")]);
         assert!(out.stdout.is_empty());
     }
     assert!(r.env.held().is_empty(), "{:?}", r.env.held());

@@ -1,0 +1,178 @@
+//! Golden tests of the config.json patch over specs a real Docker
+//! (20.10, through a capturing runtime) wrote. `UPDATE_GOLDEN=1` rewrites
+//! the expected files; review the diff before committing them.
+
+mod common;
+
+use ds01::inventory::sim;
+use ds01::spec::{self, Allocation, Hook};
+use serde_json::{Value, json};
+
+use common::repo;
+
+fn allocation() -> (Allocation, Vec<u32>) {
+    let p = common::sim_inventory();
+    let inv = sim::parse(&p, &std::fs::read_to_string(&p).unwrap()).unwrap();
+    let unit = &inv.units()[1];
+    let mut nodes = inv.common_nodes.clone();
+    nodes.extend(unit.nodes().to_vec());
+    let alloc = Allocation {
+        uuids: vec![unit.uuid.to_string()],
+        nodes,
+        hook: Hook {
+            path: "/usr/bin/ds01-runtime".into(),
+            args: vec![
+                "/usr/bin/ds01-runtime".into(),
+                "hook".into(),
+                "poststop".into(),
+                "a1".into(),
+            ],
+            env: vec![],
+        },
+        annotation: "{\"id\":\"a1\"}".into(),
+    };
+    (alloc, inv.nvidia_majors())
+}
+
+fn patch(mut v: Value) -> Value {
+    let (alloc, majors) = allocation();
+    spec::strip_gpu_routes(&mut v, &majors);
+    spec::inject(&mut v, &alloc);
+    v
+}
+
+fn fixture(name: &str) -> Value {
+    serde_json::from_slice(&std::fs::read(repo().join("tests/fixtures/docker").join(name)).unwrap())
+        .unwrap()
+}
+
+#[test]
+fn docker_specs_match_their_goldens() {
+    for name in ["plain.json", "gpu.json", "nvidia-device.json"] {
+        let got = serde_json::to_string_pretty(&patch(fixture(name))).unwrap() + "\n";
+        let golden = repo().join("tests/fixtures/golden").join(name);
+        if std::env::var("UPDATE_GOLDEN").as_deref() == Ok("1") {
+            std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
+            std::fs::write(&golden, &got).unwrap();
+        }
+        let want = std::fs::read_to_string(&golden).unwrap();
+        assert!(
+            got == want,
+            "{name}: patch differs from {}",
+            golden.display()
+        );
+    }
+}
+
+#[test]
+fn fields_ds01_does_not_touch_survive_in_order() {
+    let mut v = fixture("gpu.json");
+    v["x-vendor"] = json!({"keep": [1, 2, {"deep": true}]});
+    v["process"]["x-extra"] = json!("kept");
+    v["linux"]["x-extra"] = json!(7);
+    let before = v.clone();
+    let after = patch(v);
+    // Key order of the top level is kept, with new sections appended.
+    let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&after)[..keys(&before).len()], keys(&before)[..]);
+    for key in ["ociVersion", "root", "hostname", "mounts", "x-vendor"] {
+        assert_eq!(after[key], before[key], "{key}");
+    }
+    assert_eq!(after["process"]["x-extra"], "kept");
+    assert_eq!(after["linux"]["x-extra"], 7);
+    for key in ["args", "cwd", "capabilities", "user"] {
+        assert_eq!(
+            after["process"][key], before["process"][key],
+            "process.{key}"
+        );
+    }
+    for key in [
+        "namespaces",
+        "maskedPaths",
+        "readonlyPaths",
+        "cgroupsPath",
+        "seccomp",
+    ] {
+        assert_eq!(after["linux"][key], before["linux"][key], "linux.{key}");
+    }
+}
+
+#[test]
+fn every_route_the_container_brought_is_removed() {
+    let mut v = fixture("nvidia-device.json");
+    v["linux"]["devices"].as_array_mut().unwrap().extend([
+        json!({"path": "/dev/nvidia3", "type": "c", "major": 195, "minor": 3}),
+        json!({"path": "/dev/nvidia-caps/nvidia-cap1", "type": "c", "major": 236, "minor": 1}),
+        json!({"path": "/dev/gpu-by-other-name", "type": "c", "major": 195, "minor": 2}),
+    ]);
+    v["linux"]["resources"]["devices"]
+        .as_array_mut()
+        .unwrap()
+        .extend([
+            json!({"allow": true, "type": "c", "major": 195, "minor": 3, "access": "rwm"}),
+            json!({"allow": true, "type": "c", "major": 236, "minor": 1, "access": "rwm"}),
+        ]);
+    v["mounts"].as_array_mut().unwrap().push(json!({
+        "destination": "/var/run/nvidia-container-devices/all", "type": "bind", "source": "/dev/null"
+    }));
+    v["annotations"] = json!({"cdi.k8s.io/gpu": "nvidia.com/gpu=all", "org.keep": "yes"});
+    v["hooks"] = json!({
+        "prestart": [{"path": "/usr/bin/nvidia-container-runtime-hook", "args": ["nvidia-container-runtime-hook", "prestart"]}],
+        "poststop": [{"path": "/usr/local/bin/other"}]
+    });
+    let (alloc, _) = allocation();
+    let after = patch(v);
+
+    let envs: Vec<&str> = after["process"]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        envs.iter()
+            .filter(|e| e.starts_with("NVIDIA_VISIBLE_DEVICES="))
+            .collect::<Vec<_>>(),
+        [&format!("NVIDIA_VISIBLE_DEVICES={}", alloc.uuids[0]).as_str()]
+    );
+    let paths: Vec<&str> = after["linux"]["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["path"].as_str().unwrap())
+        .collect();
+    let want: Vec<&str> = alloc.nodes.iter().map(|n| n.path.as_str()).collect();
+    assert_eq!(paths, want, "only the allocation's nodes");
+    let nvidia_rules: Vec<&Value> = after["linux"]["resources"]["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            r["allow"] == true && [195, 236, 511].contains(&r["major"].as_u64().unwrap_or(0))
+        })
+        .collect();
+    assert_eq!(nvidia_rules.len(), alloc.nodes.len());
+    assert!(
+        !after["mounts"]
+            .to_string()
+            .contains("nvidia-container-devices")
+    );
+    assert_eq!(after["annotations"]["org.keep"], "yes");
+    assert!(after["annotations"].get("cdi.k8s.io/gpu").is_none());
+    assert_eq!(
+        after["hooks"]["prestart"][0]["path"],
+        "/usr/bin/nvidia-container-runtime-hook"
+    );
+    assert_eq!(
+        after["hooks"]["poststop"][0]["path"],
+        "/usr/local/bin/other"
+    );
+    assert_eq!(
+        after["hooks"]["poststop"][1]["path"],
+        "/usr/bin/ds01-runtime"
+    );
+    // Patching twice (docker start re-creates) leaves one ds01 hook.
+    let again = patch(after.clone());
+    assert_eq!(again["hooks"]["poststop"].as_array().unwrap().len(), 2);
+    assert_eq!(again["linux"]["devices"], after["linux"]["devices"]);
+}
