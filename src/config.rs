@@ -275,6 +275,40 @@ mod tests {
     }
 
     #[test]
+    fn shipped_config_is_all_defaults() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/config.toml");
+        let cfg = Config::load_from(&p).unwrap();
+        let d = Config::default();
+        assert_eq!(cfg.path, Some(p));
+        assert_eq!(
+            (
+                cfg.runc,
+                cfg.state_dir,
+                cfg.log,
+                cfg.inventory,
+                cfg.allow_full_gpu,
+                cfg.pending_grace_secs
+            ),
+            (
+                d.runc,
+                d.state_dir,
+                d.log,
+                d.inventory,
+                d.allow_full_gpu,
+                d.pending_grace_secs
+            )
+        );
+        // Every key is documented there.
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/config.toml"),
+        )
+        .unwrap();
+        for key in KEYS {
+            assert!(text.contains(&format!("#{key} = ")), "{key} undocumented");
+        }
+    }
+
+    #[test]
     fn fallback_runc_survives_a_bad_key() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.toml");

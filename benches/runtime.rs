@@ -1,0 +1,236 @@
+//! create + start + delete of a busybox container, through plain runc and
+//! through ds01-runtime, measured side by side in one run (as root):
+//!
+//!     cargo bench --bench runtime [-- ITERATIONS]
+//!
+//! Four cases per round, in rotating order so drift hits all alike:
+//! - `runc`: plain runc, a bundle without GPU;
+//! - `ds01 no-gpu`: the shim, same bundle;
+//! - `runc +nodes`: plain runc given the spec the shim would write for a
+//!   GPU container (same device nodes, no hook): the baseline for the GPU case;
+//! - `ds01 gpu`: the shim with `NVIDIA_VISIBLE_DEVICES=all`, simulated inventory.
+//!
+//! Everything lives on tmpfs (/dev/shm), as /run does on a real host.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SHIM: &str = env!("CARGO_BIN_EXE_ds01-runtime");
+
+struct Case {
+    name: &'static str,
+    runtime: PathBuf,
+    bundle: PathBuf,
+    times: Vec<Duration>,
+}
+
+fn main() {
+    let iterations: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(40);
+    let runc = ["/usr/sbin/runc", "/usr/bin/runc"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .expect("runc is not installed (apt-get install runc)");
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .expect("busybox is not installed (apt-get install busybox-static)");
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "the benchmark runs containers: run it as root"
+    );
+
+    let dir = tempfile::Builder::new()
+        .prefix("ds01-bench-")
+        .tempdir_in("/dev/shm")
+        .unwrap();
+    let d = dir.path();
+    let rootfs = d.join("rootfs");
+    std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+    std::fs::copy(&busybox, rootfs.join("bin/busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", rootfs.join("bin/true")).unwrap();
+    let config = d.join("config.toml");
+    let inventory = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/sim/inventory.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "runc = {runc:?}\nstate_dir = {:?}\nlog = {:?}\ninventory = {inventory:?}\n",
+            d.join("state"),
+            d.join("runtime.log")
+        ),
+    )
+    .unwrap();
+    // SAFETY: single-threaded here; the variable is read by the child processes.
+    unsafe { std::env::set_var("DS01_CONFIG", &config) };
+
+    let plain = bundle(&runc, d, "plain", &rootfs, &[]);
+    let gpu = bundle(&runc, d, "gpu", &rootfs, &["NVIDIA_VISIBLE_DEVICES=all"]);
+    let nodes = patched_baseline(&runc, d, &gpu);
+
+    let mut cases = vec![
+        Case {
+            name: "runc",
+            runtime: runc.clone(),
+            bundle: plain.clone(),
+            times: vec![],
+        },
+        Case {
+            name: "ds01 no-gpu",
+            runtime: SHIM.into(),
+            bundle: plain,
+            times: vec![],
+        },
+        Case {
+            name: "runc +nodes",
+            runtime: runc.clone(),
+            bundle: nodes,
+            times: vec![],
+        },
+        Case {
+            name: "ds01 gpu",
+            runtime: SHIM.into(),
+            bundle: gpu.clone(),
+            times: vec![],
+        },
+    ];
+    let root = d.join("runc-root");
+    // Warm up caches and the inventory snapshot.
+    for c in &cases {
+        cycle(c, &root, "warm", &gpu);
+    }
+    for i in 0..iterations {
+        let n = cases.len();
+        for k in 0..n {
+            let c = &mut cases[(i + k) % n];
+            let t = cycle(c, &root, &format!("b{i}"), &gpu);
+            c.times.push(t);
+        }
+    }
+    let median = |c: &Case| {
+        let mut t = c.times.clone();
+        t.sort();
+        t[t.len() / 2]
+    };
+    println!("create+start+delete of a busybox container, {iterations} rounds, medians:");
+    for c in &cases {
+        println!("  {:<12} {:>8.2} ms", c.name, median(c).as_secs_f64() * 1e3);
+    }
+    let ratio =
+        |a: usize, b: usize| median(&cases[a]).as_secs_f64() / median(&cases[b]).as_secs_f64();
+    println!(
+        "ratio without GPU (ds01 no-gpu / runc):        {:.3}  (target <= 1.03)",
+        ratio(1, 0)
+    );
+    println!(
+        "ratio with GPU    (ds01 gpu / runc +nodes):    {:.3}  (target <= 1.05)",
+        ratio(3, 2)
+    );
+    println!(
+        "ratio with GPU    (ds01 gpu / runc, no nodes): {:.3}",
+        ratio(3, 0)
+    );
+}
+
+/// One create, start and delete; returns the wall time of the three.
+fn cycle(c: &Case, root: &Path, id: &str, gpu: &Path) -> Duration {
+    let id = format!("{id}-{}", c.name.replace([' ', '+'], "-"));
+    let b = c.bundle.to_str().unwrap();
+    // Docker rewrites config.json before each create; so must we, for the
+    // shim edits it in place.
+    if c.bundle == gpu {
+        std::fs::copy(gpu.join("config.orig.json"), gpu.join("config.json")).unwrap();
+    }
+    let global = [
+        "--root",
+        root.to_str().unwrap(),
+        "--log",
+        &format!("{b}/log.json"),
+        "--log-format",
+        "json",
+    ];
+    let pid = format!("{b}/init.pid");
+    let start = Instant::now();
+    run(
+        &c.runtime,
+        &global,
+        &["create", "--bundle", b, "--pid-file", &pid, &id],
+    );
+    run(&c.runtime, &global, &["start", &id]);
+    run(&c.runtime, &global, &["delete", "--force", &id]);
+    start.elapsed()
+}
+
+fn run(runtime: &Path, global: &[&str], rest: &[&str]) {
+    let status = Command::new(runtime)
+        .args(global)
+        .args(rest)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "{} {rest:?} failed", runtime.display());
+}
+
+fn bundle(runc: &Path, d: &Path, name: &str, rootfs: &Path, env: &[&str]) -> PathBuf {
+    let b = d.join(name);
+    std::fs::create_dir_all(&b).unwrap();
+    assert!(
+        Command::new(runc)
+            .arg("spec")
+            .current_dir(&b)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(b.join("config.json")).unwrap()).unwrap();
+    spec["process"]["terminal"] = false.into();
+    spec["process"]["args"] = serde_json::json!(["true"]);
+    spec["root"] = serde_json::json!({"path": rootfs, "readonly": true});
+    let e = spec["process"]["env"].as_array_mut().unwrap();
+    e.extend(env.iter().map(|v| serde_json::json!(v)));
+    let data = serde_json::to_vec_pretty(&spec).unwrap();
+    std::fs::write(b.join("config.json"), &data).unwrap();
+    std::fs::write(b.join("config.orig.json"), &data).unwrap();
+    b
+}
+
+/// A bundle holding what the shim writes for a GPU container, minus the
+/// poststop hook, for plain runc.
+fn patched_baseline(runc: &Path, d: &Path, gpu: &Path) -> PathBuf {
+    let root = d.join("probe-root");
+    let b = gpu.to_str().unwrap();
+    let global = [
+        "--root",
+        root.to_str().unwrap(),
+        "--log",
+        &format!("{b}/log.json"),
+        "--log-format",
+        "json",
+    ];
+    run(
+        Path::new(SHIM),
+        &global,
+        &["create", "--bundle", b, "probe"],
+    );
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(gpu.join("config.json")).unwrap()).unwrap();
+    run(Path::new(SHIM), &global, &["delete", "--force", "probe"]);
+    spec["hooks"].as_object_mut().unwrap().remove("poststop");
+    let out = d.join("nodes");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(
+        out.join("config.json"),
+        serde_json::to_vec_pretty(&spec).unwrap(),
+    )
+    .unwrap();
+    let _ = runc;
+    out
+}
