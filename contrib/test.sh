@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/bin/bash
 # Runs the whole test suite: unit, integration (stand-in runc) and
 # end-to-end (Debian's real runc, a busybox bundle; needs root).
 # Installs runc and busybox-static first where they are missing.
@@ -26,4 +26,12 @@ command -v cargo >/dev/null || {
     echo "contrib/test.sh: cargo not found; install Rust (https://rustup.rs)" >&2
     exit 2
 }
-DS01_E2E="${DS01_E2E:-1}" exec cargo test --locked
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+DS01_E2E="${DS01_E2E:-1}" cargo test --locked --tests 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+set -e
+# One closing line over every test binary.
+grep '^test result:' "$log" | awk '{p += $4; f += $6} END {printf "%d passed, %d failed\n", p, f}'
+exit "$rc"
