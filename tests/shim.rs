@@ -483,3 +483,46 @@ fn gpus_lists_inventory_and_holders() {
     assert_eq!(v["devices"].as_array().unwrap().len(), 8);
     assert_eq!(v["gpus"][1]["mig_enabled"], true);
 }
+
+#[test]
+fn exec_in_a_gpu_container_sees_the_allocated_uuids() {
+    let f = Fake::new("");
+    let b = f.bundle("gpu", "gpu.json");
+    assert!(f.create(&b, "c1", &[("FAKE_PID", &me())]).status.success());
+    let uuid = f.env.held()[0].0.clone();
+    let process = f.env.path("process.json");
+    let original = r#"{"args":["sh"],"env":["PATH=/bin","NVIDIA_VISIBLE_DEVICES=all"],"cwd":"/"}"#;
+    std::fs::write(&process, original).unwrap();
+    let root = format!("{}/../runc-root", b.display());
+    let exec = |id: &str| {
+        let args = os(&[
+            "--root",
+            &root,
+            "exec",
+            "--process",
+            process.to_str().unwrap(),
+            "--detach",
+            id,
+        ]);
+        let out = f.run(&args, &[]);
+        quiet(&out);
+        assert!(out.status.success());
+        // runc got its argv untouched.
+        assert_eq!(
+            f.last_argv(),
+            args.iter()
+                .map(|a| a.to_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        );
+    };
+    // A container that holds nothing: the process spec is left alone.
+    exec("other");
+    assert_eq!(std::fs::read_to_string(&process).unwrap(), original);
+    exec("c1");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&process).unwrap()).unwrap();
+    assert_eq!(
+        v["env"],
+        serde_json::json!(["PATH=/bin", format!("NVIDIA_VISIBLE_DEVICES={uuid}")])
+    );
+    assert_eq!(v["args"], serde_json::json!(["sh"]));
+}

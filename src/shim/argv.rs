@@ -42,6 +42,8 @@ pub struct Argv {
     pub command: Option<String>,
     pub bundle: Option<PathBuf>,
     pub pid_file: Option<PathBuf>,
+    /// `exec --process`: the process spec of the command to run.
+    pub process: Option<PathBuf>,
     pub id: Option<String>,
     pub force: bool,
 }
@@ -99,6 +101,7 @@ pub fn scan(args: &[OsString]) -> Argv {
             }
             (true, "bundle" | "b") => out.bundle = path(),
             (true, "pid-file") => out.pid_file = path(),
+            (true, "process" | "p") => out.process = path(),
             (true, "force" | "f") if out.command.as_deref() == Some("delete") => out.force = true,
             _ => {}
         }
@@ -178,6 +181,7 @@ mod tests {
         );
         let a = scan_str("--root /r exec --process /p --detach --pid-file /q c");
         assert_eq!((a.id.as_deref(), a.bundle), (Some("c"), None));
+        assert_eq!(a.process, Some("/p".into()));
         assert_eq!(scan_str("--version").command, None);
         assert_eq!(
             scan_str("--root /r -- create").command.as_deref(),

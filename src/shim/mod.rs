@@ -73,16 +73,15 @@ pub fn read_spec(bundle: &Path) -> Result<Value, ShimError> {
     Ok(spec)
 }
 
-/// Replaces `config.json` atomically, keeping its mode.
-fn write_spec(bundle: &Path, spec: &Value) -> Result<(), ShimError> {
+/// Replaces a JSON file atomically, keeping its mode.
+fn rewrite_json(path: &Path, value: &Value) -> Result<(), ShimError> {
     use std::os::unix::fs::PermissionsExt;
-    let path = spec_path(bundle);
-    let mode = std::fs::metadata(&path)
+    let mode = std::fs::metadata(path)
         .map(|m| m.permissions().mode() & 0o7777)
         .unwrap_or(0o644);
-    let data = serde_json::to_vec(spec).expect("a JSON value serialises");
-    fsutil::write_atomic(&path, &data, mode).map_err(|e| ShimError::Spec {
-        path,
+    let data = serde_json::to_vec(value).expect("a JSON value serialises");
+    fsutil::write_atomic(path, &data, mode).map_err(|e| ShimError::Spec {
+        path: path.to_path_buf(),
         msg: format!("cannot rewrite: {e}"),
     })
 }
@@ -169,7 +168,7 @@ pub fn allocate(
     };
     spec::strip_gpu_routes(spec, &inv.nvidia_majors());
     spec::inject(spec, &alloc);
-    if let Err(e) = write_spec(bundle, spec) {
+    if let Err(e) = rewrite_json(&spec_path(bundle), spec) {
         release(ctx, "spec not written", |r| r.alloc_id == record.alloc_id);
         return Err(e);
     }
@@ -257,6 +256,41 @@ pub fn release(ctx: &Ctx, why: &str, pred: impl Fn(&Record) -> bool) -> Vec<Reco
             Vec::new()
         }
     }
+}
+
+/// `exec`: a process started in a GPU container gets the container's
+/// `NVIDIA_VISIBLE_DEVICES` (its allocated UUIDs), not the value the user
+/// first asked with, which Docker copies into every exec.
+pub fn patch_exec_process(
+    cfg: &Config,
+    root: &Path,
+    id: &str,
+    process: &Path,
+) -> Result<(), ShimError> {
+    let records = Ledger::new(&cfg.state_dir).read()?;
+    let Some(record) = records
+        .records
+        .iter()
+        .find(|r| r.container_id == id && r.root == root)
+    else {
+        return Ok(());
+    };
+    let bad = |msg: String| ShimError::Spec {
+        path: process.to_path_buf(),
+        msg,
+    };
+    let bytes = std::fs::read(process).map_err(|e| bad(e.to_string()))?;
+    let mut proc: Value = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+    let Some(env) = proc.get_mut("env").and_then(Value::as_array_mut) else {
+        return Ok(());
+    };
+    let prefix = format!("{}=", crate::request::VISIBLE);
+    env.retain(|e| !e.as_str().is_some_and(|s| s.starts_with(&prefix)));
+    env.push(Value::String(format!(
+        "{prefix}{}",
+        record.devices.join(",")
+    )));
+    rewrite_json(process, &proc)
 }
 
 /// Whether the ledger holds anything for this container. Reads without

@@ -7,6 +7,7 @@
 
 mod create;
 mod delete;
+mod exec;
 mod hook;
 mod runc;
 
@@ -23,6 +24,7 @@ fn main() {
     let code = match parsed.command.as_deref() {
         Some("create" | "run") => create::run(&args, &parsed),
         Some("delete") => delete::run(&args, &parsed),
+        Some("exec") => exec::run(&args, &parsed),
         _ => runc::exec(&runc::path(), &args, &parsed),
     };
     std::process::exit(code);

@@ -1,0 +1,21 @@
+//! `exec`: give the new process the container's allocated UUIDs, then runc.
+
+use std::ffi::OsString;
+
+use ds01::config::{self, Config};
+use ds01::shim::{self, argv::Argv};
+
+use crate::runc;
+
+pub fn run(args: &[OsString], argv: &Argv) -> i32 {
+    let Ok(cfg) = Config::load() else {
+        return runc::exec(&config::fallback_runc(&Config::locate()), args, argv);
+    };
+    if let (Some(process), Some(id)) = (&argv.process, &argv.id) {
+        // Best effort: the exec itself must not fail over this.
+        if let Err(e) = shim::patch_exec_process(&cfg, &argv.root_or_default(), id, process) {
+            ds01::log::append(&cfg.log, "warn", &format!("exec in {id}: {e}"));
+        }
+    }
+    runc::exec(&cfg.runc, args, argv)
+}
