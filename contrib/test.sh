@@ -1,7 +1,7 @@
 #!/bin/bash
 # Runs the whole test suite: unit, integration (stand-in runc) and
-# end-to-end (Debian's real runc, a busybox bundle; needs root).
-# Installs runc and busybox-static first where they are missing.
+# end-to-end (Debian's real runc and a private dockerd; needs root).
+# Installs runc, busybox-static and docker.io first where they are missing.
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -14,6 +14,7 @@ fi
 missing=""
 [ -x /usr/sbin/runc ] || [ -x /usr/bin/runc ] || missing="$missing runc"
 [ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || missing="$missing busybox-static"
+[ -x /usr/sbin/dockerd ] && [ -x /usr/bin/docker ] || missing="$missing docker.io"
 if [ -n "$missing" ] && [ "$(id -u)" -eq 0 ]; then
     echo "installing:$missing"
     export DEBIAN_FRONTEND=noninteractive
