@@ -8,6 +8,7 @@
 
 pub mod allocate;
 pub mod config;
+pub mod docker_config;
 pub mod fsutil;
 pub mod host;
 pub mod inventory;

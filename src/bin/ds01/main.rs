@@ -1,11 +1,16 @@
-//! `ds01`: the user and admin command line.
+//! `ds01`: the user and admin command line. Also answers to the name
+//! `devcontainer` (argv[0]) as `ds01 devcontainer ...`.
 //!
 //! Exit codes: 0 ok, 1 problems found, 2 error.
 
+mod admin;
+mod devcontainer;
 mod gc;
+mod generate;
 mod gpus;
 mod style;
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -17,7 +22,7 @@ use ds01::config::Config;
     version,
     about = "Fair sharing of this host's GPUs among Docker containers"
 )]
-struct Cli {
+pub struct Cli {
     #[command(subcommand)]
     command: Command,
 }
@@ -28,16 +33,41 @@ enum Command {
     Gpus(gpus::Args),
     /// Free the devices of containers that are gone (crashed, killed, rebooted)
     Gc(gc::Args),
+    /// Dev Containers: commands ds01 does not know go to the official CLI
+    Devcontainer(devcontainer::Args),
+    /// Administration: register ds01-runtime with Docker, and undo it
+    Admin(admin::Args),
+    #[command(hide = true)]
+    GenerateAssets(generate::Args),
+}
+
+/// `devcontainer up` is `ds01 devcontainer up`: the name chooses the group.
+fn args_by_name() -> Vec<OsString> {
+    let mut args: Vec<OsString> = std::env::args_os().collect();
+    let name = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .map(|n| n.to_string_lossy().into_owned());
+    if let Some(group @ "devcontainer") = name.as_deref() {
+        args[0] = "ds01".into();
+        args.insert(1, group.into());
+    }
+    args
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = Config::load()
-        .map_err(anyhow::Error::from)
-        .and_then(|cfg| match cli.command {
-            Command::Gpus(args) => gpus::run(&cfg, args),
-            Command::Gc(args) => gc::run(&cfg, args),
-        });
+    let cli = Cli::parse_from(args_by_name());
+    let result = match cli.command {
+        Command::Gpus(args) => Config::load()
+            .map_err(Into::into)
+            .and_then(|c| gpus::run(&c, args)),
+        Command::Gc(args) => Config::load()
+            .map_err(Into::into)
+            .and_then(|c| gc::run(&c, args)),
+        Command::Devcontainer(args) => devcontainer::run(args),
+        Command::Admin(args) => admin::run(args),
+        Command::GenerateAssets(args) => generate::run(args),
+    };
     match result {
         Ok(code) => code,
         Err(e) => {

@@ -1,0 +1,466 @@
+//! Registering ds01-runtime in Docker's `/etc/docker/daemon.json`, and
+//! undoing it: merge, never overwrite; keep every other key; refuse a file
+//! that is not valid JSON; remember the previous default runtime.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::fsutil;
+
+pub const DAEMON_JSON: &str = "/etc/docker/daemon.json";
+pub const RUNTIME_NAME: &str = "ds01";
+/// What registration remembers, for unregistration.
+pub const STATE_FILE: &str = "/var/lib/ds01/docker-registration.json";
+pub const RESTART_HINT: &str =
+    "restart Docker to apply it: systemctl restart docker (or: service docker restart)";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DockerConfigError {
+    #[error("{path:?}: invalid JSON ({msg}); fix it or move it aside, nothing was changed")]
+    Invalid { path: PathBuf, msg: String },
+    #[error("{path:?}: {msg}; nothing was changed")]
+    Shape { path: PathBuf, msg: String },
+    #[error("{path:?}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("runtime {0:?} is not an executable file; refusing to point Docker at it")]
+    MissingRuntime(PathBuf),
+}
+
+/// Remembered between register and unregister.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Registration {
+    /// `default-runtime` before ds01 took it; `None` when there was none.
+    pub previous_default: Option<String>,
+    /// Whether daemon.json existed before.
+    pub had_file: bool,
+}
+
+/// Where the files are; tests point these elsewhere.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub daemon_json: PathBuf,
+    pub state: PathBuf,
+}
+
+impl Default for Paths {
+    fn default() -> Self {
+        Paths {
+            daemon_json: DAEMON_JSON.into(),
+            state: STATE_FILE.into(),
+        }
+    }
+}
+
+impl Paths {
+    /// The untouched original, kept beside daemon.json.
+    pub fn backup(&self) -> PathBuf {
+        let mut name = self
+            .daemon_json
+            .file_name()
+            .unwrap_or_default()
+            .to_os_string();
+        name.push(".ds01-backup");
+        self.daemon_json.with_file_name(name)
+    }
+}
+
+/// What a call did, for the admin.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Changed(String),
+    Unchanged(String),
+}
+
+impl Outcome {
+    pub fn message(&self) -> &str {
+        match self {
+            Outcome::Changed(m) | Outcome::Unchanged(m) => m,
+        }
+    }
+}
+
+/// Parses daemon.json text; an empty file counts as `{}`.
+fn parse(path: &Path, text: &str) -> Result<Map<String, Value>, DockerConfigError> {
+    if text.trim().is_empty() {
+        return Ok(Map::new());
+    }
+    let v: Value = serde_json::from_str(text).map_err(|e| DockerConfigError::Invalid {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    })?;
+    match v {
+        Value::Object(m) => Ok(m),
+        _ => Err(DockerConfigError::Shape {
+            path: path.to_path_buf(),
+            msg: "the top level is not a JSON object".into(),
+        }),
+    }
+}
+
+/// The merge itself: adds the runtime and makes it the default.
+pub fn merge_register(
+    path: &Path,
+    mut cfg: Map<String, Value>,
+    runtime: &Path,
+) -> Result<Map<String, Value>, DockerConfigError> {
+    let runtimes = cfg
+        .entry("runtimes")
+        .or_insert_with(|| Value::Object(Map::new()));
+    let Some(runtimes) = runtimes.as_object_mut() else {
+        return Err(DockerConfigError::Shape {
+            path: path.to_path_buf(),
+            msg: "\"runtimes\" is not an object".into(),
+        });
+    };
+    runtimes.insert(RUNTIME_NAME.into(), serde_json::json!({"path": runtime}));
+    cfg.insert("default-runtime".into(), Value::String(RUNTIME_NAME.into()));
+    Ok(cfg)
+}
+
+/// The reverse merge: drops the runtime and restores the previous default.
+pub fn merge_unregister(
+    mut cfg: Map<String, Value>,
+    previous_default: Option<&str>,
+) -> Map<String, Value> {
+    if cfg.get("default-runtime").and_then(Value::as_str) == Some(RUNTIME_NAME) {
+        match previous_default.filter(|p| *p != RUNTIME_NAME) {
+            Some(p) => {
+                cfg.insert("default-runtime".into(), Value::String(p.into()));
+            }
+            None => {
+                cfg.remove("default-runtime");
+            }
+        }
+    }
+    if let Some(runtimes) = cfg.get_mut("runtimes").and_then(Value::as_object_mut) {
+        runtimes.remove(RUNTIME_NAME);
+        if runtimes.is_empty() {
+            cfg.remove("runtimes");
+        }
+    }
+    cfg
+}
+
+fn read_optional(path: &Path) -> Result<Option<String>, DockerConfigError> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(DockerConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+fn write(path: &Path, data: &[u8]) -> Result<(), DockerConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let io = |source| DockerConfigError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mode = std::fs::metadata(path).map_or(0o644, |m| m.permissions().mode() & 0o7777);
+    if let Some(dir) = path.parent() {
+        fsutil::ensure_dir(dir).map_err(io)?;
+    }
+    fsutil::write_atomic(path, data, mode).map_err(io)
+}
+
+fn render(cfg: &Map<String, Value>) -> Vec<u8> {
+    let mut out = serde_json::to_vec_pretty(cfg).expect("JSON serialises");
+    out.push(b'\n');
+    out
+}
+
+/// Registers `runtime` as Docker's default runtime.
+pub fn register(paths: &Paths, runtime: &Path) -> Result<Outcome, DockerConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = std::fs::metadata(runtime)
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    if !executable || !runtime.is_absolute() {
+        return Err(DockerConfigError::MissingRuntime(runtime.to_path_buf()));
+    }
+    let path = &paths.daemon_json;
+    let original = read_optional(path)?;
+    let cfg = parse(path, original.as_deref().unwrap_or(""))?;
+    let previous = cfg
+        .get("default-runtime")
+        .and_then(Value::as_str)
+        .map(String::from);
+    let merged = merge_register(path, cfg.clone(), runtime)?;
+    if merged == cfg {
+        return Ok(Outcome::Unchanged(format!(
+            "ds01-runtime is already Docker's default runtime in {path:?}"
+        )));
+    }
+    // Remember the state before ds01, once: a re-registration (a new
+    // runtime path, say) must not forget the admin's own default.
+    if previous.as_deref() != Some(RUNTIME_NAME) || read_optional(&paths.state)?.is_none() {
+        let reg = Registration {
+            previous_default: previous.clone().filter(|p| p != RUNTIME_NAME),
+            had_file: original.is_some(),
+        };
+        write(
+            &paths.state,
+            &serde_json::to_vec_pretty(&reg).expect("serialises"),
+        )?;
+        if let Some(text) = &original
+            && !paths.backup().exists()
+        {
+            write(&paths.backup(), text.as_bytes())?;
+        }
+    }
+    write(path, &render(&merged))?;
+    let was = previous.map_or("Docker's built-in runc".to_string(), |p| format!("{p:?}"));
+    Ok(Outcome::Changed(format!(
+        "registered ds01-runtime as Docker's default runtime in {path:?} (the default was {was}); {RESTART_HINT}"
+    )))
+}
+
+/// Undoes [`register`]: the previous default runtime comes back, and the
+/// original file byte for byte when nothing else changed since.
+pub fn unregister(paths: &Paths) -> Result<Outcome, DockerConfigError> {
+    let path = &paths.daemon_json;
+    let reg: Registration = read_optional(&paths.state)?
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(Registration {
+            previous_default: None,
+            had_file: true,
+        });
+    let Some(text) = read_optional(path)? else {
+        return Ok(Outcome::Unchanged(format!(
+            "{path:?} does not exist; nothing to undo"
+        )));
+    };
+    let cfg = parse(path, &text)?;
+    let restored = merge_unregister(cfg.clone(), reg.previous_default.as_deref());
+    let backup = read_optional(&paths.backup())?;
+    if restored == cfg {
+        remove_quietly(&paths.state);
+        return Ok(Outcome::Unchanged(format!(
+            "ds01-runtime is not registered in {path:?}"
+        )));
+    }
+    let backup_matches = backup
+        .as_deref()
+        .is_some_and(|b| parse(path, b).ok().as_ref() == Some(&restored));
+    if backup_matches {
+        write(path, backup.as_deref().unwrap_or_default().as_bytes())?;
+        remove_quietly(&paths.backup());
+    } else if restored.is_empty() && !reg.had_file {
+        std::fs::remove_file(path).map_err(|source| DockerConfigError::Io {
+            path: path.clone(),
+            source,
+        })?;
+    } else {
+        write(path, &render(&restored))?;
+    }
+    remove_quietly(&paths.state);
+    let now = reg
+        .previous_default
+        .map_or("Docker's built-in runc".to_string(), |p| format!("{p:?}"));
+    Ok(Outcome::Changed(format!(
+        "removed ds01-runtime from {path:?}; the default runtime is {now} again; {RESTART_HINT}"
+    )))
+}
+
+fn remove_quietly(path: &Path) {
+    let _ = std::fs::remove_file(path);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    struct T {
+        _dir: tempfile::TempDir,
+        paths: Paths,
+        runtime: PathBuf,
+    }
+
+    fn setup(daemon_json: Option<&str>) -> T {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths {
+            daemon_json: dir.path().join("docker/daemon.json"),
+            state: dir.path().join("lib/registration.json"),
+        };
+        if let Some(text) = daemon_json {
+            std::fs::create_dir_all(paths.daemon_json.parent().unwrap()).unwrap();
+            std::fs::write(&paths.daemon_json, text).unwrap();
+        }
+        // Any executable stands in for the runtime binary.
+        let runtime = PathBuf::from("/bin/sh");
+        T {
+            _dir: dir,
+            paths,
+            runtime,
+        }
+    }
+
+    fn current(t: &T) -> Value {
+        serde_json::from_slice(&std::fs::read(&t.paths.daemon_json).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn missing_file_is_created_and_removed_again() {
+        let t = setup(None);
+        let out = register(&t.paths, &t.runtime).unwrap();
+        assert!(matches!(out, Outcome::Changed(_)));
+        assert!(
+            out.message().contains("restart Docker"),
+            "{}",
+            out.message()
+        );
+        assert_eq!(
+            current(&t),
+            json!({"runtimes": {"ds01": {"path": "/bin/sh"}}, "default-runtime": "ds01"})
+        );
+        unregister(&t.paths).unwrap();
+        assert!(!t.paths.daemon_json.exists());
+    }
+
+    #[test]
+    fn empty_file_counts_as_empty_object() {
+        let t = setup(Some("\n"));
+        register(&t.paths, &t.runtime).unwrap();
+        assert_eq!(current(&t)["default-runtime"], "ds01");
+        unregister(&t.paths).unwrap();
+        assert_eq!(std::fs::read_to_string(&t.paths.daemon_json).unwrap(), "\n");
+    }
+
+    #[test]
+    fn other_keys_and_runtimes_are_kept_and_the_original_comes_back_byte_for_byte() {
+        let original = "{\n    \"log-level\": \"warn\",\n    \"runtimes\": {\"nvidia\": {\"path\": \"nvidia-container-runtime\", \"runtimeArgs\": []}},\n    \"data-root\": \"/srv/docker\"\n}\n";
+        let t = setup(Some(original));
+        register(&t.paths, &t.runtime).unwrap();
+        let v = current(&t);
+        assert_eq!(v["log-level"], "warn");
+        assert_eq!(v["data-root"], "/srv/docker");
+        assert_eq!(v["runtimes"]["nvidia"]["path"], "nvidia-container-runtime");
+        assert_eq!(v["runtimes"]["ds01"]["path"], "/bin/sh");
+        assert_eq!(v["default-runtime"], "ds01");
+        // Key order is kept: the admin's file still reads as theirs.
+        let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            ["log-level", "runtimes", "data-root", "default-runtime"]
+        );
+        assert_eq!(std::fs::read_to_string(t.paths.backup()).unwrap(), original);
+        unregister(&t.paths).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&t.paths.daemon_json).unwrap(),
+            original
+        );
+        assert!(!t.paths.backup().exists());
+    }
+
+    #[test]
+    fn registering_twice_changes_nothing() {
+        let t = setup(Some("{\"debug\": true}"));
+        register(&t.paths, &t.runtime).unwrap();
+        let first = std::fs::read(&t.paths.daemon_json).unwrap();
+        let out = register(&t.paths, &t.runtime).unwrap();
+        assert!(matches!(out, Outcome::Unchanged(_)), "{out:?}");
+        assert_eq!(std::fs::read(&t.paths.daemon_json).unwrap(), first);
+        unregister(&t.paths).unwrap();
+        assert_eq!(current(&t), json!({"debug": true}));
+    }
+
+    #[test]
+    fn a_foreign_default_runtime_is_restored() {
+        let t = setup(Some(
+            r#"{"default-runtime": "nvidia", "runtimes": {"nvidia": {"path": "/usr/bin/nvidia-container-runtime"}}}"#,
+        ));
+        let out = register(&t.paths, &t.runtime).unwrap();
+        assert!(
+            out.message().contains("the default was \"nvidia\""),
+            "{}",
+            out.message()
+        );
+        assert_eq!(current(&t)["default-runtime"], "ds01");
+        // A later re-registration keeps the memory of "nvidia".
+        register(&t.paths, Path::new("/bin/bash")).unwrap();
+        let out = unregister(&t.paths).unwrap();
+        assert!(
+            out.message().contains("\"nvidia\" again"),
+            "{}",
+            out.message()
+        );
+        assert_eq!(
+            current(&t),
+            json!({"default-runtime": "nvidia", "runtimes": {"nvidia": {"path": "/usr/bin/nvidia-container-runtime"}}})
+        );
+    }
+
+    #[test]
+    fn invalid_json_is_refused_and_left_alone() {
+        let bad = "{\"debug\": true,,}";
+        let t = setup(Some(bad));
+        let e = register(&t.paths, &t.runtime).unwrap_err().to_string();
+        assert!(
+            e.contains("daemon.json")
+                && e.contains("invalid JSON")
+                && e.contains("nothing was changed"),
+            "{e}"
+        );
+        assert_eq!(std::fs::read_to_string(&t.paths.daemon_json).unwrap(), bad);
+        assert!(unregister(&t.paths).is_err());
+        let t = setup(Some("[1]"));
+        assert!(
+            register(&t.paths, &t.runtime)
+                .unwrap_err()
+                .to_string()
+                .contains("not a JSON object")
+        );
+        let t = setup(Some(r#"{"runtimes": "runc"}"#));
+        assert!(
+            register(&t.paths, &t.runtime)
+                .unwrap_err()
+                .to_string()
+                .contains("\"runtimes\" is not an object")
+        );
+    }
+
+    #[test]
+    fn unwritable_location_is_an_error_naming_it() {
+        let t = setup(None);
+        // A regular file where the directory should be: even root cannot write there.
+        std::fs::create_dir_all(t.paths.daemon_json.parent().unwrap().parent().unwrap()).unwrap();
+        std::fs::write(t.paths.daemon_json.parent().unwrap(), "not a dir").unwrap();
+        let e = register(&t.paths, &t.runtime).unwrap_err().to_string();
+        assert!(e.contains("daemon.json"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_runtime_binary_is_never_registered() {
+        let t = setup(Some("{}"));
+        let e = register(&t.paths, Path::new("/nonexistent/ds01-runtime"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("refusing to point Docker at it"), "{e}");
+        assert_eq!(std::fs::read_to_string(&t.paths.daemon_json).unwrap(), "{}");
+    }
+
+    #[test]
+    fn unregistering_when_not_registered_changes_nothing() {
+        let t = setup(Some("{\"debug\": true}"));
+        assert!(matches!(
+            unregister(&t.paths).unwrap(),
+            Outcome::Unchanged(_)
+        ));
+        assert_eq!(
+            std::fs::read_to_string(&t.paths.daemon_json).unwrap(),
+            "{\"debug\": true}"
+        );
+        let t = setup(None);
+        assert!(matches!(
+            unregister(&t.paths).unwrap(),
+            Outcome::Unchanged(_)
+        ));
+    }
+}

@@ -1,0 +1,108 @@
+//! The `ds01` binary as users and the package's scripts call it.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+#[test]
+fn devcontainer_name_passes_unknown_commands_to_the_official_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let ours = dir.path().join("ours");
+    let theirs = dir.path().join("theirs");
+    std::fs::create_dir_all(&ours).unwrap();
+    std::fs::create_dir_all(&theirs).unwrap();
+    std::os::unix::fs::symlink(CLI, ours.join("devcontainer")).unwrap();
+
+    // No official CLI: a clear one-line error, exit 2.
+    let out = Command::new(ours.join("devcontainer"))
+        .args(["up", "--workspace-folder", "."])
+        .env("PATH", std::env::join_paths([&ours, &theirs]).unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("devcontainer up") && err.contains("npm install -g @devcontainers/cli"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+
+    // With one later on PATH, it gets the arguments unchanged.
+    let record = dir.path().join("argv");
+    let fake = theirs.join("devcontainer");
+    std::fs::write(
+        &fake,
+        format!("#!/bin/sh\nprintf '%s\\n' \"$@\" > {record:?}\nexit 7\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = Command::new(ours.join("devcontainer"))
+        .args(["up", "--workspace-folder", "/p q"])
+        .env("PATH", std::env::join_paths([&ours, &theirs]).unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(7));
+    assert_eq!(
+        std::fs::read_to_string(&record).unwrap(),
+        "up\n--workspace-folder\n/p q\n"
+    );
+}
+
+#[test]
+fn register_and_unregister_docker_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = dir.path().join("daemon.json");
+    let state = dir.path().join("state.json");
+    let original = "{ \"log-level\": \"info\" }\n";
+    std::fs::write(&daemon, original).unwrap();
+    let admin = |args: &[&str]| {
+        Command::new(CLI)
+            .arg("admin")
+            .args(args)
+            .arg("--daemon-json")
+            .arg(&daemon)
+            .arg("--state")
+            .arg(&state)
+            .output()
+            .unwrap()
+    };
+    let out = admin(&["register-docker", "--runtime", SHIM]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let msg = String::from_utf8_lossy(&out.stdout);
+    assert!(msg.contains("restart Docker"), "{msg}");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&daemon).unwrap()).unwrap();
+    assert_eq!(v["runtimes"]["ds01"]["path"], SHIM);
+    assert_eq!(v["default-runtime"], "ds01");
+    let out = admin(&["unregister-docker"]);
+    assert!(out.status.success());
+    assert_eq!(std::fs::read_to_string(&daemon).unwrap(), original);
+
+    std::fs::write(&daemon, "{oops").unwrap();
+    let out = admin(&["register-docker", "--runtime", SHIM]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid JSON"));
+    assert_eq!(std::fs::read_to_string(&daemon).unwrap(), "{oops");
+}
+
+#[test]
+fn generated_man_pages_and_completions() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(CLI)
+        .arg("generate-assets")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let man = std::fs::read_to_string(dir.path().join("man/ds01.1")).unwrap();
+    assert!(man.contains("gpus") && man.contains("admin"));
+    let man = std::fs::read_to_string(dir.path().join("man/ds01-runtime.1")).unwrap();
+    assert!(man.contains("poststop"));
+    let bash = std::fs::read_to_string(dir.path().join("completions/ds01")).unwrap();
+    assert!(bash.contains("complete") && bash.contains("gpus"));
+}
