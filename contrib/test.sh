@@ -32,6 +32,12 @@ trap 'rm -f "$log"' EXIT
 set +e
 DS01_E2E="${DS01_E2E:-1}" cargo test --locked --tests 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
+# In CI (or when asked) also the .deb: install, Docker suite, removal. It
+# changes the system (a package, /etc/docker/daemon.json), so not by default.
+if [ "$rc" -eq 0 ] && { [ -n "${CI:-}" ] || [ "${DS01_PACKAGE_TEST:-0}" = 1 ]; }; then
+    bash contrib/test-package.sh 2>&1 | tee -a "$log"
+    rc=${PIPESTATUS[0]}
+fi
 set -e
 # One closing line over every test binary.
 grep '^test result:' "$log" | awk '{p += $4; f += $6} END {printf "%d passed, %d failed\n", p, f}'
