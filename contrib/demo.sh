@@ -1,24 +1,31 @@
 #!/bin/sh
-# The ds01 demo: GPU containers through ds01-runtime and Debian's real runc,
-# on a simulated inventory (one full 80 GB GPU, one GPU split into seven
-# 1g.10gb MIG slices). Run as root on Debian or Ubuntu; it installs what is
-# missing, builds, and removes everything it made when it ends.
+# The ds01 demo: GPU containers through Docker with ds01-runtime as its
+# default runtime, on a simulated inventory (one full 80 GB GPU, one GPU split
+# into seven 1g.10gb MIG slices). Run as root on Debian or Ubuntu: it installs
+# what is missing, builds, starts a private dockerd (its own data, socket and
+# state; the system's Docker, if any, is not touched), and removes everything
+# it made when it ends.
 set -eu
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 
-say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-[ -n "${NO_COLOR:-}" ] || [ ! -t 1 ] && say() { printf '\n== %s\n' "$*"; }
+if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then
+    say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+else
+    say() { printf '\n== %s\n' "$*"; }
+fi
+run() { printf '$ %s\n' "$*"; "$@"; }
+quiet() { printf '$ %s\n' "$*"; "$@" >/dev/null; }
 
 if [ "$(id -u)" -ne 0 ]; then
-    echo "demo: runs containers, so it needs root: sudo $0" >&2
+    echo "demo: starts a Docker daemon, so it needs root: sudo $0" >&2
     exit 2
 fi
 
 missing=""
 [ -x /usr/sbin/runc ] || [ -x /usr/bin/runc ] || missing="$missing runc"
 [ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || missing="$missing busybox-static"
-command -v python3 >/dev/null || missing="$missing python3"
+[ -x /usr/sbin/dockerd ] && [ -x /usr/bin/docker ] || missing="$missing docker.io"
 command -v cargo >/dev/null || [ -x "$HOME/.cargo/bin/cargo" ] || missing="$missing curl ca-certificates gcc"
 if [ -n "$missing" ]; then
     say "Installing:$missing"
@@ -34,15 +41,19 @@ fi
 
 say "Building ds01"
 cargo build --release --locked --quiet
-shim="$repo/target/release/ds01-runtime"
-ds01="$repo/target/release/ds01"
-runc=$(command -v runc || echo /usr/sbin/runc)
+bin="$repo/target/release"
 busybox=$(command -v busybox || echo /bin/busybox)
+runc=$(command -v runc || echo /usr/sbin/runc)
 
 work=$(mktemp -d /tmp/ds01-demo.XXXXXX)
-root="$work/runc-root"
+dockerd_pid=""
 cleanup() {
-    for id in $(ls "$root" 2>/dev/null); do "$runc" --root "$root" delete --force "$id" >/dev/null 2>&1 || true; done
+    if [ -n "$dockerd_pid" ]; then
+        /usr/bin/docker -H "unix://$work/docker.sock" rm -f train-a train-b big >/dev/null 2>&1 || true
+        kill "$dockerd_pid" 2>/dev/null || true
+        while kill -0 "$dockerd_pid" 2>/dev/null; do sleep 0.2; done
+    fi
+    umount -R "$work/data" 2>/dev/null || true
     rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
@@ -55,61 +66,58 @@ inventory = "$repo/contrib/sim/inventory.toml"
 allow_full_gpu = true
 TOML
 export DS01_CONFIG="$work/config.toml"
+cat > "$work/daemon.json" <<JSON
+{
+  "data-root": "$work/data", "exec-root": "$work/exec", "pidfile": "$work/docker.pid",
+  "hosts": ["unix://$work/docker.sock"], "bridge": "none", "iptables": false, "ip6tables": false,
+  "storage-driver": "overlay2",
+  "default-runtime": "ds01", "runtimes": {"ds01": {"path": "$bin/ds01-runtime"}}
+}
+JSON
 
+say "Starting a private Docker daemon whose default runtime is ds01-runtime"
+/usr/sbin/dockerd --config-file "$work/daemon.json" >"$work/dockerd.log" 2>&1 &
+dockerd_pid=$!
+docker() { /usr/bin/docker -H "unix://$work/docker.sock" "$@"; }
+ds01() { "$bin/ds01" "$@"; }
+i=0
+until docker version >/dev/null 2>&1; do
+    i=$((i + 1))
+    if [ $i -gt 100 ]; then echo "demo: dockerd did not start; its log:" >&2; cat "$work/dockerd.log" >&2; exit 1; fi
+    sleep 0.1
+done
 mkdir -p "$work/rootfs/bin"
 cp "$busybox" "$work/rootfs/bin/busybox"
 for a in $("$busybox" --list); do [ "$a" = busybox ] || ln -s busybox "$work/rootfs/bin/$a"; done
+tar -C "$work/rootfs" -c . | docker import - busybox:local >/dev/null
+echo "dockerd is up (pid $dockerd_pid), with a local busybox image"
 
-# bundle NAME SCRIPT [ENV...]: an OCI bundle running SCRIPT in busybox.
-bundle() {
-    name=$1 script=$2; shift 2
-    mkdir -p "$work/$name"
-    (cd "$work/$name" && "$runc" spec)
-    python3 - "$work/$name/config.json" "$work/rootfs" "$script" "$@" <<'PY'
-import json, sys
-path, rootfs, script, env = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
-spec = json.load(open(path))
-spec["process"].update(terminal=False, args=["sh", "-c", script])
-spec["process"]["env"] += env
-spec["root"] = {"path": rootfs, "readonly": True}
-json.dump(spec, open(path, "w"), indent=2)
-PY
-}
+say "The GPUs ds01 hands out (simulated: no NVIDIA hardware needed)"
+run ds01 gpus
 
-start() {
-    id=$1
-    "$shim" --root "$root" --log "$work/$id/log.json" --log-format json create --bundle "$work/$id" --pid-file "$work/$id/init.pid" "$id" </dev/null >/dev/null 2>&1 || {
-        echo "  $id: $(tail -n 1 "$work/$id/log.json")"; return 1; }
-    "$shim" --root "$root" start "$id"
-}
-stop() {
-    "$shim" --root "$root" kill "$1" KILL
-    sleep 0.2
-    "$shim" --root "$root" --log "$work/$1/log.json" delete "$1"
-}
+say "Three GPU containers: two ask for a GPU, one for a full GPU"
+quiet docker run -d --name train-a -e NVIDIA_VISIBLE_DEVICES=all busybox:local sleep 600
+quiet docker run -d --name train-b -e NVIDIA_VISIBLE_DEVICES=all busybox:local sleep 600
+quiet docker run -d --name big -e NVIDIA_VISIBLE_DEVICES=all -e DS01_GPU_PROFILE=full busybox:local sleep 600
 
-say "The inventory ds01 sees (simulated: no NVIDIA hardware needed)"
-"$ds01" gpus
+say "What each container sees: only its own device"
+for c in train-a train-b big; do
+    printf '%s: NVIDIA_VISIBLE_DEVICES=%s\n' "$c" "$(docker exec "$c" sh -c 'echo $NVIDIA_VISIBLE_DEVICES')"
+    docker exec "$c" sh -c 'for f in /dev/nvidia[0-9]* /dev/nvidia-caps/*; do [ -c $f ] && echo "    $f"; done; true'
+done
 
-say "A GPU container: it sees exactly one MIG slice"
-bundle look 'echo "  NVIDIA_VISIBLE_DEVICES=$NVIDIA_VISIBLE_DEVICES"; for f in /dev/nvidia* /dev/nvidia-caps/*; do [ -c $f ] && echo "  $f"; done' NVIDIA_VISIBLE_DEVICES=all
-"$shim" --root "$root" --log "$work/look/log.json" run --bundle "$work/look" look
+say "Who holds what"
+run ds01 gpus
+run docker ps --format 'table {{.Names}}\t{{.Status}}\t{{.Image}}'
 
 say "A container without a GPU request is passed to runc untouched"
-bundle plain 'ls /dev | grep nvidia || echo "  no NVIDIA device nodes in /dev"'
-"$shim" --root "$root" run --bundle "$work/plain" plain
-
-say "Three long-running GPU containers: two MIG slices, one full GPU"
-bundle train-a 'sleep 300' NVIDIA_VISIBLE_DEVICES=all
-bundle train-b 'sleep 300' NVIDIA_VISIBLE_DEVICES=all
-bundle big 'sleep 300' NVIDIA_VISIBLE_DEVICES=all DS01_GPU_PROFILE=full
-for c in train-a train-b big; do start "$c" && echo "  started $c"; done
-"$ds01" gpus
+run docker run --rm busybox:local sh -c 'ls /dev | grep nvidia || echo "no NVIDIA device in /dev"'
 
 say "Stopping them: every device is free again"
-for c in train-a train-b big; do stop "$c"; done
-"$ds01" gpus
+quiet docker rm -f train-a train-b big
+sleep 0.5
+run ds01 gpus
 
-say "What the runtime logged"
+say "What ds01-runtime logged"
 sed 's/^/  /' "$work/runtime.log"
-say "Done; cleaning up $work"
+say "Done; stopping dockerd and removing $work"
