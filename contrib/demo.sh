@@ -63,6 +63,10 @@ runc = "$runc"
 state_dir = "$work/state"
 log = "$work/runtime.log"
 inventory = "$repo/contrib/sim/inventory.toml"
+audit_log = "$work/events.jsonl"
+docker_data_root = "$work/data"
+
+[defaults]
 allow_full_gpu = true
 TOML
 export DS01_CONFIG="$work/config.toml"

@@ -3,6 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::identity::Step;
+use crate::policy::{self, Group, Policy};
+
 /// The file read when `DS01_CONFIG` is not set.
 pub const DEFAULT_PATH: &str = "/etc/ds01/config.toml";
 /// The environment variable naming another config file.
@@ -13,8 +16,15 @@ const KEYS: &[&str] = &[
     "state_dir",
     "log",
     "inventory",
-    "allow_full_gpu",
     "pending_grace_secs",
+    "audit_log",
+    "docker_data_root",
+    "identity",
+    "unknown_owner",
+    "admin_group",
+    "defaults",
+    "groups",
+    "users",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -63,10 +73,20 @@ pub struct Config {
     pub state_dir: PathBuf,
     pub log: PathBuf,
     pub inventory: InventorySource,
-    /// Whether a GPU request may be served by a full GPU.
-    pub allow_full_gpu: bool,
     /// How long a record with no init pid is kept while runc knows no such container.
     pub pending_grace_secs: u64,
+    /// The append-only JSON-lines log of allocations, refusals, releases, reclaims.
+    pub audit_log: PathBuf,
+    /// Where Docker keeps its container records (`containers/<id>/config.v2.json`).
+    pub docker_data_root: PathBuf,
+    /// How a container's owner is found, in order.
+    pub identity: Vec<Step>,
+    /// Whether containers whose owner is unknown are refused a GPU.
+    pub refuse_unknown_owner: bool,
+    /// Members may start `--privileged` containers on a GPU host.
+    pub admin_group: String,
+    /// Per-user limits.
+    pub policy: Policy,
 }
 
 impl Default for Config {
@@ -77,8 +97,13 @@ impl Default for Config {
             state_dir: PathBuf::from("/run/ds01"),
             log: PathBuf::from("/var/log/ds01/runtime.log"),
             inventory: InventorySource::Nvml,
-            allow_full_gpu: false,
             pending_grace_secs: 300,
+            audit_log: PathBuf::from("/var/log/ds01/events.jsonl"),
+            docker_data_root: PathBuf::from("/var/lib/docker"),
+            identity: Step::ALL.to_vec(),
+            refuse_unknown_owner: false,
+            admin_group: "ds01-admin".to_string(),
+            policy: Policy::default(),
         }
     }
 }
@@ -167,10 +192,62 @@ impl Config {
                         p => InventorySource::File(base.join(p)),
                     };
                 }
-                "allow_full_gpu" => {
-                    cfg.allow_full_gpu = value
-                        .as_bool()
-                        .ok_or_else(|| bad(key, format!("must be true or false, got {value}")))?
+                "audit_log" => cfg.audit_log = absolute(value).map_err(|m| bad(key, m))?,
+                "docker_data_root" => {
+                    cfg.docker_data_root = absolute(value).map_err(|m| bad(key, m))?
+                }
+                "identity" => cfg.identity = identity_order(value).map_err(|m| bad(key, m))?,
+                "unknown_owner" => {
+                    cfg.refuse_unknown_owner = match value.as_str() {
+                        Some("default") => false,
+                        Some("refuse") => true,
+                        _ => {
+                            return Err(bad(
+                                key,
+                                format!("must be \"default\" or \"refuse\", got {value}"),
+                            ));
+                        }
+                    }
+                }
+                "admin_group" => {
+                    cfg.admin_group = string(value)
+                        .ok()
+                        .filter(|g| policy::valid_name(g))
+                        .ok_or_else(|| bad(key, format!("must be a group name, got {value}")))?
+                        .to_string()
+                }
+                "defaults" => {
+                    let t = section(value).map_err(|m| bad(key, m))?;
+                    cfg.policy.defaults = policy::parse_limits(t, &[])
+                        .map_err(|(k, m)| bad(&format!("defaults.{k}"), m))?;
+                }
+                "groups" | "users" => {
+                    let t = section(value).map_err(|m| bad(key, m))?;
+                    for (name, v) in t {
+                        let at = format!("{key}.{name}");
+                        if !policy::valid_name(name) {
+                            return Err(bad(&at, "is not a valid user or group name".into()));
+                        }
+                        let t = section(v).map_err(|m| bad(&at, m))?;
+                        let extra: &[&str] = if key == "groups" { &["members"] } else { &[] };
+                        let limits = policy::parse_limits(t, extra)
+                            .map_err(|(k, m)| bad(&format!("{at}.{k}"), m))?;
+                        if key == "users" {
+                            cfg.policy.users.push((name.clone(), limits));
+                            continue;
+                        }
+                        let members = match t.get("members") {
+                            None => None,
+                            Some(m) => {
+                                Some(names(m).map_err(|e| bad(&format!("{at}.members"), e))?)
+                            }
+                        };
+                        cfg.policy.groups.push(Group {
+                            name: name.clone(),
+                            members,
+                            limits,
+                        });
+                    }
                 }
                 "pending_grace_secs" => {
                     cfg.pending_grace_secs = value
@@ -193,6 +270,38 @@ impl Config {
         }
         Ok(cfg)
     }
+}
+
+fn section(value: &toml::Value) -> Result<&toml::Table, String> {
+    value
+        .as_table()
+        .ok_or_else(|| format!("must be a table ([section]), got {value}"))
+}
+
+fn names(value: &toml::Value) -> Result<Vec<String>, String> {
+    let list = value
+        .as_array()
+        .ok_or_else(|| format!("must be a list of user names, got {value}"))?;
+    list.iter()
+        .map(|v| match v.as_str() {
+            Some(n) if policy::valid_name(n) => Ok(n.to_string()),
+            _ => Err(format!("{v} is not a valid user name")),
+        })
+        .collect()
+}
+
+fn identity_order(value: &toml::Value) -> Result<Vec<Step>, String> {
+    let allowed = Step::ALL.map(Step::name).join(", ");
+    let list = value
+        .as_array()
+        .ok_or_else(|| format!("must be a list drawn from {allowed}, got {value}"))?;
+    list.iter()
+        .map(|v| {
+            v.as_str()
+                .and_then(Step::parse)
+                .ok_or_else(|| format!("{v} is not one of {allowed}"))
+        })
+        .collect()
 }
 
 fn string(value: &toml::Value) -> Result<&str, String> {
@@ -226,7 +335,7 @@ mod tests {
         assert_eq!(cfg.path, None);
         assert_eq!(cfg.state_dir, PathBuf::from("/run/ds01"));
         assert_eq!(cfg.inventory, InventorySource::Nvml);
-        assert!(!cfg.allow_full_gpu);
+        assert_eq!(cfg.policy, Policy::default());
     }
 
     #[test]
@@ -237,8 +346,26 @@ mod tests {
             state_dir = "/tmp/s"
             log = "/tmp/l.log"
             inventory = "sim/inventory.toml"
-            allow_full_gpu = true
             pending_grace_secs = 5
+            audit_log = "/tmp/e.jsonl"
+            docker_data_root = "/srv/docker"
+            identity = ["env", "docker"]
+            unknown_owner = "refuse"
+            admin_group = "gpu-admins"
+
+            [defaults]
+            max_gpu_equivalents = 0.5
+            allow_full_gpu = false
+
+            [groups.staff]
+            allow_full_gpu = true
+
+            [groups.students]
+            members = ["carol", "dave"]
+            max_gpu_containers = 1
+
+            [users.alice]
+            max_gpu_equivalents = 2
             "#,
         )
         .unwrap();
@@ -250,8 +377,22 @@ mod tests {
             cfg.inventory,
             InventorySource::File(PathBuf::from("/etc/ds01/sim/inventory.toml"))
         );
-        assert!(cfg.allow_full_gpu);
         assert_eq!(cfg.pending_grace_secs, 5);
+        assert_eq!(cfg.audit_log, PathBuf::from("/tmp/e.jsonl"));
+        assert_eq!(cfg.docker_data_root, PathBuf::from("/srv/docker"));
+        assert_eq!(cfg.identity, [Step::Env, Step::Docker]);
+        assert!(cfg.refuse_unknown_owner);
+        assert_eq!(cfg.admin_group, "gpu-admins");
+        assert_eq!(cfg.policy.defaults.max_gpu_equivalents, Some(0.5));
+        let names: Vec<&str> = cfg.policy.groups.iter().map(|g| g.name.as_str()).collect();
+        assert_eq!(names, ["staff", "students"], "file order is kept");
+        assert_eq!(cfg.policy.groups[0].members, None);
+        assert_eq!(
+            cfg.policy.groups[1].members,
+            Some(vec!["carol".into(), "dave".into()])
+        );
+        assert_eq!(cfg.policy.users[0].0, "alice");
+        assert_eq!(cfg.policy.users[0].1.max_gpu_equivalents, Some(2.0));
     }
 
     #[test]
@@ -266,8 +407,31 @@ mod tests {
     fn bad_values_name_the_key_and_what_is_allowed() {
         let msg = parse("runc = \"runc\"").unwrap_err().to_string();
         assert!(msg.contains("\"runc\": must be an absolute path"), "{msg}");
-        let msg = parse("allow_full_gpu = \"yes\"").unwrap_err().to_string();
-        assert!(msg.contains("must be true or false"), "{msg}");
+        let msg = parse("[defaults]\nallow_full_gpu = \"yes\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("key \"defaults.allow_full_gpu\": must be true or false"),
+            "{msg}"
+        );
+        let msg = parse("[users.bob]\nmax_gpus = 1").unwrap_err().to_string();
+        assert!(
+            msg.contains("\"users.bob.max_gpus\": unknown key; allowed here: max_gpu_equivalents"),
+            "{msg}"
+        );
+        let msg = parse("[groups.x]\nmembers = [\"a/b\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("\"groups.x.members\""), "{msg}");
+        let msg = parse("identity = [\"docker\", \"ldap\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("\"ldap\" is not one of docker, env, home-mount, cgroup"),
+            "{msg}"
+        );
+        let msg = parse("unknown_owner = \"deny\"").unwrap_err().to_string();
+        assert!(msg.contains("\"default\" or \"refuse\""), "{msg}");
         let msg = parse("pending_grace_secs = -1").unwrap_err().to_string();
         assert!(msg.contains("whole number"), "{msg}");
         let msg = parse("inventory = 3").unwrap_err().to_string();
@@ -280,31 +444,41 @@ mod tests {
         let cfg = Config::load_from(&p).unwrap();
         let d = Config::default();
         assert_eq!(cfg.path, Some(p));
-        assert_eq!(
-            (
-                cfg.runc,
-                cfg.state_dir,
-                cfg.log,
-                cfg.inventory,
-                cfg.allow_full_gpu,
-                cfg.pending_grace_secs
-            ),
-            (
-                d.runc,
-                d.state_dir,
-                d.log,
-                d.inventory,
-                d.allow_full_gpu,
-                d.pending_grace_secs
+        let all = |c: Config| {
+            format!(
+                "{:?}",
+                (
+                    c.runc,
+                    c.state_dir,
+                    c.log,
+                    c.inventory,
+                    c.pending_grace_secs,
+                    c.audit_log,
+                    c.docker_data_root,
+                    c.identity,
+                    c.refuse_unknown_owner,
+                    c.admin_group,
+                    c.policy
+                )
             )
-        );
+        };
+        assert_eq!(all(cfg), all(d));
         // Every key is documented there.
         let text = std::fs::read_to_string(
             Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/config.toml"),
         )
         .unwrap();
-        for key in KEYS {
+        for key in KEYS
+            .iter()
+            .filter(|k| !["defaults", "groups", "users"].contains(k))
+        {
             assert!(text.contains(&format!("#{key} = ")), "{key} undocumented");
+        }
+        for key in policy::LIMIT_KEYS {
+            assert!(text.contains(&format!("#{key} = ")), "{key} undocumented");
+        }
+        for section in ["#[defaults]", "#[groups.", "#[users."] {
+            assert!(text.contains(section), "{section} undocumented");
         }
     }
 

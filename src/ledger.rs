@@ -41,6 +41,15 @@ pub struct Record {
     pub devices: Vec<String>,
     pub kind: Kind,
     pub profile: String,
+    /// GPU-equivalents of the devices, counted against the owner's share.
+    #[serde(default)]
+    pub gpueq: f64,
+    /// The owner, `None` when unknown.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// What decided the owner.
+    #[serde(default)]
+    pub identity_source: crate::identity::Source,
     /// RFC 3339.
     pub since: String,
     pub boot_id: String,
@@ -246,6 +255,9 @@ pub(crate) mod tests {
             devices: devices.iter().map(|d| d.to_string()).collect(),
             kind: Kind::Mig,
             profile: "1g.10gb".into(),
+            gpueq: 1.0 / 7.0,
+            user: None,
+            identity_source: crate::identity::Source::Unknown,
             since: timestamp(host.now()),
             boot_id: host.boot.clone(),
             pid: None,

@@ -7,13 +7,16 @@
 //! [`inventory::GpuSource`] (NVML or a simulated file).
 
 pub mod allocate;
+pub mod audit;
 pub mod config;
 pub mod docker_config;
 pub mod fsutil;
 pub mod host;
+pub mod identity;
 pub mod inventory;
 pub mod ledger;
 pub mod log;
+pub mod policy;
 pub mod request;
 pub mod shim;
 pub mod spec;

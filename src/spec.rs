@@ -49,6 +49,21 @@ pub fn env(spec: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Whether the container may use every device: an allow rule without a
+/// type or numbers, as Docker writes for `--privileged`.
+pub fn is_privileged(spec: &Value) -> bool {
+    spec.pointer("/linux/resources/devices")
+        .and_then(Value::as_array)
+        .is_some_and(|rules| {
+            rules.iter().any(|r| {
+                r.get("allow") == Some(&Value::Bool(true))
+                    && matches!(r.get("type").and_then(Value::as_str), None | Some("a"))
+                    && r.get("major").is_none_or(|m| m.as_i64() == Some(-1))
+                    && r.get("minor").is_none_or(|m| m.as_i64() == Some(-1))
+            })
+        })
+}
+
 /// Removes every route to an NVIDIA device: `NVIDIA_VISIBLE_DEVICES`,
 /// NVIDIA device nodes and their cgroup rules (by path or by any of the
 /// driver's `majors`), the device-list mounts of NVIDIA's runtime, CDI annotations.

@@ -350,7 +350,7 @@ fn full_gpu_needs_the_config_switch() {
             .contains("allow_full_gpu = false")
     );
 
-    let f = Fake::new("allow_full_gpu = true\n");
+    let f = Fake::new("[defaults]\nallow_full_gpu = true\n");
     let b2 = f.bundle("gpu", "plain.json");
     std::fs::copy(b.join("config.json"), b2.join("config.json")).unwrap();
     let out = f.create(&b2, "full", &[("FAKE_PID", &me())]);

@@ -176,3 +176,15 @@ fn every_route_the_container_brought_is_removed() {
     assert_eq!(again["hooks"]["poststop"].as_array().unwrap().len(), 2);
     assert_eq!(again["linux"]["devices"], after["linux"]["devices"]);
 }
+
+#[test]
+fn privileged_is_told_from_the_rules_docker_writes() {
+    assert!(spec::is_privileged(&fixture("privileged.json")));
+    for name in ["plain.json", "gpu.json", "nvidia-device.json"] {
+        assert!(!spec::is_privileged(&fixture(name)), "{name}");
+    }
+    let mut v = fixture("plain.json");
+    v["linux"]["resources"]["devices"] =
+        json!([{"allow": true, "type": "a", "major": -1, "minor": -1, "access": "rwm"}]);
+    assert!(spec::is_privileged(&v));
+}

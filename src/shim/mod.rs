@@ -10,10 +10,12 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde_json::Value;
 
 use crate::allocate::{self, Refusal};
+use crate::audit::{self, Event};
 use crate::config::{Config, ConfigError};
 use crate::fsutil;
 use crate::host::Host;
-use crate::inventory::{InventoryError, snapshot};
+use crate::identity::{self, Accounts, Owner};
+use crate::inventory::{Inventory, InventoryError, snapshot};
 use crate::ledger::{Ledger, LedgerError, Record, timestamp};
 use crate::log;
 use crate::request::{Request, RequestError};
@@ -42,6 +44,7 @@ pub struct Ctx<'a> {
     pub host: &'a dyn Host,
     /// This binary, which the poststop hook runs.
     pub exe: &'a Path,
+    pub accounts: &'a dyn Accounts,
 }
 
 impl Ctx<'_> {
@@ -52,6 +55,87 @@ impl Ctx<'_> {
     fn log(&self, level: &str, msg: &str) {
         log::append(&self.cfg.log, level, msg);
     }
+
+    /// Appends to the audit log; a failure there is logged, never fatal.
+    fn audit(&self, event: &Event) {
+        if let Err(e) = audit::append(&self.cfg.audit_log, event) {
+            self.log("error", &e.to_string());
+        }
+    }
+
+    fn refuse(&self, owner: &Owner, id: &str, refusal: Refusal) -> ShimError {
+        self.log("info", &format!("refused container {id}: {refusal}"));
+        self.audit(&Event {
+            time: timestamp(self.host.now()),
+            event: audit::Kind::Refuse,
+            user: owner.user.clone(),
+            identity_source: owner.source,
+            container_id: id.to_string(),
+            devices: Vec::new(),
+            gpueq: 0.0,
+            reason: Some(refusal.0.clone()),
+        });
+        refusal.into()
+    }
+}
+
+/// Whose container this is, by the config's identity order.
+pub fn owner(cfg: &Config, accounts: &dyn Accounts, id: &str, spec: &Value) -> Owner {
+    identity::resolve(
+        &cfg.identity,
+        &identity::Container {
+            id,
+            spec,
+            docker_data_root: &cfg.docker_data_root,
+        },
+        accounts,
+    )
+}
+
+/// How an owner is named in messages.
+pub fn who(owner: &Owner) -> String {
+    owner
+        .user
+        .clone()
+        .unwrap_or_else(|| "an unknown owner".into())
+}
+
+/// Whether `owner` is in the config's admin group (an explicit member
+/// list of `[groups.<admin_group>]`, else the Unix group).
+pub fn is_admin(cfg: &Config, accounts: &dyn Accounts, owner: &Owner) -> bool {
+    let Some(user) = owner.user.as_deref() else {
+        return false;
+    };
+    match cfg.policy.groups.iter().find(|g| g.name == cfg.admin_group) {
+        Some(g) => g.contains(user, &accounts.groups_of(user)),
+        None => accounts
+            .groups_of(user)
+            .iter()
+            .any(|g| g == &cfg.admin_group),
+    }
+}
+
+/// A `--privileged` container sees every device, bypassing allocation: on
+/// a host with GPUs only admins may start one.
+pub fn check_privileged(
+    ctx: &Ctx,
+    id: &str,
+    owner: &Owner,
+    inv: &Inventory,
+) -> Result<(), ShimError> {
+    if inv.gpus.is_empty() || is_admin(ctx.cfg, ctx.accounts, owner) {
+        return Ok(());
+    }
+    Err(ctx.refuse(
+        owner,
+        id,
+        Refusal(format!(
+            "--privileged containers see every GPU on this host, bypassing allocation; only members of \
+             {} may start them ({} is not); drop --privileged and ask for a GPU with --gpus",
+            ctx.cfg.admin_group,
+            who(owner)
+        )),
+    ))
 }
 
 pub fn spec_path(bundle: &Path) -> PathBuf {
@@ -95,9 +179,25 @@ pub fn allocate(
     bundle: &Path,
     spec: &mut Value,
     req: &Request,
+    owner: &Owner,
 ) -> Result<Record, ShimError> {
     let inv = snapshot::load(ctx.cfg)?;
     let id = argv.id.clone().unwrap_or_default();
+    if owner.user.is_none() && ctx.cfg.refuse_unknown_owner {
+        return Err(ctx.refuse(
+            owner,
+            &id,
+            Refusal(
+                "this container's owner is unknown, and this server gives GPUs only to known owners; \
+                 start it with --label ds01.user=<your user name>"
+                    .into(),
+            ),
+        ));
+    }
+    let limits = ctx
+        .cfg
+        .policy
+        .effective(owner.user.as_deref(), ctx.accounts);
     let now = ctx.host.now();
     let nanos = now
         .duration_since(UNIX_EPOCH)
@@ -107,7 +207,9 @@ pub fn allocate(
     let grace = Duration::from_secs(ctx.cfg.pending_grace_secs);
     let (result, reclaimed) = ctx.ledger().update(|rs| {
         let reclaimed = rs.reclaim(ctx.host, grace);
-        let result = allocate::choose(&inv, rs, req, ctx.cfg.allow_full_gpu).map(|units| {
+        let used = allocate::usage(rs, owner.user.as_deref());
+        let chosen = allocate::choose(&inv, rs, req, &who(owner), &limits, &used);
+        let result = chosen.map(|units| {
             let record = Record {
                 alloc_id: format!("{nanos:x}-{shim_pid}"),
                 container_id: id.clone(),
@@ -116,6 +218,9 @@ pub fn allocate(
                 devices: units.iter().map(|u| u.uuid.to_string()).collect(),
                 kind: units[0].kind,
                 profile: units[0].profile().to_string(),
+                gpueq: units.iter().map(|u| u.gpueq()).sum(),
+                user: owner.user.clone(),
+                identity_source: owner.source,
                 since: timestamp(now),
                 boot_id: ctx.host.boot_id(),
                 pid: None,
@@ -143,13 +248,11 @@ pub fn allocate(
                 r.container_id
             ),
         );
+        ctx.audit(&Event::of(audit::Kind::Reclaim, r, Some(why.clone())));
     }
     let (record, nodes) = match result {
         Ok(x) => x,
-        Err(refusal) => {
-            ctx.log("info", &format!("refused container {id}: {refusal}"));
-            return Err(refusal.into());
-        }
+        Err(refusal) => return Err(ctx.refuse(owner, &id, refusal)),
     };
 
     let mut all_nodes = inv.common_nodes.clone();
@@ -175,11 +278,14 @@ pub fn allocate(
     ctx.log(
         "info",
         &format!(
-            "allocated {} ({}) to container {id}",
+            "allocated {} ({}) to container {id} of {} ({})",
             record.devices.join(","),
-            record.profile
+            record.profile,
+            who(owner),
+            owner.source.as_str()
         ),
     );
+    ctx.audit(&Event::of(audit::Kind::Allocate, &record, None));
     Ok(record)
 }
 
@@ -248,6 +354,7 @@ pub fn release(ctx: &Ctx, why: &str, pred: impl Fn(&Record) -> bool) -> Vec<Reco
                         r.container_id
                     ),
                 );
+                ctx.audit(&Event::of(audit::Kind::Release, r, Some(why.to_string())));
             }
             gone
         }
@@ -334,6 +441,10 @@ pub fn gc(cfg: &Config, host: &dyn Host) -> Result<Vec<(Record, String)>, Ledger
                 r.container_id
             ),
         );
+        let event = Event::of(audit::Kind::Reclaim, r, Some(why.clone()));
+        if let Err(e) = audit::append(&cfg.audit_log, &event) {
+            log::append(&cfg.log, "error", &e.to_string());
+        }
     }
     Ok(reclaimed)
 }

@@ -2,10 +2,11 @@
 //! runc, and note the init pid or release on failure.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
 
 use ds01::config::{self, Config};
 use ds01::host::RealHost;
+use ds01::identity::SystemAccounts;
+use ds01::inventory::snapshot;
 use ds01::shim::{self, Ctx, argv::Argv};
 use ds01::{request, spec};
 
@@ -25,23 +26,33 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
     let Ok(mut spec) = shim::read_spec(&bundle) else {
         return runc::exec(&runc_path, args, argv);
     };
+    let privileged = spec::is_privileged(&spec);
     let req = match request::parse(&spec::env(&spec)) {
-        Ok(Some(req)) => req,
-        Ok(None) => {
-            if let Err(e) = &cfg {
-                let log = Config::default().log;
-                ds01::log::append(
-                    &log,
-                    "warn",
-                    &format!("{e}; passing a container without GPU to runc"),
-                );
-            }
-            return runc::exec(&runc_path, args, argv);
-        }
+        Ok(req) => req,
         Err(e) => return fail(argv, &shim::ShimError::from(e).to_string()),
     };
+    if req.is_none() && !privileged {
+        if let Err(e) = &cfg {
+            let log = Config::default().log;
+            ds01::log::append(
+                &log,
+                "warn",
+                &format!("{e}; passing a container without GPU to runc"),
+            );
+        }
+        return runc::exec(&runc_path, args, argv);
+    }
     let cfg = match cfg {
         Ok(c) => c,
+        // Without a config a privileged container cannot be judged; runc decides.
+        Err(e) if req.is_none() => {
+            ds01::log::append(
+                &Config::default().log,
+                "warn",
+                &format!("{e}; privileged container not checked"),
+            );
+            return runc::exec(&runc_path, args, argv);
+        }
         Err(e) => return fail(argv, &shim::ShimError::from(e).to_string()),
     };
     let exe = self_path();
@@ -49,8 +60,28 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
         cfg: &cfg,
         host: &RealHost,
         exe: &exe,
+        accounts: &SystemAccounts,
     };
-    let record = match shim::allocate(&ctx, argv, &bundle, &mut spec, &req) {
+    let id = argv.id.clone().unwrap_or_default();
+    let owner = shim::owner(&cfg, &SystemAccounts, &id, &spec);
+    if privileged {
+        match snapshot::load(&cfg) {
+            Ok(inv) => {
+                if let Err(e) = shim::check_privileged(&ctx, &id, &owner, &inv) {
+                    return fail(argv, &e.to_string());
+                }
+            }
+            Err(e) => ds01::log::append(
+                &cfg.log,
+                "warn",
+                &format!("privileged container {id} not checked: {e}"),
+            ),
+        }
+    }
+    let Some(req) = req else {
+        return runc::exec(&runc_path, args, argv);
+    };
+    let record = match shim::allocate(&ctx, argv, &bundle, &mut spec, &req, &owner) {
         Ok(r) => r,
         Err(e) => return fail(argv, &e.to_string()),
     };
@@ -77,11 +108,11 @@ fn fail(argv: &Argv, msg: &str) -> i32 {
 
 /// This binary's path, for the poststop hook. After a package upgrade
 /// `/proc/self/exe` reads "... (deleted)"; the path itself is still right.
-fn self_path() -> PathBuf {
-    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/usr/bin/ds01-runtime"));
+fn self_path() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap_or_else(|_| "/usr/bin/ds01-runtime".into());
     let s = exe.to_string_lossy();
     match s.strip_suffix(" (deleted)") {
-        Some(p) => PathBuf::from(p),
+        Some(p) => p.into(),
         None => exe,
     }
 }

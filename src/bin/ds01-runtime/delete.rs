@@ -26,6 +26,7 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
             cfg: &cfg,
             host: &host,
             exe: &exe,
+            accounts: &ds01::identity::SystemAccounts,
         };
         shim::release(&ctx, "delete", |r| r.container_id == id && r.root == root);
     }

@@ -36,6 +36,7 @@ pub fn run(args: &[OsString]) -> i32 {
         cfg: &cfg,
         host: &RealHost,
         exe: &exe,
+        accounts: &ds01::identity::SystemAccounts,
     };
     shim::release_from_hook(&ctx, &state, alloc_id);
     0

@@ -1,0 +1,164 @@
+//! The audit log: one JSON line per allocate, refuse, release and reclaim,
+//! appended by the runtime and the hook alike. Each line is one `write` on
+//! an `O_APPEND` file, so concurrent writers never interleave.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::identity::Source;
+use crate::ledger::{Record, timestamp};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Allocate,
+    Refuse,
+    Release,
+    Reclaim,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Allocate => "allocate",
+            Kind::Refuse => "refuse",
+            Kind::Release => "release",
+            Kind::Reclaim => "reclaim",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// RFC 3339.
+    pub time: String,
+    pub event: Kind,
+    pub user: Option<String>,
+    pub identity_source: Source,
+    pub container_id: String,
+    pub devices: Vec<String>,
+    pub gpueq: f64,
+    pub reason: Option<String>,
+}
+
+impl Event {
+    /// An event about an allocation record.
+    pub fn of(kind: Kind, r: &Record, reason: Option<String>) -> Event {
+        Event {
+            time: timestamp(SystemTime::now()),
+            event: kind,
+            user: r.user.clone(),
+            identity_source: r.identity_source,
+            container_id: r.container_id.clone(),
+            devices: r.devices.clone(),
+            gpueq: r.gpueq,
+            reason,
+        }
+    }
+
+    pub fn time(&self) -> Option<SystemTime> {
+        humantime::parse_rfc3339(&self.time).ok()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("audit log {path:?}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Appends one event. The log is world-readable, writable by root.
+pub fn append(path: &Path, event: &Event) -> Result<(), AuditError> {
+    let io = |source| AuditError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let mut line = serde_json::to_vec(event).expect("events serialise");
+    line.push(b'\n');
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o644)
+        .open(path)
+        .map_err(io)?;
+    f.write_all(&line).map_err(io)
+}
+
+/// Every event in the log, oldest first; lines that do not parse (a torn
+/// line after a crash, say) are skipped. A missing log has no events.
+pub fn read(path: &Path) -> Result<Vec<Event>, AuditError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(source) => Err(AuditError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(i: usize) -> Event {
+        Event {
+            time: timestamp(SystemTime::now()),
+            event: Kind::Allocate,
+            user: Some(format!("user{i}")),
+            identity_source: Source::DockerLabel,
+            container_id: format!("c{i}"),
+            devices: vec![format!("MIG-{i}")],
+            gpueq: 0.143,
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn concurrent_writers_leave_whole_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log/events.jsonl");
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let path = &path;
+                s.spawn(move || {
+                    for i in 0..50 {
+                        append(path, &event(t * 100 + i)).unwrap();
+                    }
+                });
+            }
+        });
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 200);
+        assert_eq!(read(&path).unwrap().len(), 200, "every line parses");
+    }
+
+    #[test]
+    fn torn_lines_are_skipped_and_a_missing_log_is_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        assert!(read(&path).unwrap().is_empty());
+        append(&path, &event(1)).unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"{\"time\":\"20")
+            .unwrap();
+        assert_eq!(read(&path).unwrap(), vec![read(&path).unwrap()[0].clone()]);
+        assert_eq!(read(&path).unwrap()[0].user.as_deref(), Some("user1"));
+    }
+}

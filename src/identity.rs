@@ -1,0 +1,404 @@
+//! Whose container is it? Resolved in a configurable order (config key
+//! `identity`), first answer wins:
+//!
+//! 1. `docker`: Docker's own record, `<docker_data_root>/containers/<id>/config.v2.json`:
+//!    the label `ds01.user`, else a `devcontainer.local_folder` label under `/home/<user>/`;
+//! 2. `env`: `DS01_USER` in the container's environment;
+//! 3. `home-mount`: the owner of a bind-mounted directory under `/home/<user>`;
+//! 4. `cgroup`: a cgroup parent named `ds01-<group>-<user>.slice`;
+//! 5. otherwise unknown.
+//!
+//! Anyone who can use the Docker socket is root-equivalent and can claim any
+//! name: this is fairness among cooperating users, not a security boundary.
+
+use std::ffi::{CStr, CString};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::policy::{Groups, valid_name};
+
+/// One way of finding the owner, as named in config.toml.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Docker,
+    Env,
+    HomeMount,
+    Cgroup,
+}
+
+impl Step {
+    pub const ALL: [Step; 4] = [Step::Docker, Step::Env, Step::HomeMount, Step::Cgroup];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::Docker => "docker",
+            Step::Env => "env",
+            Step::HomeMount => "home-mount",
+            Step::Cgroup => "cgroup",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Step> {
+        Step::ALL.into_iter().find(|k| k.name() == s)
+    }
+}
+
+/// What decided the owner; recorded in the ledger and the audit log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Source {
+    DockerLabel,
+    DevcontainerFolder,
+    Env,
+    HomeMount,
+    CgroupParent,
+    #[default]
+    Unknown,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::DockerLabel => "docker-label",
+            Source::DevcontainerFolder => "devcontainer-folder",
+            Source::Env => "env",
+            Source::HomeMount => "home-mount",
+            Source::CgroupParent => "cgroup-parent",
+            Source::Unknown => "unknown",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// `None` when no source answered.
+    pub user: Option<String>,
+    pub source: Source,
+}
+
+/// The system's user and group database; a trait so tests need no accounts.
+pub trait Accounts: Groups {
+    fn user_name(&self, uid: u32) -> Option<String>;
+}
+
+/// What resolution reads about the container.
+pub struct Container<'a> {
+    pub id: &'a str,
+    pub spec: &'a Value,
+    pub docker_data_root: &'a Path,
+}
+
+pub fn resolve(order: &[Step], c: &Container, accounts: &dyn Accounts) -> Owner {
+    for step in order {
+        let found = match step {
+            Step::Docker => from_docker(c),
+            Step::Env => env_user(c.spec).map(|u| (u, Source::Env)),
+            Step::HomeMount => {
+                home_mount_owner(c.spec, accounts, HOME).map(|u| (u, Source::HomeMount))
+            }
+            Step::Cgroup => cgroup_user(c.spec).map(|u| (u, Source::CgroupParent)),
+        };
+        if let Some((user, source)) = found {
+            return Owner {
+                user: Some(user),
+                source,
+            };
+        }
+    }
+    Owner {
+        user: None,
+        source: Source::Unknown,
+    }
+}
+
+const HOME: &str = "/home";
+
+/// The user named by a `<home>/<user>/...` path.
+fn home_user(path: &str, home: &str) -> Option<String> {
+    let rest = path.strip_prefix(home)?.strip_prefix('/')?;
+    let user = rest.split('/').next()?;
+    valid_name(user).then(|| user.to_string())
+}
+
+fn from_docker(c: &Container) -> Option<(String, Source)> {
+    if c.id.is_empty() || c.id.contains('/') {
+        return None;
+    }
+    let path = c
+        .docker_data_root
+        .join("containers")
+        .join(c.id)
+        .join("config.v2.json");
+    let record: Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    let labels = record.pointer("/Config/Labels")?;
+    if let Some(u) = labels.get("ds01.user").and_then(Value::as_str)
+        && valid_name(u)
+    {
+        return Some((u.to_string(), Source::DockerLabel));
+    }
+    let folder = labels
+        .get("devcontainer.local_folder")
+        .and_then(Value::as_str)?;
+    home_user(folder, HOME).map(|u| (u, Source::DevcontainerFolder))
+}
+
+fn env_user(spec: &Value) -> Option<String> {
+    let env = crate::spec::env(spec);
+    crate::request::env_value(&env, "DS01_USER")
+        .filter(|u| valid_name(u))
+        .map(String::from)
+}
+
+fn home_mount_owner(spec: &Value, accounts: &dyn Accounts, home: &str) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mounts = spec.get("mounts")?.as_array()?;
+    mounts.iter().find_map(|m| {
+        let is_bind = m.get("type").and_then(Value::as_str) == Some("bind")
+            || m.get("options").and_then(Value::as_array).is_some_and(|o| {
+                o.iter()
+                    .any(|x| matches!(x.as_str(), Some("bind" | "rbind")))
+            });
+        let source = m.get("source").and_then(Value::as_str)?;
+        if !is_bind {
+            return None;
+        }
+        home_user(source, home)?;
+        let uid = std::fs::metadata(source).ok()?.uid();
+        accounts.user_name(uid).filter(|u| valid_name(u))
+    })
+}
+
+/// `ds01-<group>-<user>.slice` anywhere in `linux.cgroupsPath` (cgroupfs
+/// `/ds01-g-u.slice/...` or systemd `ds01-g-u.slice:docker:<id>`). The
+/// group is the part up to the first `-`, so group names have none.
+fn cgroup_user(spec: &Value) -> Option<String> {
+    let path = spec.pointer("/linux/cgroupsPath")?.as_str()?;
+    path.split(['/', ':']).find_map(|part| {
+        let inner = part.strip_prefix("ds01-")?.strip_suffix(".slice")?;
+        let (_group, user) = inner.split_once('-')?;
+        valid_name(user).then(|| user.to_string())
+    })
+}
+
+/// The real user and group database, through libc (so NSS, LDAP and
+/// SSSD users are seen as `id` sees them).
+pub struct SystemAccounts;
+
+impl Groups for SystemAccounts {
+    fn groups_of(&self, user: &str) -> Vec<String> {
+        let Ok(name) = CString::new(user) else {
+            return Vec::new();
+        };
+        // SAFETY: getpwnam returns a pointer into static storage or null;
+        // we copy what we need before any other passwd call.
+        let gid = unsafe {
+            let pw = libc::getpwnam(name.as_ptr());
+            if pw.is_null() {
+                return Vec::new();
+            }
+            (*pw).pw_gid
+        };
+        let mut n: libc::c_int = 64;
+        let mut gids: Vec<libc::gid_t> = vec![0; n as usize];
+        // SAFETY: gids has room for n entries; on -1, n holds the count needed.
+        unsafe {
+            if libc::getgrouplist(name.as_ptr(), gid, gids.as_mut_ptr(), &mut n) == -1 {
+                gids = vec![0; n as usize];
+                libc::getgrouplist(name.as_ptr(), gid, gids.as_mut_ptr(), &mut n);
+            }
+        }
+        gids.truncate(n.max(0) as usize);
+        gids.into_iter()
+            .filter_map(|g| {
+                // SAFETY: as above, the result is copied at once.
+                unsafe {
+                    let gr = libc::getgrgid(g);
+                    (!gr.is_null())
+                        .then(|| CStr::from_ptr((*gr).gr_name).to_string_lossy().into_owned())
+                }
+            })
+            .collect()
+    }
+}
+
+impl Accounts for SystemAccounts {
+    fn user_name(&self, uid: u32) -> Option<String> {
+        // SAFETY: as above.
+        unsafe {
+            let pw = libc::getpwuid(uid);
+            (!pw.is_null()).then(|| CStr::from_ptr((*pw).pw_name).to_string_lossy().into_owned())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    struct Fake;
+    impl Groups for Fake {
+        fn groups_of(&self, _: &str) -> Vec<String> {
+            Vec::new()
+        }
+    }
+    impl Accounts for Fake {
+        fn user_name(&self, uid: u32) -> Option<String> {
+            (uid == 0).then(|| "root".to_string())
+        }
+    }
+
+    fn docker_record(root: &Path, id: &str, labels: Value) {
+        let dir = root.join("containers").join(id);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("config.v2.json"),
+            json!({"Config": {"Labels": labels}}).to_string(),
+        )
+        .unwrap();
+    }
+
+    fn resolve_with(order: &[Step], root: &Path, spec: &Value) -> Owner {
+        resolve(
+            order,
+            &Container {
+                id: "c1",
+                spec,
+                docker_data_root: root,
+            },
+            &Fake,
+        )
+    }
+
+    fn owner(user: &str, source: Source) -> Owner {
+        Owner {
+            user: Some(user.into()),
+            source,
+        }
+    }
+
+    #[test]
+    fn documented_order_first_answer_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let spec = json!({
+            "process": {"env": ["DS01_USER=erin"]},
+            "mounts": [{"destination": "/w", "type": "bind", "source": "/home/root", "options": ["rbind"]}],
+            "linux": {"cgroupsPath": "ds01-students-frank.slice:docker:c1"}
+        });
+        let all = Step::ALL;
+        // No Docker record: the environment answers.
+        assert_eq!(
+            resolve_with(&all, dir.path(), &spec),
+            owner("erin", Source::Env)
+        );
+        docker_record(
+            dir.path(),
+            "c1",
+            json!({"devcontainer.local_folder": "/home/dana/proj"}),
+        );
+        assert_eq!(
+            resolve_with(&all, dir.path(), &spec),
+            owner("dana", Source::DevcontainerFolder)
+        );
+        docker_record(
+            dir.path(),
+            "c1",
+            json!({"ds01.user": "alice", "devcontainer.local_folder": "/home/dana/p"}),
+        );
+        assert_eq!(
+            resolve_with(&all, dir.path(), &spec),
+            owner("alice", Source::DockerLabel)
+        );
+        // The order is the admin's to choose.
+        assert_eq!(
+            resolve_with(&[Step::Cgroup, Step::Docker], dir.path(), &spec),
+            owner("frank", Source::CgroupParent)
+        );
+        assert_eq!(
+            resolve_with(&[], dir.path(), &spec),
+            Owner {
+                user: None,
+                source: Source::Unknown
+            }
+        );
+    }
+
+    #[test]
+    fn bad_names_and_foreign_folders_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        docker_record(
+            dir.path(),
+            "c1",
+            json!({"ds01.user": "../etc", "devcontainer.local_folder": "/srv/x"}),
+        );
+        let spec =
+            json!({"process": {"env": ["DS01_USER=a b"]}, "linux": {"cgroupsPath": "/docker/c1"}});
+        assert_eq!(
+            resolve_with(&Step::ALL, dir.path(), &spec).source,
+            Source::Unknown
+        );
+    }
+
+    #[test]
+    fn cgroup_parent_forms() {
+        let spec = |p: &str| json!({"linux": {"cgroupsPath": p}});
+        assert_eq!(
+            cgroup_user(&spec("/ds01-staff-bob.slice/docker-1.scope")),
+            Some("bob".into())
+        );
+        assert_eq!(
+            cgroup_user(&spec("ds01-staff-bob.slice:docker:1")),
+            Some("bob".into())
+        );
+        assert_eq!(cgroup_user(&spec("system.slice:docker:1")), None);
+    }
+
+    #[test]
+    fn home_mount_owner_is_the_directory_owner() {
+        let home = tempfile::tempdir().unwrap();
+        let h = home.path().to_str().unwrap();
+        // Named after one user, owned by another (root, uid 0): the owner counts.
+        std::fs::create_dir_all(home.path().join("gina/project")).unwrap();
+        let mount = |source: String, kind: &str| {
+            json!({"mounts": [
+                {"destination": "/proc", "type": "proc", "source": "proc"},
+                {"destination": "/w", "type": kind, "source": source, "options": ["rbind", "rw"]}
+            ]})
+        };
+        let owner = |spec: &Value| home_mount_owner(spec, &Fake, h);
+        assert_eq!(
+            owner(&mount(format!("{h}/gina/project"), "bind")),
+            Some("root".into())
+        );
+        // Docker writes "type": "bind"; other runtimes only the rbind option.
+        assert_eq!(
+            owner(&mount(format!("{h}/gina/project"), "none")),
+            Some("root".into())
+        );
+        assert_eq!(
+            owner(&mount("/srv/data".into(), "bind")),
+            None,
+            "not under home"
+        );
+        assert_eq!(
+            owner(&mount(format!("{h}/gina/missing"), "bind")),
+            None,
+            "nothing to stat"
+        );
+    }
+
+    #[test]
+    fn system_accounts_know_root() {
+        assert_eq!(SystemAccounts.user_name(0).as_deref(), Some("root"));
+        assert!(
+            SystemAccounts
+                .groups_of("root")
+                .contains(&"root".to_string())
+        );
+        assert!(SystemAccounts.groups_of("no-such-user-ds01").is_empty());
+    }
+}

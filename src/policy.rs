@@ -1,0 +1,351 @@
+//! Per-user limits: `[defaults]`, `[groups.NAME]` and `[users.NAME]` in
+//! config.toml. The most specific value wins: user, then the first group
+//! (in file order) the user belongs to that sets it, then defaults.
+
+use serde::Serialize;
+
+/// The limit keys, as written in config.toml.
+pub const LIMIT_KEYS: &[&str] = &[
+    "max_gpu_equivalents",
+    "max_devices_per_container",
+    "allow_full_gpu",
+    "max_gpu_containers",
+];
+
+/// Limits as one section sets them; unset keys fall through.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Limits {
+    pub max_gpu_equivalents: Option<f64>,
+    pub max_devices_per_container: Option<u32>,
+    pub allow_full_gpu: Option<bool>,
+    pub max_gpu_containers: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group {
+    pub name: String,
+    /// An explicit member list; `None` means the Unix group of that name.
+    pub members: Option<Vec<String>>,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Policy {
+    pub defaults: Limits,
+    pub groups: Vec<Group>,
+    pub users: Vec<(String, Limits)>,
+}
+
+/// One limit in effect, and the section that gave it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Value<T> {
+    pub value: T,
+    /// `built-in`, `defaults`, `group NAME` or `user NAME`.
+    pub from: String,
+}
+
+/// The limits in effect for one user.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Effective {
+    /// `None` means unlimited.
+    pub max_gpu_equivalents: Value<Option<f64>>,
+    pub max_devices_per_container: Value<Option<u32>>,
+    pub allow_full_gpu: Value<bool>,
+    pub max_gpu_containers: Value<Option<u32>>,
+}
+
+/// Who is in which Unix group; behind a trait so tests need no accounts.
+pub trait Groups {
+    fn groups_of(&self, user: &str) -> Vec<String>;
+}
+
+impl Group {
+    pub fn contains(&self, user: &str, unix_groups: &[String]) -> bool {
+        match &self.members {
+            Some(m) => m.iter().any(|u| u == user),
+            None => unix_groups.iter().any(|g| g == &self.name),
+        }
+    }
+}
+
+impl Policy {
+    /// The groups of the policy `user` belongs to, in file order.
+    pub fn groups_of<'a>(&'a self, user: Option<&str>, groups: &dyn Groups) -> Vec<&'a Group> {
+        let Some(user) = user else { return Vec::new() };
+        let unix = groups.groups_of(user);
+        self.groups
+            .iter()
+            .filter(|g| g.contains(user, &unix))
+            .collect()
+    }
+
+    /// Resolves each limit for `user` (`None`: an unknown owner, who gets the defaults).
+    pub fn effective(&self, user: Option<&str>, groups: &dyn Groups) -> Effective {
+        let mut layers: Vec<(String, &Limits)> = Vec::new();
+        if let Some(u) = user
+            && let Some((_, l)) = self.users.iter().find(|(name, _)| name == u)
+        {
+            layers.push((format!("user {u}"), l));
+        }
+        for g in self.groups_of(user, groups) {
+            layers.push((format!("group {}", g.name), &g.limits));
+        }
+        layers.push(("defaults".into(), &self.defaults));
+        fn pick<T: Clone>(
+            layers: &[(String, &Limits)],
+            get: impl Fn(&Limits) -> Option<T>,
+            builtin: T,
+        ) -> Value<T> {
+            layers
+                .iter()
+                .find_map(|(from, l)| {
+                    get(l).map(|value| Value {
+                        value,
+                        from: from.clone(),
+                    })
+                })
+                .unwrap_or(Value {
+                    value: builtin,
+                    from: "built-in".into(),
+                })
+        }
+        Effective {
+            max_gpu_equivalents: pick(&layers, |l| l.max_gpu_equivalents.map(Some), None),
+            max_devices_per_container: pick(
+                &layers,
+                |l| l.max_devices_per_container.map(Some),
+                None,
+            ),
+            allow_full_gpu: pick(&layers, |l| l.allow_full_gpu, false),
+            max_gpu_containers: pick(&layers, |l| l.max_gpu_containers.map(Some), None),
+        }
+    }
+}
+
+/// Parses one limits section; errors are `(key, message)`.
+pub fn parse_limits(table: &toml::Table, extra_ok: &[&str]) -> Result<Limits, (String, String)> {
+    let mut l = Limits::default();
+    for (key, value) in table {
+        let bad = |msg: String| (key.clone(), msg);
+        let count = || {
+            value
+                .as_integer()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| bad(format!("must be a whole number, 0 or more, got {value}")))
+        };
+        match key.as_str() {
+            "max_gpu_equivalents" => {
+                let n = value
+                    .as_float()
+                    .or_else(|| value.as_integer().map(|i| i as f64))
+                    .filter(|n| n.is_finite() && *n >= 0.0)
+                    .ok_or_else(|| bad(format!("must be a number of GPU-equivalents, 0 or more (1.0 is a full GPU), got {value}")))?;
+                l.max_gpu_equivalents = Some(n);
+            }
+            "max_devices_per_container" => l.max_devices_per_container = Some(count()?),
+            "max_gpu_containers" => l.max_gpu_containers = Some(count()?),
+            "allow_full_gpu" => {
+                l.allow_full_gpu = Some(
+                    value
+                        .as_bool()
+                        .ok_or_else(|| bad(format!("must be true or false, got {value}")))?,
+                )
+            }
+            k if extra_ok.contains(&k) => {}
+            _ => {
+                let mut allowed: Vec<&str> = LIMIT_KEYS.to_vec();
+                allowed.extend(extra_ok);
+                return Err(bad(format!(
+                    "unknown key; allowed here: {}",
+                    allowed.join(", ")
+                )));
+            }
+        }
+    }
+    Ok(l)
+}
+
+/// A user or group name as found in a label or a path: something
+/// `useradd` would accept, so that no path or markup rides along.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 32
+        && !name.starts_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && name != "."
+        && name != ".."
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct FakeGroups(Vec<(&'static str, &'static str)>);
+
+    impl Groups for FakeGroups {
+        fn groups_of(&self, user: &str) -> Vec<String> {
+            self.0
+                .iter()
+                .filter(|(u, _)| *u == user)
+                .map(|(_, g)| g.to_string())
+                .collect()
+        }
+    }
+
+    fn limits(eq: Option<f64>, full: Option<bool>, containers: Option<u32>) -> Limits {
+        Limits {
+            max_gpu_equivalents: eq,
+            max_devices_per_container: None,
+            allow_full_gpu: full,
+            max_gpu_containers: containers,
+        }
+    }
+
+    fn policy() -> Policy {
+        Policy {
+            defaults: limits(Some(0.5), Some(false), Some(2)),
+            groups: vec![
+                Group {
+                    name: "staff".into(),
+                    members: None,
+                    limits: limits(Some(2.0), Some(true), None),
+                },
+                Group {
+                    name: "students".into(),
+                    members: Some(vec!["carol".into(), "dave".into()]),
+                    limits: limits(Some(0.3), None, Some(1)),
+                },
+            ],
+            users: vec![("alice".into(), limits(Some(1.0), None, None))],
+        }
+    }
+
+    #[test]
+    fn most_specific_value_wins_and_says_where_from() {
+        let groups = FakeGroups(vec![
+            ("alice", "staff"),
+            ("bob", "staff"),
+            ("dave", "staff"),
+        ]);
+        let p = policy();
+        // (user, max gpueq and its source, full gpu and source, containers and source)
+        type Row<'a> = (
+            Option<&'a str>,
+            (Option<f64>, &'a str),
+            (bool, &'a str),
+            (Option<u32>, &'a str),
+        );
+        let table: &[Row] = &[
+            (
+                Some("alice"),
+                (Some(1.0), "user alice"),
+                (true, "group staff"),
+                (Some(2), "defaults"),
+            ),
+            (
+                Some("bob"),
+                (Some(2.0), "group staff"),
+                (true, "group staff"),
+                (Some(2), "defaults"),
+            ),
+            (
+                Some("carol"),
+                (Some(0.3), "group students"),
+                (false, "defaults"),
+                (Some(1), "group students"),
+            ),
+            // In two groups: the first in file order that sets a key.
+            (
+                Some("dave"),
+                (Some(2.0), "group staff"),
+                (true, "group staff"),
+                (Some(1), "group students"),
+            ),
+            (
+                Some("erin"),
+                (Some(0.5), "defaults"),
+                (false, "defaults"),
+                (Some(2), "defaults"),
+            ),
+            (
+                None,
+                (Some(0.5), "defaults"),
+                (false, "defaults"),
+                (Some(2), "defaults"),
+            ),
+        ];
+        for (user, eq, full, containers) in table {
+            let e = p.effective(*user, &groups);
+            assert_eq!(
+                (
+                    e.max_gpu_equivalents.value,
+                    e.max_gpu_equivalents.from.as_str()
+                ),
+                *eq,
+                "{user:?}"
+            );
+            assert_eq!(
+                (e.allow_full_gpu.value, e.allow_full_gpu.from.as_str()),
+                *full,
+                "{user:?}"
+            );
+            assert_eq!(
+                (
+                    e.max_gpu_containers.value,
+                    e.max_gpu_containers.from.as_str()
+                ),
+                *containers,
+                "{user:?}"
+            );
+            assert_eq!(e.max_devices_per_container.from, "built-in");
+        }
+    }
+
+    #[test]
+    fn nothing_configured_means_unlimited_mig_only() {
+        let e = Policy::default().effective(Some("x"), &FakeGroups(vec![]));
+        assert_eq!(e.max_gpu_equivalents.value, None);
+        assert_eq!(e.max_gpu_containers.value, None);
+        assert!(!e.allow_full_gpu.value);
+    }
+
+    #[test]
+    fn limits_sections_are_checked() {
+        let t = |s: &str| parse_limits(&s.parse::<toml::Table>().unwrap(), &["members"]);
+        assert_eq!(
+            t("max_gpu_equivalents = 1").unwrap().max_gpu_equivalents,
+            Some(1.0)
+        );
+        assert_eq!(
+            t("max_gpu_equivalents = 0.25").unwrap().max_gpu_equivalents,
+            Some(0.25)
+        );
+        assert!(
+            t("max_gpu_equivalents = -1")
+                .unwrap_err()
+                .1
+                .contains("0 or more")
+        );
+        assert!(
+            t("max_gpu_containers = 1.5")
+                .unwrap_err()
+                .1
+                .contains("whole number")
+        );
+        let (key, msg) = t("max_gpus = 1").unwrap_err();
+        assert_eq!(key, "max_gpus");
+        assert!(msg.contains("max_gpu_equivalents, max_devices_per_container, allow_full_gpu, max_gpu_containers, members"));
+    }
+
+    #[test]
+    fn names_from_labels_are_plain() {
+        for ok in ["alice", "a.b", "user_1", "x-y"] {
+            assert!(valid_name(ok), "{ok}");
+        }
+        for bad in ["", "..", "a/b", "-x", "a b", "ünï", &"x".repeat(33)] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+    }
+}
