@@ -43,6 +43,8 @@ pub fn usage<'r>(held: &'r Records, user: Option<&str>) -> Usage<'r> {
 
 /// GPU-equivalents for people: 1.0, 0.5, 0.143.
 pub fn gpueq_text(x: f64) -> String {
+    // An empty sum is -0.0; people read 0.0.
+    let x = if x == 0.0 { 0.0 } else { x };
     let s = format!("{x:.3}");
     let s = s.trim_end_matches('0');
     if s.ends_with('.') {
@@ -488,6 +490,7 @@ mod tests {
         assert_eq!(gpueq_text(1.0), "1.0");
         assert_eq!(gpueq_text(1.0 / 7.0), "0.143");
         assert_eq!(gpueq_text(0.5), "0.5");
+        assert_eq!(gpueq_text([].iter().sum::<f64>()), "0.0");
         assert_eq!(gpueq_text(2.0 / 7.0 * 7.0), "2.0");
     }
 }

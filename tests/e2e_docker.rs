@@ -640,3 +640,139 @@ fn exec_top_pause_update_work_through_the_shim() {
     d.ok(&["rm", "-f", "busy"]);
     d.expect_held(0);
 }
+
+/// The audit events of one user, as (event, container id) pairs.
+fn events_of(d: &Dockerd, user: &str) -> Vec<(String, String, String)> {
+    d.env
+        .events()
+        .iter()
+        .filter(|e| e["user"] == user)
+        .map(|e| {
+            (
+                e["event"].as_str().unwrap().to_string(),
+                e["container_id"].as_str().unwrap().to_string(),
+                e["identity_source"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn owners_are_held_to_their_own_shares() {
+    let _g = lock();
+    let extra = "[defaults]\nmax_gpu_equivalents = 0.143\n\n[users.bob]\nmax_gpu_equivalents = 0.5\n\n\
+                 [groups.ds01-admin]\nmembers = [\"dana\"]\n";
+    let Some(d) = start(extra, false) else { return };
+    let gpu = |name: &str, user: &str, more: &[&str]| {
+        let mut args = vec!["run", "-d", "--name", name, "--label"];
+        let label = format!("ds01.user={user}");
+        args.push(&label);
+        args.extend(["-e", "NVIDIA_VISIBLE_DEVICES=all"]);
+        args.extend(more);
+        args.extend(["busybox:local", "sleep", "300"]);
+        d.docker(&args)
+    };
+    assert!(gpu("alice1", "alice", &[]).status.success());
+    let alice1 = d.full_id("alice1");
+    let out = gpu("alice2", "alice", &[]);
+    assert!(!out.status.success());
+    let want = format!(
+        "ds01: alice already uses 0.143 of 0.143 GPU-equivalents (container {}: MIG 1g.10gb on GPU 1); \
+         stop a container or ask an admin",
+        &alice1[..12]
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&want),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Bob's share is his own: he still gets slices.
+    assert!(gpu("bob1", "bob", &[]).status.success());
+    assert!(gpu("bob2", "bob", &[]).status.success());
+    d.expect_held(3);
+
+    let out = gpu("alice-full", "alice", &["-e", "DS01_GPU_PROFILE=full"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("ds01: alice may not use a full GPU (allow_full_gpu = false, built-in)"),
+        "{err}"
+    );
+
+    let out = d.docker(&[
+        "run",
+        "--name",
+        "carol-priv",
+        "--privileged",
+        "--label",
+        "ds01.user=carol",
+        "busybox:local",
+        "true",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("ds01: --privileged containers see every GPU on this host")
+            && err.contains("(carol is not)"),
+        "{err}"
+    );
+    // An admin passes ds01's check (runc may still refuse in a sandbox without capabilities).
+    let out = d.docker(&[
+        "run",
+        "--rm",
+        "--privileged",
+        "--label",
+        "ds01.user=dana",
+        "busybox:local",
+        "true",
+    ]);
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("ds01:"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    d.ok(&["rm", "-f", "alice1", "bob1", "bob2"]);
+    d.expect_held(0);
+
+    let label = "docker-label".to_string();
+    let alice = events_of(&d, "alice");
+    assert_eq!(alice[0], ("allocate".into(), alice1.clone(), label.clone()));
+    assert_eq!(
+        alice.iter().filter(|e| e.0 == "refuse").count(),
+        2,
+        "{alice:?}"
+    );
+    assert!(
+        alice.contains(&("release".into(), alice1, label.clone())),
+        "{alice:?}"
+    );
+    let bob = events_of(&d, "bob");
+    assert_eq!(
+        bob.iter().filter(|e| e.0 == "allocate").count(),
+        2,
+        "{bob:?}"
+    );
+    assert_eq!(
+        bob.iter().filter(|e| e.0 == "release").count(),
+        2,
+        "{bob:?}"
+    );
+    let carol = events_of(&d, "carol");
+    assert_eq!(carol.len(), 1);
+    assert_eq!(carol[0].0, "refuse");
+    assert!(
+        events_of(&d, "dana").is_empty(),
+        "an admin's privileged container is not refused"
+    );
+
+    // The same through the CLI, as a person reads it.
+    let out = Command::new(cli_bin())
+        .env("DS01_CONFIG", &d.env.config)
+        .args(["events", "--user", "alice", "--since", "1h", "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), alice.len());
+    assert!(v.as_array().unwrap().iter().all(|e| e["user"] == "alice"));
+}

@@ -526,3 +526,107 @@ fn exec_in_a_gpu_container_sees_the_allocated_uuids() {
     );
     assert_eq!(v["args"], serde_json::json!(["sh"]));
 }
+
+#[test]
+fn owners_are_recorded_and_unknown_owners_can_be_refused() {
+    let f = Fake::new("unknown_owner = \"refuse\"\n");
+    let anon = f.bundle("anon", "gpu.json");
+    let out = f.create(&anon, "anon", &[]);
+    quiet(&out);
+    assert_eq!(out.status.code(), Some(1));
+    let msg = last_oci_error(&anon.join("log.json")).unwrap();
+    assert!(
+        msg.contains("owner is unknown") && msg.contains("--label ds01.user="),
+        "{msg}"
+    );
+
+    let b = f.bundle("erin", "gpu.json");
+    let text = std::fs::read_to_string(b.join("config.json")).unwrap();
+    std::fs::write(
+        b.join("config.json"),
+        text.replace(
+            "\"DS01_GPU_PROFILE=1g.10gb\"",
+            "\"DS01_GPU_PROFILE=1g.10gb\",\"DS01_USER=erin\"",
+        ),
+    )
+    .unwrap();
+    assert!(
+        f.create(&b, "erin1", &[("FAKE_PID", &me())])
+            .status
+            .success()
+    );
+    let rec = &f.env.ledger()["records"][0];
+    assert_eq!(
+        (rec["user"].as_str(), rec["identity_source"].as_str()),
+        (Some("erin"), Some("env"))
+    );
+    assert!((rec["gpueq"].as_f64().unwrap() - 1.0 / 7.0).abs() < 1e-9);
+
+    let events = f.env.events();
+    let kinds: Vec<(&str, Option<&str>)> = events
+        .iter()
+        .map(|e| (e["event"].as_str().unwrap(), e["user"].as_str()))
+        .collect();
+    assert_eq!(kinds, [("refuse", None), ("allocate", Some("erin"))]);
+    assert_eq!(events[1]["devices"], rec["devices"]);
+    assert!(
+        events[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("owner is unknown")
+    );
+}
+
+#[test]
+fn limits_show_each_value_with_its_source_and_the_usage() {
+    let f = Fake::new(
+        "[defaults]\nmax_gpu_containers = 2\n\n[groups.students]\nmembers = [\"carol\"]\nmax_gpu_equivalents = 0.3\n",
+    );
+    let b = f.bundle("c", "gpu.json");
+    let text = std::fs::read_to_string(b.join("config.json")).unwrap();
+    std::fs::write(
+        b.join("config.json"),
+        text.replace("\"DS01_GPU_PROFILE=1g.10gb\"", "\"DS01_USER=carol\""),
+    )
+    .unwrap();
+    assert!(
+        f.create(&b, "carol1", &[("FAKE_PID", &me())])
+            .status
+            .success()
+    );
+
+    let out = f.env.cli(&["limits", "--user", "carol", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["groups"], serde_json::json!(["students"]));
+    assert_eq!(
+        v["limits"]["max_gpu_equivalents"],
+        serde_json::json!({"value": 0.3, "from": "group students"})
+    );
+    assert_eq!(
+        v["limits"]["max_gpu_containers"],
+        serde_json::json!({"value": 2, "from": "defaults"})
+    );
+    assert_eq!(v["usage"]["containers"], 1);
+    assert_eq!(v["containers"][0]["held"], "MIG 1g.10gb on GPU 1");
+
+    let out = f.env.cli(&["check-limits", "--user", "carol"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("GPU-equivalents        0.143 used of 0.3"),
+        "{text}"
+    );
+    assert!(text.contains("from group students"), "{text}");
+    assert!(text.contains("1 running of 2"), "{text}");
+    // Someone else: defaults, nothing in use.
+    let out = f.env.cli(&["limits", "--user", "dave"]);
+    assert!(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .contains("No GPU containers running.")
+    );
+}

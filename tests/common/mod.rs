@@ -30,18 +30,36 @@ impl Env {
             .tempdir()
             .unwrap();
         let config = dir.path().join("config.toml");
+        let env = Env { dir, config };
+        env.write_config(runc, extra);
+        env
+    }
+
+    /// Writes the config: everything in the temp dir, then `extra`.
+    pub fn write_config(&self, runc: &Path, extra: &str) {
         std::fs::write(
-            &config,
+            &self.config,
             format!(
-                "runc = {:?}\nstate_dir = {:?}\nlog = {:?}\ninventory = {:?}\n{extra}",
+                "runc = {:?}\nstate_dir = {:?}\nlog = {:?}\ninventory = {:?}\naudit_log = {:?}\n\
+                 docker_data_root = {:?}\n{extra}",
                 runc,
-                dir.path().join("state"),
-                dir.path().join("runtime.log"),
+                self.path("state"),
+                self.path("runtime.log"),
                 sim_inventory(),
+                self.path("events.jsonl"),
+                self.path("data"),
             ),
         )
         .unwrap();
-        Env { dir, config }
+    }
+
+    /// The audit log's events.
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.path("events.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {

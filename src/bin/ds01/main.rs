@@ -5,9 +5,11 @@
 
 mod admin;
 mod devcontainer;
+mod events;
 mod gc;
 mod generate;
 mod gpus;
+mod limits;
 mod style;
 
 use std::ffi::OsString;
@@ -33,6 +35,11 @@ enum Command {
     Gpus(gpus::Args),
     /// Free the devices of containers that are gone (crashed, killed, rebooted)
     Gc(gc::Args),
+    /// Your GPU limits, where each comes from, and what you use now
+    #[command(alias = "check-limits")]
+    Limits(limits::Args),
+    /// The audit log: allocations, refusals, releases, reclaims
+    Events(events::Args),
     /// Dev Containers: commands ds01 does not know go to the official CLI
     Devcontainer(devcontainer::Args),
     /// Administration: register ds01-runtime with Docker, and undo it
@@ -64,6 +71,12 @@ fn main() -> ExitCode {
         Command::Gc(args) => Config::load()
             .map_err(Into::into)
             .and_then(|c| gc::run(&c, args)),
+        Command::Limits(args) => Config::load()
+            .map_err(Into::into)
+            .and_then(|c| limits::run(&c, args)),
+        Command::Events(args) => Config::load()
+            .map_err(Into::into)
+            .and_then(|c| events::run(&c, args)),
         Command::Devcontainer(args) => devcontainer::run(args),
         Command::Admin(args) => admin::run(args),
         Command::GenerateAssets(args) => generate::run(args),

@@ -1,0 +1,139 @@
+//! `ds01 limits` (also `check-limits`): the caller's limits, where each
+//! comes from, and what they use now. Reads the config and the ledger, so
+//! it works for every user.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use ds01::allocate::{self, describe, gpueq_text, short};
+use ds01::config::Config;
+use ds01::identity::{Accounts, SystemAccounts};
+use ds01::inventory::snapshot;
+use ds01::ledger::Ledger;
+use ds01::policy::Value;
+use serde_json::json;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Another user's limits (default: yours)
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
+    /// Print JSON for scripts
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(cfg: &Config, args: Args) -> anyhow::Result<ExitCode> {
+    let user = match args.user {
+        Some(u) => u,
+        None => {
+            // SAFETY: getuid cannot fail.
+            let uid = unsafe { libc::getuid() };
+            SystemAccounts
+                .user_name(uid)
+                .with_context(|| format!("uid {uid} has no user name; name one with --user"))?
+        }
+    };
+    let limits = cfg.policy.effective(Some(&user), &SystemAccounts);
+    let groups: Vec<&str> = cfg
+        .policy
+        .groups_of(Some(&user), &SystemAccounts)
+        .iter()
+        .map(|g| g.name.as_str())
+        .collect();
+    let records = Ledger::new(&cfg.state_dir).read()?;
+    let used = allocate::usage(&records, Some(&user));
+    let inv = snapshot::load(cfg).ok();
+    let held = |r: &ds01::ledger::Record| {
+        inv.as_ref()
+            .map_or_else(|| r.devices.join(","), |i| describe(i, r))
+    };
+    if args.json {
+        let out = json!({
+            "user": user,
+            "groups": groups,
+            "limits": limits,
+            "usage": {
+                "containers": used.records.len(),
+                "devices": used.devices,
+                "gpu_equivalents": used.gpueq,
+            },
+            "containers": used.records.iter().map(|r| json!({
+                "container_id": r.container_id, "devices": r.devices, "held": held(r),
+                "gpueq": r.gpueq, "since": r.since,
+            })).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let of = |v: &Value<Option<f64>>| {
+        v.value.map_or("(no limit)".to_string(), |m| {
+            format!("of {}", gpueq_text(m))
+        })
+    };
+    let count = |v: &Value<Option<u32>>| {
+        v.value
+            .map_or("(no limit)".to_string(), |m| format!("of {m}"))
+    };
+    let groups_text = if groups.is_empty() {
+        "none".to_string()
+    } else {
+        groups.join(", ")
+    };
+    println!("Limits for {user} (config groups: {groups_text})");
+    let lines = [
+        (
+            "GPU-equivalents",
+            format!(
+                "{} used {}",
+                gpueq_text(used.gpueq),
+                of(&limits.max_gpu_equivalents)
+            ),
+            &limits.max_gpu_equivalents.from,
+        ),
+        (
+            "GPU containers",
+            format!(
+                "{} running {}",
+                used.records.len(),
+                count(&limits.max_gpu_containers)
+            ),
+            &limits.max_gpu_containers.from,
+        ),
+        (
+            "devices per container",
+            limits
+                .max_devices_per_container
+                .value
+                .map_or("no limit".to_string(), |m| format!("at most {m}")),
+            &limits.max_devices_per_container.from,
+        ),
+        (
+            "full GPUs",
+            if limits.allow_full_gpu.value {
+                "allowed"
+            } else {
+                "not allowed"
+            }
+            .to_string(),
+            &limits.allow_full_gpu.from,
+        ),
+    ];
+    for (name, value, from) in lines {
+        println!("  {name:<22} {value:<22} from {from}");
+    }
+    if used.records.is_empty() {
+        println!("No GPU containers running.");
+    } else {
+        println!("GPU containers:");
+        for r in &used.records {
+            println!(
+                "  {}  {}  since {}",
+                short(&r.container_id),
+                held(r),
+                r.since
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
