@@ -42,18 +42,15 @@ fi
 say "Building ds01"
 cargo build --release --locked --quiet
 bin="$repo/target/release"
-busybox=$(command -v busybox || echo /bin/busybox)
 runc=$(command -v runc || echo /usr/sbin/runc)
 
 work=$(mktemp -d /tmp/ds01-demo.XXXXXX)
-dockerd_pid=""
+. "$repo/contrib/private-dockerd.sh"
 cleanup() {
-    if [ -n "$dockerd_pid" ]; then
-        /usr/bin/docker -H "unix://$work/docker.sock" rm -f train-a train-b big >/dev/null 2>&1 || true
-        kill "$dockerd_pid" 2>/dev/null || true
-        while kill -0 "$dockerd_pid" 2>/dev/null; do sleep 0.2; done
+    if [ -n "${dockerd_pid:-}" ]; then
+        docker rm -f train-a train-b big >/dev/null 2>&1 || true
+        dockerd_stop
     fi
-    umount -R "$work/data" 2>/dev/null || true
     rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
@@ -67,42 +64,30 @@ audit_log = "$work/events.jsonl"
 docker_data_root = "$work/data"
 
 [defaults]
+max_gpu_equivalents = 0.5
+
+[users.carol]
 allow_full_gpu = true
+max_gpu_equivalents = 1.0
 TOML
 export DS01_CONFIG="$work/config.toml"
-cat > "$work/daemon.json" <<JSON
-{
-  "data-root": "$work/data", "exec-root": "$work/exec", "pidfile": "$work/docker.pid",
-  "hosts": ["unix://$work/docker.sock"], "bridge": "none", "iptables": false, "ip6tables": false,
-  "storage-driver": "overlay2",
-  "default-runtime": "ds01", "runtimes": {"ds01": {"path": "$bin/ds01-runtime"}}
-}
-JSON
+export DOCKER_HOST="unix://$work/docker.sock"
+ds01() { "$bin/ds01" "$@"; }
 
 say "Starting a private Docker daemon whose default runtime is ds01-runtime"
-/usr/sbin/dockerd --config-file "$work/daemon.json" >"$work/dockerd.log" 2>&1 &
-dockerd_pid=$!
-docker() { /usr/bin/docker -H "unix://$work/docker.sock" "$@"; }
-ds01() { "$bin/ds01" "$@"; }
-i=0
-until docker version >/dev/null 2>&1; do
-    i=$((i + 1))
-    if [ $i -gt 100 ]; then echo "demo: dockerd did not start; its log:" >&2; cat "$work/dockerd.log" >&2; exit 1; fi
-    sleep 0.1
-done
-mkdir -p "$work/rootfs/bin"
-cp "$busybox" "$work/rootfs/bin/busybox"
-for a in $("$busybox" --list); do [ "$a" = busybox ] || ln -s busybox "$work/rootfs/bin/$a"; done
-tar -C "$work/rootfs" -c . | docker import - busybox:local >/dev/null
+dockerd_start "$work" "$bin/ds01-runtime"
 echo "dockerd is up (pid $dockerd_pid), with a local busybox image"
 
 say "The GPUs ds01 hands out (simulated: no NVIDIA hardware needed)"
 run ds01 gpus
 
-say "Three GPU containers: two ask for a GPU, one for a full GPU"
-quiet docker run -d --name train-a -e NVIDIA_VISIBLE_DEVICES=all busybox:local sleep 600
-quiet docker run -d --name train-b -e NVIDIA_VISIBLE_DEVICES=all busybox:local sleep 600
-quiet docker run -d --name big -e NVIDIA_VISIBLE_DEVICES=all -e DS01_GPU_PROFILE=full busybox:local sleep 600
+say "Three GPU containers of three users: two get MIG slices, carol asks for a full GPU"
+quiet docker run -d --name train-a --label ds01.user=alice -e NVIDIA_VISIBLE_DEVICES=all busybox:local sleep 600
+quiet docker run -d --name train-b --label devcontainer.local_folder=/home/bob/thesis -e NVIDIA_VISIBLE_DEVICES=all busybox:local sleep 600
+quiet docker run -d --name big --label ds01.user=carol -e NVIDIA_VISIBLE_DEVICES=all -e DS01_GPU_PROFILE=full busybox:local sleep 600
+
+say "alice may not have a full GPU: the container fails with the reason"
+run docker run --rm --label ds01.user=alice -e NVIDIA_VISIBLE_DEVICES=all -e DS01_GPU_PROFILE=full busybox:local true || true
 
 say "What each container sees: only its own device"
 for c in train-a train-b big; do
@@ -112,7 +97,7 @@ done
 
 say "Who holds what"
 run ds01 gpus
-run docker ps --format 'table {{.Names}}\t{{.Status}}\t{{.Image}}'
+run ds01 container ls --all
 
 say "A container without a GPU request is passed to runc untouched"
 run docker run --rm busybox:local sh -c 'ls /dev | grep nvidia || echo "no NVIDIA device in /dev"'
@@ -122,6 +107,6 @@ quiet docker rm -f train-a train-b big
 sleep 0.5
 run ds01 gpus
 
-say "What ds01-runtime logged"
-sed 's/^/  /' "$work/runtime.log"
+say "The audit log"
+run ds01 events
 say "Done; stopping dockerd and removing $work"

@@ -11,5 +11,6 @@ cargo build --release --locked
 # Man pages and completions from the clap definitions; the other names of ds01.
 rm -rf target/assets
 target/release/ds01 generate-assets target/assets
+ln -s ds01 target/assets/container
 ln -s ds01 target/assets/devcontainer
 cargo deb --no-build --locked "$@"

@@ -20,3 +20,4 @@ pub mod policy;
 pub mod request;
 pub mod shim;
 pub mod spec;
+pub mod views;

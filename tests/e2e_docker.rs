@@ -776,3 +776,149 @@ fn owners_are_held_to_their_own_shares() {
     assert_eq!(v.as_array().unwrap().len(), alice.len());
     assert!(v.as_array().unwrap().iter().all(|e| e["user"] == "alice"));
 }
+
+#[test]
+fn container_ls_shows_each_user_their_own() {
+    let _g = lock();
+    let Some(d) = start("", false) else { return };
+    let gpu = ["-e", "NVIDIA_VISIBLE_DEVICES=all"];
+    let run = |name: &str, labels: &[&str], with_gpu: bool| {
+        let mut args = vec!["run", "-d", "--name", name];
+        for l in labels {
+            args.extend(["--label", l]);
+        }
+        if with_gpu {
+            args.extend(gpu);
+        }
+        args.extend(["busybox:local", "sleep", "300"]);
+        d.ok(&args);
+    };
+    // Two system users stand in for people: daemon (uid 1) and bin (uid 2).
+    run("daemon-train", &["ds01.user=daemon"], true);
+    run(
+        "bin-dev",
+        &["devcontainer.local_folder=/home/bin/llm"],
+        true,
+    );
+    run("daemon-old", &["ds01.user=daemon"], true);
+    d.ok(&["stop", "-t", "1", "daemon-old"]);
+    d.expect_held(2);
+
+    // Let the two users reach this private daemon and read its config.
+    use std::os::unix::fs::PermissionsExt;
+    for p in [d.env.dir.path().to_path_buf(), d.env.path("docker.sock")] {
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let names = d.env.path("names");
+    std::fs::create_dir_all(&names).unwrap();
+    std::os::unix::fs::symlink(cli_bin(), names.join("container")).unwrap();
+    std::fs::set_permissions(&names, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let ls_as = |uid: u32, args: &[&str], docker_host: &str| -> Output {
+        Command::new("setpriv")
+            .args([
+                &format!("--reuid={uid}"),
+                &format!("--regid={uid}"),
+                "--clear-groups",
+                "--",
+            ])
+            .arg(names.join("container"))
+            .arg("ls")
+            .args(args)
+            .env("DS01_CONFIG", &d.env.config)
+            .env("DOCKER_HOST", docker_host)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    };
+    let host = format!("unix://{}", d.env.path("docker.sock").display());
+    let json = |uid: u32, args: &[&str]| -> serde_json::Value {
+        let out = ls_as(uid, args, &host);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+
+    let mine = json(1, &["--json"]);
+    assert_eq!(mine["user"], "daemon");
+    let rows = mine["containers"].as_array().unwrap();
+    let names_of = |rows: &[serde_json::Value]| {
+        rows.iter()
+            .map(|r| r["name"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names_of(rows), ["daemon-train", "daemon-old"]);
+    assert_eq!(rows[0]["gpu"], "MIG 1g.10gb on GPU 1");
+    assert_eq!(rows[1]["gpu"], "none", "a stopped container shows no GPU");
+    assert!(rows[1]["status"].as_str().unwrap().starts_with("Exited"));
+    // What --json says is what the ledger holds.
+    let ledger = d.env.ledger();
+    let rec = ledger["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["container_id"] == rows[0]["id"])
+        .unwrap();
+    assert_eq!(rows[0]["uuids"], rec["devices"]);
+    assert_eq!(rec["user"], "daemon");
+
+    let theirs = json(2, &["--json"]);
+    let rows = theirs["containers"].as_array().unwrap();
+    assert_eq!(names_of(rows), ["bin-dev"]);
+    assert_eq!(rows[0]["kind"], "dev-container");
+
+    let all = json(2, &["--all", "--json"]);
+    let rows = all["containers"].as_array().unwrap();
+    let mut owners: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().to_string(),
+                r["owner"].as_str().unwrap_or("-").to_string(),
+            )
+        })
+        .collect();
+    owners.sort();
+    assert_eq!(
+        owners,
+        [
+            ("bin-dev".into(), "bin".into()),
+            ("daemon-old".into(), "daemon".into()),
+            ("daemon-train".into(), "daemon".into())
+        ]
+    );
+
+    // The framed layout a person reads.
+    let out = ls_as(2, &[], &host);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("    Your Containers\n"), "{text}");
+    assert!(
+        text.contains("1. bin-dev (dev container)\n   Status: Running (Up"),
+        "{text}"
+    );
+    assert!(text.contains("   GPU:    MIG 1g.10gb on GPU 1\n"), "{text}");
+    assert!(text.ends_with("Total: 1 container(s)\n"), "{text}");
+    let out = ls_as(1, &["--all", "--detailed"], &host);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("   Owner:  bin\n")
+            && text.contains("   UUIDs:  MIG-")
+            && text.contains("   Project: /home/bin/llm"),
+        "{text}"
+    );
+
+    // Docker out of reach: the allocations are still listed, and the gap is said.
+    let out = ls_as(1, &["--json"], "unix:///nonexistent/docker.sock");
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["containers"].as_array().unwrap().len(), 1);
+    assert_eq!(v["containers"][0]["gpu"], "MIG 1g.10gb on GPU 1");
+    assert!(
+        v["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("Docker is not reachable")
+    );
+}

@@ -476,12 +476,41 @@ fn gpus_lists_inventory_and_holders() {
     let out = f.env.cli(&["gpus"]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.starts_with("GPU  DEVICE"), "{text}");
-    assert_eq!(text.lines().count(), 9, "{text}");
-    assert_eq!(text.matches("free").count(), 8);
+    assert!(text.starts_with("GPU 0  NVIDIA A100-SXM4-80GB  full GPU, free\nGPU 1  NVIDIA A100-SXM4-80GB  MIG, 7 slices, all free\n"), "{text}");
+    assert_eq!(
+        text.lines().filter(|l| l.ends_with("  free")).count(),
+        8,
+        "{text}"
+    );
+
+    let b = f.bundle("e", "gpu.json");
+    let spec = std::fs::read_to_string(b.join("config.json")).unwrap();
+    std::fs::write(
+        b.join("config.json"),
+        spec.replace("\"DS01_GPU_PROFILE=1g.10gb\"", "\"DS01_USER=erin\""),
+    )
+    .unwrap();
+    assert!(
+        f.create(&b, "0123456789abcdef", &[("FAKE_PID", &me())])
+            .status
+            .success()
+    );
+    let text = String::from_utf8(f.env.cli(&["gpus"]).stdout).unwrap();
+    assert!(
+        text.contains(
+            "GPU 1  NVIDIA A100-SXM4-80GB  MIG, 1 of 7 slices in use by erin (0123456789ab), 6 free"
+        ),
+        "{text}"
+    );
+    let line = text.lines().find(|l| l.contains("MIG 7/0")).unwrap();
+    assert!(line.contains("erin  0123456789ab"), "{line}");
+
     let v = f.env.gpus();
     assert_eq!(v["devices"].as_array().unwrap().len(), 8);
     assert_eq!(v["gpus"][1]["mig_enabled"], true);
+    assert_eq!(v["gpus"][1]["devices_in_use"], 1);
+    assert_eq!(v["devices"][1]["held_by"]["user"], "erin");
+    assert_eq!(v["devices"][1]["held_by"]["identity_source"], "env");
 }
 
 #[test]

@@ -1,12 +1,16 @@
-//! `ds01 gpus [--json]` and `ds01 gpus refresh`.
+//! `ds01 gpus [--json]` and `ds01 gpus refresh`: each GPU in a line, then
+//! every device and who holds it.
 
+use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::SystemTime;
 
 use anyhow::Context;
+use ds01::allocate::short;
 use ds01::config::Config;
-use ds01::inventory::{Inventory, snapshot};
+use ds01::inventory::{Gpu, Inventory, snapshot};
 use ds01::ledger::{Ledger, Record, Records};
+use ds01::views::DockerApi;
 use serde_json::json;
 
 use crate::style::{Style, table};
@@ -26,7 +30,7 @@ enum Action {
     Refresh,
 }
 
-pub fn run(cfg: &Config, args: Args) -> anyhow::Result<ExitCode> {
+pub fn run(cfg: &Config, args: Args, docker: &dyn DockerApi) -> anyhow::Result<ExitCode> {
     let inv = match args.action {
         Some(Action::Refresh) => snapshot::refresh(cfg)?,
         None => snapshot::load(cfg)?,
@@ -34,31 +38,99 @@ pub fn run(cfg: &Config, args: Args) -> anyhow::Result<ExitCode> {
     let records = Ledger::new(&cfg.state_dir)
         .read()
         .context("cannot read the allocations")?;
+    // Container names are a nicety: without Docker, ids stand in.
+    let names: HashMap<String, String> = if records.records.is_empty() {
+        HashMap::new()
+    } else {
+        docker
+            .containers()
+            .map(|cs| cs.into_iter().map(|c| (c.id, c.name)).collect())
+            .unwrap_or_default()
+    };
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&to_json(&inv, &records))?
+            serde_json::to_string_pretty(&to_json(&inv, &records, &names))?
         );
     } else {
-        print!("{}", render(&inv, &records, &Style::stdout()));
+        print!("{}", render(&inv, &records, &names, &Style::stdout()));
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn holder_json(r: &Record) -> serde_json::Value {
-    json!({
-        "container_id": r.container_id,
-        "since": r.since,
-        "pid": r.pid,
-        "bundle": r.bundle,
-    })
+/// The container's name where Docker told it, else its short id.
+fn holder_name<'a>(r: &'a Record, names: &'a HashMap<String, String>) -> &'a str {
+    names
+        .get(&r.container_id)
+        .map_or_else(|| short(&r.container_id), String::as_str)
 }
 
-pub fn to_json(inv: &Inventory, records: &Records) -> serde_json::Value {
+fn user(r: &Record) -> &str {
+    r.user.as_deref().unwrap_or("unknown")
+}
+
+/// (devices held, devices in all, holders as `user (name)`) for one GPU.
+fn gpu_use(
+    inv: &Inventory,
+    gpu: &Gpu,
+    records: &Records,
+    names: &HashMap<String, String>,
+) -> (usize, usize, Vec<String>) {
+    let units: Vec<_> = inv
+        .units()
+        .into_iter()
+        .filter(|u| u.gpu.index == gpu.index)
+        .collect();
+    let mut holders: Vec<String> = units
+        .iter()
+        .filter_map(|u| records.holder(u.uuid))
+        .map(|r| format!("{} ({})", user(r), holder_name(r, names)))
+        .collect();
+    holders.dedup();
+    let used = units.iter().filter(|u| records.holds(u.uuid)).count();
+    (used, units.len(), holders)
+}
+
+/// The one line a person reads for a GPU.
+fn summary(
+    inv: &Inventory,
+    gpu: &Gpu,
+    records: &Records,
+    names: &HashMap<String, String>,
+) -> String {
+    let (used, total, holders) = gpu_use(inv, gpu, records, names);
+    let who = holders.join(", ");
+    match (gpu.mig_enabled, used) {
+        (false, 0) => "full GPU, free".to_string(),
+        (false, _) => format!("full GPU, in use by {who}"),
+        (true, 0) => format!("MIG, {total} slices, all free"),
+        (true, _) => format!(
+            "MIG, {used} of {total} slices in use by {who}, {} free",
+            total - used
+        ),
+    }
+}
+
+fn to_json(
+    inv: &Inventory,
+    records: &Records,
+    names: &HashMap<String, String>,
+) -> serde_json::Value {
     let devices: Vec<_> = inv
         .units()
         .iter()
         .map(|u| {
+            let held_by = records.holder(u.uuid).map(|r| {
+                json!({
+                    "container_id": r.container_id,
+                    "name": holder_name(r, names),
+                    "user": r.user,
+                    "identity_source": r.identity_source,
+                    "since": r.since,
+                    "pid": r.pid,
+                    "bundle": r.bundle,
+                })
+            });
             json!({
                 "uuid": u.uuid,
                 "gpu": u.gpu.index,
@@ -69,24 +141,45 @@ pub fn to_json(inv: &Inventory, records: &Records) -> serde_json::Value {
                 "memory_mib": u.mig.map_or(u.gpu.memory_mib, |m| m.memory_mib),
                 "gpueq": u.gpueq(),
                 "nodes": u.nodes().iter().map(|n| &n.path).collect::<Vec<_>>(),
-                "held_by": records.holder(u.uuid).map(holder_json),
+                "held_by": held_by,
             })
         })
         .collect();
-    json!({
-        "source": inv.source,
-        "gpus": inv.gpus.iter().map(|g| json!({
-            "index": g.index, "uuid": g.uuid, "name": g.name, "memory_mib": g.memory_mib,
-            "minor": g.minor, "mig_enabled": g.mig_enabled,
-        })).collect::<Vec<_>>(),
-        "devices": devices,
-    })
+    let gpus: Vec<_> = inv
+        .gpus
+        .iter()
+        .map(|g| {
+            let (used, total, holders) = gpu_use(inv, g, records, names);
+            json!({
+                "index": g.index, "uuid": g.uuid, "name": g.name, "memory_mib": g.memory_mib,
+                "minor": g.minor, "mig_enabled": g.mig_enabled,
+                "devices_in_use": used, "devices": total, "holders": holders,
+                "summary": summary(inv, g, records, names),
+            })
+        })
+        .collect();
+    json!({"source": inv.source, "gpus": gpus, "devices": devices})
 }
 
-fn render(inv: &Inventory, records: &Records, style: &Style) -> String {
+fn render(
+    inv: &Inventory,
+    records: &Records,
+    names: &HashMap<String, String>,
+    style: &Style,
+) -> String {
     if inv.gpus.is_empty() {
         return format!("no GPUs in the inventory ({})\n", inv.source);
     }
+    let mut out = String::new();
+    for g in &inv.gpus {
+        out.push_str(&format!(
+            "{}  {}  {}\n",
+            style.bold(&format!("GPU {}", g.index)),
+            g.name,
+            summary(inv, g, records, names)
+        ));
+    }
+    out.push('\n');
     let now = SystemTime::now();
     let rows: Vec<Vec<String>> = inv
         .units()
@@ -96,22 +189,35 @@ fn render(inv: &Inventory, records: &Records, style: &Style) -> String {
                 Some(m) => format!("MIG {}/{}", m.gpu_instance, m.compute_instance),
                 None => "full GPU".to_string(),
             };
-            let (held, since) = match records.holder(u.uuid) {
-                Some(r) => (short_id(&r.container_id), ago(r, now)),
-                None => ("free".to_string(), String::new()),
+            let (owner, holder, since) = match records.holder(u.uuid) {
+                Some(r) => (
+                    user(r).to_string(),
+                    holder_name(r, names).to_string(),
+                    ago(r, now),
+                ),
+                None => ("free".to_string(), String::new(), String::new()),
             };
             vec![
                 u.gpu.index.to_string(),
                 device,
                 u.profile().to_string(),
                 u.uuid.to_string(),
-                held,
+                owner,
+                holder,
                 since,
             ]
         })
         .collect();
-    table(
-        &["GPU", "DEVICE", "PROFILE", "UUID", "HELD BY", "SINCE"],
+    out.push_str(&table(
+        &[
+            "GPU",
+            "DEVICE",
+            "PROFILE",
+            "UUID",
+            "USER",
+            "CONTAINER",
+            "SINCE",
+        ],
         &rows,
         style,
         |col, cell| match (col, cell) {
@@ -119,12 +225,8 @@ fn render(inv: &Inventory, records: &Records, style: &Style) -> String {
             (4, _) => style.yellow(cell),
             _ => cell.to_string(),
         },
-    )
-}
-
-/// Docker's 12-character short id.
-fn short_id(id: &str) -> String {
-    id.chars().take(12).collect()
+    ));
+    out
 }
 
 fn ago(r: &Record, now: SystemTime) -> String {

@@ -1,10 +1,13 @@
-//! `ds01`: the user and admin command line. Also answers to the name
-//! `devcontainer` (argv[0]) as `ds01 devcontainer ...`.
+//! `ds01`: the user and admin command line. Also answers to the names
+//! `container` and `devcontainer` (argv[0]) as `ds01 container ...` and
+//! `ds01 devcontainer ...`.
 //!
 //! Exit codes: 0 ok, 1 problems found, 2 error.
 
 mod admin;
+mod container;
 mod devcontainer;
+mod docker;
 mod events;
 mod gc;
 mod generate;
@@ -40,6 +43,8 @@ enum Command {
     Limits(limits::Args),
     /// The audit log: allocations, refusals, releases, reclaims
     Events(events::Args),
+    /// Your containers and the GPU each holds (`container ls`)
+    Container(container::Args),
     /// Dev Containers: commands ds01 does not know go to the official CLI
     Devcontainer(devcontainer::Args),
     /// Administration: register ds01-runtime with Docker, and undo it
@@ -55,7 +60,7 @@ fn args_by_name() -> Vec<OsString> {
         .first()
         .and_then(|a| std::path::Path::new(a).file_name())
         .map(|n| n.to_string_lossy().into_owned());
-    if let Some(group @ "devcontainer") = name.as_deref() {
+    if let Some(group @ ("devcontainer" | "container")) = name.as_deref() {
         args[0] = "ds01".into();
         args.insert(1, group.into());
     }
@@ -67,7 +72,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Gpus(args) => Config::load()
             .map_err(Into::into)
-            .and_then(|c| gpus::run(&c, args)),
+            .and_then(|c| gpus::run(&c, args, &docker::Engine)),
         Command::Gc(args) => Config::load()
             .map_err(Into::into)
             .and_then(|c| gc::run(&c, args)),
@@ -77,6 +82,9 @@ fn main() -> ExitCode {
         Command::Events(args) => Config::load()
             .map_err(Into::into)
             .and_then(|c| events::run(&c, args)),
+        Command::Container(args) => Config::load()
+            .map_err(Into::into)
+            .and_then(|c| container::run(&c, args, &docker::Engine)),
         Command::Devcontainer(args) => devcontainer::run(args),
         Command::Admin(args) => admin::run(args),
         Command::GenerateAssets(args) => generate::run(args),

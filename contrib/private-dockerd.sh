@@ -1,0 +1,44 @@
+# Sourced by the demo and the benchmarks: a private dockerd whose default
+# runtime is ds01-runtime, in its own directory, with a busybox image.
+#   dockerd_start WORK RUNTIME   starts it; defines `docker` for it
+#   dockerd_stop                 stops it by its pid and unmounts
+# The caller exports DS01_CONFIG first.
+
+dockerd_start() {
+    _work=$1
+    cat > "$_work/daemon.json" <<JSON
+{
+  "data-root": "$_work/data", "exec-root": "$_work/exec", "pidfile": "$_work/docker.pid",
+  "hosts": ["unix://$_work/docker.sock"], "bridge": "none", "iptables": false, "ip6tables": false,
+  "storage-driver": "overlay2",
+  "default-runtime": "ds01", "runtimes": {"ds01": {"path": "$2"}}
+}
+JSON
+    /usr/sbin/dockerd --config-file "$_work/daemon.json" >"$_work/dockerd.log" 2>&1 &
+    dockerd_pid=$!
+    _i=0
+    until docker version >/dev/null 2>&1; do
+        _i=$((_i + 1))
+        if [ $_i -gt 150 ]; then
+            echo "dockerd did not start; its log:" >&2
+            cat "$_work/dockerd.log" >&2
+            return 1
+        fi
+        sleep 0.1
+    done
+    _bb=$(command -v busybox || echo /bin/busybox)
+    mkdir -p "$_work/rootfs/bin"
+    cp "$_bb" "$_work/rootfs/bin/busybox"
+    for _a in $("$_bb" --list); do [ "$_a" = busybox ] || ln -s busybox "$_work/rootfs/bin/$_a"; done
+    tar -C "$_work/rootfs" -c . | docker import - busybox:local >/dev/null
+}
+
+docker() { /usr/bin/docker -H "unix://$_work/docker.sock" "$@"; }
+
+dockerd_stop() {
+    [ -n "${dockerd_pid:-}" ] || return 0
+    kill "$dockerd_pid" 2>/dev/null || true
+    while kill -0 "$dockerd_pid" 2>/dev/null; do sleep 0.2; done
+    dockerd_pid=""
+    umount -R "$_work/data" 2>/dev/null || true
+}

@@ -1,0 +1,134 @@
+//! `container ls [--all] [--detailed] [--json]` (also `ds01 container ls`):
+//! your containers, what each runs and which GPU it holds.
+
+use std::process::ExitCode;
+
+use ds01::allocate::gpueq_text;
+use ds01::config::Config;
+use ds01::identity::{Accounts, SystemAccounts};
+use ds01::inventory::snapshot;
+use ds01::ledger::Ledger;
+use ds01::views::{self, DockerApi, Kind, Listing};
+
+use crate::style::Style;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// List containers with their status, image and GPU
+    #[command(alias = "list")]
+    Ls(LsArgs),
+}
+
+#[derive(clap::Args)]
+struct LsArgs {
+    /// Everyone's containers, with their owners
+    #[arg(long, short)]
+    all: bool,
+    /// Also allocation time, UUIDs, GPU-equivalents, mounts and project folder
+    #[arg(long, short)]
+    detailed: bool,
+    /// Print JSON for scripts
+    #[arg(long)]
+    json: bool,
+}
+
+const RULE: &str = "━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━";
+
+pub fn run(cfg: &Config, args: Args, docker: &dyn DockerApi) -> anyhow::Result<ExitCode> {
+    let Command::Ls(args) = args.command;
+    // SAFETY: getuid cannot fail.
+    let me = SystemAccounts.user_name(unsafe { libc::getuid() });
+    let records = Ledger::new(&cfg.state_dir).read()?;
+    let inv = snapshot::load(cfg).ok();
+    let filter = if args.all {
+        None
+    } else {
+        me.as_deref().or(Some(""))
+    };
+    let listing = views::list(docker.containers(), &records, inv.as_ref(), filter);
+    if args.json {
+        let out = serde_json::json!({
+            "user": me,
+            "all": args.all,
+            "containers": listing.rows,
+            "warnings": listing.warnings,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print!(
+            "{}",
+            render(&listing, args.all, args.detailed, &Style::stdout())
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn render(listing: &Listing, all: bool, detailed: bool, style: &Style) -> String {
+    let mut out = String::new();
+    let title = if all {
+        "All Containers"
+    } else {
+        "Your Containers"
+    };
+    out.push_str(&format!("{RULE}\n    {}\n{RULE}\n", style.bold(title)));
+    for w in &listing.warnings {
+        out.push_str(&format!("\n{} {w}\n", style.yellow("Note:")));
+    }
+    if listing.rows.is_empty() {
+        out.push_str("\nNo containers.\n");
+    }
+    for (i, r) in listing.rows.iter().enumerate() {
+        let kind = match r.kind {
+            Kind::DevContainer => " (dev container)",
+            Kind::Compose => " (compose)",
+            Kind::Plain => "",
+        };
+        out.push_str(&format!("\n{}. {}{kind}\n", i + 1, style.bold(&r.name)));
+        if all {
+            out.push_str(&format!(
+                "   Owner:  {}\n",
+                r.owner.as_deref().unwrap_or("unknown")
+            ));
+        }
+        let status = if r.running {
+            r.status.clone()
+        } else {
+            style.yellow(&r.status)
+        };
+        out.push_str(&format!("   Status: {status}\n"));
+        if !r.image.is_empty() {
+            out.push_str(&format!("   Image:  {}\n", r.image));
+        }
+        let gpu = if r.gpu == "none" {
+            r.gpu.clone()
+        } else {
+            style.green(&r.gpu)
+        };
+        out.push_str(&format!("   GPU:    {gpu}\n"));
+        if detailed {
+            if let Some(since) = &r.allocated_since {
+                out.push_str(&format!("   Since:  {since}\n"));
+                out.push_str(&format!("   UUIDs:  {}\n", r.uuids.join(", ")));
+                out.push_str(&format!("   GPU-eq: {}\n", gpueq_text(r.gpueq)));
+            }
+            if let Some(p) = &r.project {
+                out.push_str(&format!("   Project: {p}\n"));
+            }
+            for (j, m) in r.mounts.iter().enumerate() {
+                let label = if j == 0 { "Mounts:" } else { "       " };
+                out.push_str(&format!("   {label} {m}\n"));
+            }
+        }
+    }
+    out.push_str(&format!(
+        "\n{RULE}\nTotal: {} container(s)\n",
+        listing.rows.len()
+    ));
+    out
+}

@@ -1,0 +1,62 @@
+//! The Docker Engine API over its socket (`DOCKER_HOST` honoured), with
+//! bollard: one list call for every view.
+
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::query_parameters::ListContainersOptions;
+use ds01::views::{DockerApi, DockerContainer};
+
+pub struct Engine;
+
+impl DockerApi for Engine {
+    fn containers(&self) -> Result<Vec<DockerContainer>, String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        rt.block_on(async {
+            let docker = Docker::connect_with_defaults()
+                .map_err(|e| e.to_string())?
+                .with_timeout(Duration::from_secs(10));
+            // Speak the daemon's API version, old or new.
+            let docker = docker
+                .negotiate_version()
+                .await
+                .map_err(|e| e.to_string())?;
+            let list = docker
+                .list_containers(Some(ListContainersOptions {
+                    all: true,
+                    ..Default::default()
+                }))
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(list
+                .into_iter()
+                .map(|c| DockerContainer {
+                    id: c.id.unwrap_or_default(),
+                    name: c
+                        .names
+                        .and_then(|n| n.into_iter().next())
+                        .map(|n| n.trim_start_matches('/').to_string())
+                        .unwrap_or_default(),
+                    image: c.image.unwrap_or_default(),
+                    state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+                    status: c.status.unwrap_or_default(),
+                    labels: c.labels.unwrap_or_default(),
+                    mounts: c
+                        .mounts
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|m| {
+                            (
+                                m.source.or(m.name).unwrap_or_default(),
+                                m.destination.unwrap_or_default(),
+                            )
+                        })
+                        .collect(),
+                })
+                .collect())
+        })
+    }
+}

@@ -1,0 +1,301 @@
+//! Who holds what, joining Docker's container list with the ledger: the
+//! facts behind `container ls` and `ds01 gpus`. Docker sits behind
+//! [`DockerApi`], so this is tested without a daemon.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::allocate::{describe, short};
+use crate::inventory::Inventory;
+use crate::ledger::{Record, Records};
+use crate::policy::valid_name;
+
+/// What Docker's list call says about one container.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DockerContainer {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    /// `running`, `exited`, `created`, `paused`, ...
+    pub state: String,
+    /// Docker's own words: `Up 5 minutes`, `Exited (0) 2 hours ago`.
+    pub status: String,
+    pub labels: HashMap<String, String>,
+    /// (source, destination) of each mount.
+    pub mounts: Vec<(String, String)>,
+}
+
+/// Docker, as far as the views need it: one list call.
+pub trait DockerApi {
+    fn containers(&self) -> Result<Vec<DockerContainer>, String>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    DevContainer,
+    Compose,
+    Plain,
+}
+
+/// One line of `container ls`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Row {
+    pub id: String,
+    pub name: String,
+    pub owner: Option<String>,
+    /// `Running (Up 5 minutes)`, `Exited (0) 2 hours ago`; `unknown` without Docker.
+    pub status: String,
+    pub running: bool,
+    pub image: String,
+    pub kind: Kind,
+    /// `MIG 1g.10gb on GPU 1`, `full GPU 0`, or `none`.
+    pub gpu: String,
+    pub allocated_since: Option<String>,
+    pub uuids: Vec<String>,
+    pub gpueq: f64,
+    pub mounts: Vec<String>,
+    pub project: Option<String>,
+}
+
+/// The rows, and what could not be learnt (Docker unreachable, say).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Listing {
+    pub rows: Vec<Row>,
+    pub warnings: Vec<String>,
+}
+
+const DEVCONTAINER_LABEL: &str = "devcontainer.local_folder";
+const COMPOSE_LABEL: &str = "com.docker.compose.project";
+const COMPOSE_DIR_LABEL: &str = "com.docker.compose.project.working_dir";
+
+/// The owner Docker's labels name, for containers without an allocation.
+pub fn label_owner(labels: &HashMap<String, String>) -> Option<String> {
+    if let Some(u) = labels.get("ds01.user").filter(|u| valid_name(u)) {
+        return Some(u.clone());
+    }
+    let folder = labels.get(DEVCONTAINER_LABEL)?;
+    let user = folder.strip_prefix("/home/")?.split('/').next()?;
+    valid_name(user).then(|| user.to_string())
+}
+
+fn kind(labels: &HashMap<String, String>) -> Kind {
+    if labels.contains_key(DEVCONTAINER_LABEL) {
+        Kind::DevContainer
+    } else if labels.contains_key(COMPOSE_LABEL) {
+        Kind::Compose
+    } else {
+        Kind::Plain
+    }
+}
+
+fn status_text(c: &DockerContainer) -> String {
+    match c.state.as_str() {
+        "running" => format!("Running ({})", c.status),
+        _ if !c.status.is_empty() => c.status.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Joins Docker's list with the ledger. `me`: only that owner's
+/// containers (`None`: everyone's).
+pub fn list(
+    docker: Result<Vec<DockerContainer>, String>,
+    records: &Records,
+    inv: Option<&Inventory>,
+    me: Option<&str>,
+) -> Listing {
+    let by_id: HashMap<&str, &Record> = records
+        .records
+        .iter()
+        .map(|r| (r.container_id.as_str(), r))
+        .collect();
+    let gpu_of = |r: Option<&Record>| match (r, inv) {
+        (Some(r), Some(inv)) => describe(inv, r),
+        (Some(r), None) => r.devices.join(", "),
+        (None, _) => "none".to_string(),
+    };
+    let mut warnings = Vec::new();
+    let mut rows = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    match docker {
+        Ok(containers) => {
+            for c in &containers {
+                let rec = by_id.get(c.id.as_str()).copied();
+                seen.insert(c.id.as_str().to_string());
+                let owner = rec.and_then(|r| r.user.clone()).or_else(|| label_owner(&c.labels));
+                let mut mounts: Vec<String> = c.mounts.iter().map(|(s, d)| format!("{s} -> {d}")).collect();
+                mounts.sort();
+                rows.push(Row {
+                    id: c.id.clone(),
+                    name: c.name.clone(),
+                    owner,
+                    status: status_text(c),
+                    running: c.state == "running",
+                    image: c.image.clone(),
+                    kind: kind(&c.labels),
+                    gpu: gpu_of(rec),
+                    allocated_since: rec.map(|r| r.since.clone()),
+                    uuids: rec.map(|r| r.devices.clone()).unwrap_or_default(),
+                    gpueq: rec.map_or(0.0, |r| r.gpueq),
+                    mounts,
+                    project: c
+                        .labels
+                        .get(DEVCONTAINER_LABEL)
+                        .or_else(|| c.labels.get(COMPOSE_DIR_LABEL))
+                        .cloned(),
+                });
+            }
+        }
+        Err(e) => warnings.push(format!(
+            "Docker is not reachable ({e}); showing ds01's allocations only, without names, images or stopped containers"
+        )),
+    }
+    // Allocations Docker did not list: Docker unreachable, or a container
+    // started with runc directly.
+    for r in &records.records {
+        if seen.contains(&r.container_id) {
+            continue;
+        }
+        rows.push(Row {
+            id: r.container_id.clone(),
+            name: short(&r.container_id).to_string(),
+            owner: r.user.clone(),
+            status: if warnings.is_empty() {
+                "not a Docker container".into()
+            } else {
+                "unknown".into()
+            },
+            running: true,
+            image: String::new(),
+            kind: Kind::Plain,
+            gpu: gpu_of(Some(r)),
+            allocated_since: Some(r.since.clone()),
+            uuids: r.devices.clone(),
+            gpueq: r.gpueq,
+            mounts: Vec::new(),
+            project: None,
+        });
+    }
+    if let Some(me) = me {
+        rows.retain(|r| r.owner.as_deref() == Some(me));
+    }
+    rows.sort_by(|a, b| (!a.running, &a.owner, &a.name).cmp(&(!b.running, &b.owner, &b.name)));
+    Listing { rows, warnings }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::tests::{FakeHost, record};
+
+    fn container(id: &str, name: &str, state: &str, labels: &[(&str, &str)]) -> DockerContainer {
+        DockerContainer {
+            id: id.into(),
+            name: name.into(),
+            image: "busybox:local".into(),
+            state: state.into(),
+            status: if state == "running" {
+                "Up 2 minutes".into()
+            } else {
+                "Exited (0) 1 hour ago".into()
+            },
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            mounts: vec![("/home/alice/thesis".into(), "/workspace".into())],
+        }
+    }
+
+    fn inv() -> Inventory {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/sim/inventory.toml");
+        crate::inventory::sim::parse(&p, &std::fs::read_to_string(&p).unwrap()).unwrap()
+    }
+
+    fn ledger(inv: &Inventory) -> Records {
+        let host = FakeHost::default();
+        let mut a = record("aaa", &[inv.units()[1].uuid], &host);
+        a.user = Some("alice".into());
+        let mut orphan = record("runc-only", &[inv.units()[2].uuid], &host);
+        orphan.user = Some("bob".into());
+        Records {
+            records: vec![a, orphan],
+        }
+    }
+
+    fn docker() -> Vec<DockerContainer> {
+        vec![
+            container("aaa", "my-thesis", "running", &[]),
+            container(
+                "bbb",
+                "llm-finetuning",
+                "running",
+                &[("devcontainer.local_folder", "/home/alice/llm")],
+            ),
+            container("ccc", "old", "exited", &[("ds01.user", "alice")]),
+            container(
+                "ddd",
+                "web",
+                "running",
+                &[("ds01.user", "bob"), ("com.docker.compose.project", "site")],
+            ),
+            container("eee", "anon", "running", &[]),
+        ]
+    }
+
+    #[test]
+    fn a_users_view_joins_docker_and_the_ledger() {
+        let inv = inv();
+        let l = list(Ok(docker()), &ledger(&inv), Some(&inv), Some("alice"));
+        let names: Vec<&str> = l.rows.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["llm-finetuning", "my-thesis", "old"],
+            "running first, then by name"
+        );
+        let thesis = &l.rows[1];
+        assert_eq!(thesis.gpu, "MIG 1g.10gb on GPU 1");
+        assert_eq!(thesis.status, "Running (Up 2 minutes)");
+        assert_eq!(thesis.kind, Kind::Plain);
+        assert_eq!(l.rows[0].kind, Kind::DevContainer);
+        assert_eq!(l.rows[0].project.as_deref(), Some("/home/alice/llm"));
+        assert_eq!(l.rows[0].gpu, "none");
+        assert_eq!(l.rows[2].status, "Exited (0) 1 hour ago");
+        assert_eq!(l.rows[2].gpu, "none", "a stopped container holds no GPU");
+        assert!(l.warnings.is_empty());
+    }
+
+    #[test]
+    fn everyone_sees_owners_and_allocations_docker_did_not_list() {
+        let inv = inv();
+        let l = list(Ok(docker()), &ledger(&inv), Some(&inv), None);
+        assert_eq!(l.rows.len(), 6);
+        let web = l.rows.iter().find(|r| r.name == "web").unwrap();
+        assert_eq!(
+            (web.owner.as_deref(), web.kind),
+            (Some("bob"), Kind::Compose)
+        );
+        let anon = l.rows.iter().find(|r| r.name == "anon").unwrap();
+        assert_eq!(anon.owner, None);
+        let orphan = l.rows.iter().find(|r| r.id == "runc-only").unwrap();
+        assert_eq!(orphan.status, "not a Docker container");
+        assert_eq!(orphan.gpu, "MIG 1g.10gb on GPU 1");
+    }
+
+    #[test]
+    fn without_docker_the_ledger_is_still_listed_with_a_warning() {
+        let inv = inv();
+        let l = list(
+            Err("permission denied".into()),
+            &ledger(&inv),
+            Some(&inv),
+            Some("alice"),
+        );
+        assert_eq!(l.rows.len(), 1);
+        assert_eq!(l.rows[0].status, "unknown");
+        assert_eq!(l.rows[0].gpu, "MIG 1g.10gb on GPU 1");
+        assert!(l.warnings[0].contains("Docker is not reachable (permission denied)"));
+    }
+}
