@@ -34,7 +34,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get install -y -qq "./$deb" >/dev/null
 grep -q '"default-runtime": "ds01"' "$daemon" || { echo "package: daemon.json does not name ds01 as default runtime" >&2; cat "$daemon" >&2; exit 1; }
 grep -q '"nvidia"' "$daemon" || { echo "package: the nvidia runtime was lost from daemon.json" >&2; exit 1; }
-[ -x /usr/bin/ds01-runtime ] && [ -x /usr/bin/ds01 ] && [ -L /usr/bin/devcontainer ] && [ -L /usr/bin/container ]
+[ -x /usr/bin/ds01-runtime ] && [ -x /usr/bin/ds01 ] && [ -L /usr/bin/devcontainer ] && [ -L /usr/bin/container ] && [ -L /usr/bin/project ] && [ -f /etc/ds01/images.toml ]
 /usr/bin/container ls --all --json >/dev/null
 echo "package: installed $deb; daemon.json names ds01 as default runtime"
 

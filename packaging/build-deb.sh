@@ -13,4 +13,5 @@ rm -rf target/assets
 target/release/ds01 generate-assets target/assets
 ln -s ds01 target/assets/container
 ln -s ds01 target/assets/devcontainer
+ln -s ds01 target/assets/project
 cargo deb --no-build --locked "$@"

@@ -22,6 +22,7 @@ const KEYS: &[&str] = &[
     "identity",
     "unknown_owner",
     "admin_group",
+    "image_catalog",
     "defaults",
     "groups",
     "users",
@@ -87,6 +88,8 @@ pub struct Config {
     pub admin_group: String,
     /// Per-user limits.
     pub policy: Policy,
+    /// The images `devcontainer init` offers and `devcontainer check` knows.
+    pub image_catalog: PathBuf,
 }
 
 impl Default for Config {
@@ -104,6 +107,7 @@ impl Default for Config {
             refuse_unknown_owner: false,
             admin_group: "ds01-admin".to_string(),
             policy: Policy::default(),
+            image_catalog: PathBuf::from("/etc/ds01/images.toml"),
         }
     }
 }
@@ -193,6 +197,10 @@ impl Config {
                     };
                 }
                 "audit_log" => cfg.audit_log = absolute(value).map_err(|m| bad(key, m))?,
+                "image_catalog" => {
+                    let p = string(value).map_err(|m| bad(key, m))?;
+                    cfg.image_catalog = base.join(p);
+                }
                 "docker_data_root" => {
                     cfg.docker_data_root = absolute(value).map_err(|m| bad(key, m))?
                 }
@@ -458,7 +466,8 @@ mod tests {
                     c.identity,
                     c.refuse_unknown_owner,
                     c.admin_group,
-                    c.policy
+                    c.policy,
+                    c.image_catalog,
                 )
             )
         };

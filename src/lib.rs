@@ -9,6 +9,7 @@
 pub mod allocate;
 pub mod audit;
 pub mod config;
+pub mod devcontainer;
 pub mod docker_config;
 pub mod fsutil;
 pub mod host;

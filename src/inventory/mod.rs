@@ -61,6 +61,9 @@ pub struct Gpu {
     /// The `N` of `/dev/nvidiaN`; not the index.
     pub minor: u32,
     pub mig_enabled: bool,
+    /// CUDA architecture, such as `sm_80`, where known.
+    #[serde(default)]
+    pub cuda_arch: Option<String>,
     /// Compute slices of the whole GPU when in MIG mode (7 on an A100 or H100).
     pub slices: u32,
     pub nodes: Vec<DeviceNode>,
@@ -167,6 +170,18 @@ impl Inventory {
 
     pub fn unit(&self, uuid: &str) -> Option<Unit<'_>> {
         self.units().into_iter().find(|u| u.uuid == uuid)
+    }
+
+    /// The CUDA architectures of this host's GPUs, each once.
+    pub fn cuda_archs(&self) -> Vec<String> {
+        let mut a: Vec<String> = self
+            .gpus
+            .iter()
+            .filter_map(|g| g.cuda_arch.clone())
+            .collect();
+        a.sort();
+        a.dedup();
+        a
     }
 
     /// Every major that belongs to the NVIDIA driver.

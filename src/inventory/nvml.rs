@@ -153,6 +153,11 @@ fn scan_gpu(
         memory_mib: memory_mib(&device).map_err(fail(index, "the memory size"))?,
         minor,
         mig_enabled,
+        // Only for choosing images: a driver that cannot say is no error.
+        cuda_arch: device
+            .cuda_compute_capability()
+            .ok()
+            .map(|c| format!("sm_{}{}", c.major, c.minor)),
         slices,
         nodes: gpu_nodes(majors, minor),
         mig,

@@ -46,6 +46,7 @@ struct FileGpu {
     minor: u32,
     #[serde(default)]
     mig: bool,
+    cuda_arch: Option<String>,
     #[serde(default)]
     slices: u32,
     #[serde(default)]
@@ -147,6 +148,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Inventory, InventoryError> {
             memory_mib: g.memory_mib,
             minor: g.minor,
             mig_enabled: g.mig,
+            cuda_arch: g.cuda_arch,
             slices: if g.mig { g.slices } else { 0 },
             nodes: gpu_nodes(&majors, g.minor),
             mig,

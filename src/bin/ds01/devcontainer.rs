@@ -1,10 +1,14 @@
-//! `devcontainer ...` (and `ds01 devcontainer ...`): subcommands ds01 does
-//! not know go to the official Dev Containers CLI.
+//! `devcontainer ...` (and `ds01 devcontainer ...`): `init` and `check` are
+//! ds01's own; other subcommands go to the official Dev Containers CLI.
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+use ds01::config::Config;
+
+use crate::{dc_check, dc_init};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -14,13 +18,24 @@ pub struct Args {
 
 #[derive(clap::Subcommand)]
 enum Command {
+    /// Write a .devcontainer/devcontainer.json fit for this server (a wizard on a terminal)
+    Init(dc_init::Args),
+    /// Check a devcontainer.json against this server's rules; --fix repairs what it safely can
+    Check(dc_check::Args),
     /// Any Dev Containers CLI command (up, build, exec, ...), passed to it unchanged
     #[command(external_subcommand)]
     External(Vec<OsString>),
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let Command::External(argv) = args.command;
+    match args.command {
+        Command::Init(a) => dc_init::run(&Config::load()?, a),
+        Command::Check(a) => Ok(dc_check::run(a)),
+        Command::External(argv) => pass_on(argv),
+    }
+}
+
+fn pass_on(argv: Vec<OsString>) -> anyhow::Result<ExitCode> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let me = std::env::current_exe()
         .ok()

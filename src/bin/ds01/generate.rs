@@ -19,7 +19,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&completions)?;
     write_man(&crate::Cli::command(), &man)?;
     write_man(&runtime_command(), &man)?;
-    for name in ["ds01", "container", "devcontainer"] {
+    for name in ["ds01", "container", "devcontainer", "project"] {
         let mut cmd = crate::Cli::command().name(name).bin_name(name);
         let mut out = Vec::new();
         clap_complete::generate(clap_complete::Shell::Bash, &mut cmd, name, &mut out);

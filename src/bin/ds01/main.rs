@@ -1,11 +1,13 @@
 //! `ds01`: the user and admin command line. Also answers to the names
-//! `container` and `devcontainer` (argv[0]) as `ds01 container ...` and
-//! `ds01 devcontainer ...`.
+//! `container`, `devcontainer` and `project` (argv[0]) as `ds01 container
+//! ...` and so on.
 //!
 //! Exit codes: 0 ok, 1 problems found, 2 error.
 
 mod admin;
 mod container;
+mod dc_check;
+mod dc_init;
 mod devcontainer;
 mod docker;
 mod events;
@@ -13,6 +15,9 @@ mod gc;
 mod generate;
 mod gpus;
 mod limits;
+mod me;
+mod project;
+mod prompt;
 mod style;
 
 use std::ffi::OsString;
@@ -45,6 +50,8 @@ enum Command {
     Events(events::Args),
     /// Your containers and the GPU each holds (`container ls`)
     Container(container::Args),
+    /// Projects in ~/workspace (`project init NAME`)
+    Project(project::Args),
     /// Dev Containers: commands ds01 does not know go to the official CLI
     Devcontainer(devcontainer::Args),
     /// Administration: register ds01-runtime with Docker, and undo it
@@ -60,7 +67,7 @@ fn args_by_name() -> Vec<OsString> {
         .first()
         .and_then(|a| std::path::Path::new(a).file_name())
         .map(|n| n.to_string_lossy().into_owned());
-    if let Some(group @ ("devcontainer" | "container")) = name.as_deref() {
+    if let Some(group @ ("devcontainer" | "container" | "project")) = name.as_deref() {
         args[0] = "ds01".into();
         args.insert(1, group.into());
     }
@@ -86,6 +93,9 @@ fn main() -> ExitCode {
             .map_err(Into::into)
             .and_then(|c| container::run(&c, args, &docker::Engine)),
         Command::Devcontainer(args) => devcontainer::run(args),
+        Command::Project(args) => Config::load()
+            .map_err(Into::into)
+            .and_then(|c| project::run(&c, args)),
         Command::Admin(args) => admin::run(args),
         Command::GenerateAssets(args) => generate::run(args),
     };

@@ -1,0 +1,305 @@
+//! `devcontainer init`, `devcontainer check [--fix]` and `project init`,
+//! as users run them (no terminal here, so the scripted forms).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use common::*;
+
+struct T {
+    env: Env,
+    project: PathBuf,
+}
+
+fn setup() -> T {
+    let env = Env::new(
+        Path::new("/usr/sbin/runc"),
+        &format!(
+            "image_catalog = {:?}\n",
+            repo().join("packaging/images.toml")
+        ),
+    );
+    let project = env.path("my-thesis");
+    std::fs::create_dir_all(&project).unwrap();
+    T { env, project }
+}
+
+impl T {
+    /// Runs `name args` (name: ds01, devcontainer or project) in the project.
+    fn run(&self, name: &str, args: &[&str]) -> Output {
+        let bin = self.env.path("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let exe = bin.join(name);
+        if !exe.exists() {
+            std::os::unix::fs::symlink(CLI, &exe).unwrap();
+        }
+        Command::new(exe)
+            .args(args)
+            .current_dir(&self.project)
+            .env("DS01_CONFIG", &self.env.config)
+            .env("HOME", self.env.dir.path())
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn file(&self) -> PathBuf {
+        self.project.join(".devcontainer/devcontainer.json")
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn init_quick_writes_a_file_that_checks_clean() {
+    let t = setup();
+    let out = t.run(
+        "devcontainer",
+        &[
+            "init",
+            "--quick",
+            "--extensions",
+            "ms-python.python,charliermarsh.ruff",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let written = std::fs::read_to_string(t.file()).unwrap();
+    assert!(written.contains("// "), "commented JSONC");
+    let v = ds01::devcontainer::doc::parse(&written).unwrap().value;
+    assert_eq!(v["name"], "my-thesis");
+    assert_eq!(
+        v["image"], "pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime",
+        "newest pytorch for sm_80"
+    );
+    assert_eq!(v["runArgs"][0], "--gpus");
+    assert!(
+        v["runArgs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a.as_str().unwrap().starts_with("ds01.user="))
+    );
+    assert_eq!(v["shutdownAction"], "stopContainer");
+    assert_eq!(
+        v["customizations"]["vscode"]["extensions"][1],
+        "charliermarsh.ruff"
+    );
+    let mount = v["mounts"][0].as_str().unwrap();
+    assert!(
+        mount.starts_with("source=/") && !mount.contains("localEnv"),
+        "{mount}"
+    );
+
+    let out = t.run("devcontainer", &["check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("no problems found"));
+
+    // An existing file is not replaced without --force; with it, a backup is kept.
+    let out = t.run("devcontainer", &["init", "--quick", "--no-gpu"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("exists; use --force"), "{}", text(&out));
+    let out = t.run("devcontainer", &["init", "--quick", "--no-gpu", "--force"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        std::fs::read_to_string(t.project.join(".devcontainer/devcontainer.json.bak")).unwrap(),
+        written
+    );
+    let v = ds01::devcontainer::doc::parse(&std::fs::read_to_string(t.file()).unwrap())
+        .unwrap()
+        .value;
+    assert_eq!(v["hostRequirements"]["gpu"], false);
+}
+
+#[test]
+fn init_without_a_terminal_needs_quick_and_concepts_writes_nothing() {
+    let t = setup();
+    let out = t.run("ds01", &["devcontainer", "init"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("no terminal to ask on; use --quick"),
+        "{}",
+        text(&out)
+    );
+    let out = t.run("devcontainer", &["init", "--concepts"]);
+    assert!(out.status.success());
+    assert!(text(&out).contains("MIG slice"));
+    assert!(!t.file().exists());
+    let out = t.run(
+        "devcontainer",
+        &[
+            "init",
+            "--quick",
+            "--output",
+            "custom.json",
+            "--framework",
+            "jax",
+            "--full-gpu",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let v = ds01::devcontainer::doc::parse(
+        &std::fs::read_to_string(t.project.join("custom.json")).unwrap(),
+    )
+    .unwrap()
+    .value;
+    assert_eq!(
+        (
+            v["image"].as_str(),
+            v["containerEnv"]["DS01_GPU_PROFILE"].as_str()
+        ),
+        (Some("nvcr.io/nvidia/jax:24.10-py3"), Some("full"))
+    );
+}
+
+const MESSY: &str = r#"// our file
+{
+  "name": "p",
+  "image": "someone/else:latest", // we like it
+  "runArgs": ["--gpus", "device=1"],
+  "mounts": ["source=${localEnv:HOME},target=/home/me,type=bind"],
+  /* VS Code closes often */
+  "shutdownAction": "none",
+}
+"#;
+
+#[test]
+fn check_reports_then_fix_repairs_in_place() {
+    let t = setup();
+    std::fs::create_dir_all(t.project.join(".devcontainer")).unwrap();
+    std::fs::write(t.file(), MESSY).unwrap();
+    let out = t.run("devcontainer", &["check", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "errors found");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let found: Vec<(&str, &str, u64)> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["id"].as_str().unwrap(),
+                f["severity"].as_str().unwrap(),
+                f["line"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("shutdown-none", "error", 8),
+            ("image-not-in-catalog", "warning", 4),
+            ("gpus-device", "warning", 5),
+            ("localenv-home", "warning", 6),
+        ]
+    );
+    let out = t.run("devcontainer", &["check"]);
+    let report = text(&out);
+    assert!(
+        report.contains(".devcontainer/devcontainer.json:8: error[shutdown-none]"),
+        "{report}"
+    );
+
+    let out = t.run("devcontainer", &["check", "--fix"]);
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(0), "only warnings remain: {report}");
+    assert!(
+        report.contains("fixed: set \"shutdownAction\": \"stopContainer\""),
+        "{report}"
+    );
+    let fixed = std::fs::read_to_string(t.file()).unwrap();
+    for kept in ["// our file", "// we like it", "/* VS Code closes often */"] {
+        assert!(fixed.contains(kept), "{kept}: {fixed}");
+    }
+    assert!(!fixed.contains("localEnv"), "{fixed}");
+    assert_eq!(
+        std::fs::read_to_string(t.project.join(".devcontainer/devcontainer.json.bak")).unwrap(),
+        MESSY
+    );
+}
+
+#[test]
+fn check_errors_say_where() {
+    let t = setup();
+    std::fs::write(
+        t.project.join(".devcontainer.json"),
+        "{\n  \"image\": \"x\",\n  'name': 1\n}\n",
+    )
+    .unwrap();
+    let out = t.run("devcontainer", &["check", "."]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains(".devcontainer.json:3:3: error[syntax]"),
+        "{}",
+        text(&out)
+    );
+    let out = t.run("devcontainer", &["check", "/nonexistent/dir"]);
+    assert_eq!(out.status.code(), Some(2), "could not run");
+    assert!(text(&out).contains("does not exist"));
+}
+
+#[test]
+fn project_init_makes_a_project_and_its_dev_container() {
+    let t = setup();
+    let out = t.run("project", &["init", "vision"]);
+    assert_eq!(out.status.code(), Some(2), "no terminal, no --workflow");
+    assert!(text(&out).contains("--workflow=cli"), "{}", text(&out));
+    let dir = t.env.path("workspace/vision");
+    assert!(
+        !dir.exists(),
+        "nothing made when the question cannot be asked"
+    );
+
+    let out = t.run(
+        "project",
+        &["init", "vision", "--type=ml", "--workflow=devcontainer"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    for p in [
+        ".git",
+        "README.md",
+        ".gitignore",
+        "data",
+        "notebooks",
+        "src",
+        "requirements.txt",
+        ".devcontainer/devcontainer.json",
+    ] {
+        assert!(dir.join(p).exists(), "{p} missing");
+    }
+    assert!(
+        std::fs::read_to_string(dir.join(".gitignore"))
+            .unwrap()
+            .contains("data/*")
+    );
+    let v = ds01::devcontainer::doc::parse(
+        &std::fs::read_to_string(dir.join(".devcontainer/devcontainer.json")).unwrap(),
+    )
+    .unwrap()
+    .value;
+    assert_eq!(v["name"], "vision");
+
+    let out = t.run(
+        "ds01",
+        &["project", "init", "notes", "--type=basic", "--workflow=cli"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("docker run -it --gpus all"),
+        "{}",
+        text(&out)
+    );
+    let basic = t.env.path("workspace/notes");
+    assert!(basic.join(".git").exists() && !basic.join("data").exists());
+
+    let out = t.run("project", &["init", "vision", "--workflow=skip"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("already exists"));
+}
