@@ -51,10 +51,7 @@ fn start(extra: &str, with_nvidia_hook: bool) -> Option<Dockerd> {
     {
         missing = missing.or(Some("runc is not installed"));
     }
-    if !["/bin/busybox", "/usr/bin/busybox"]
-        .iter()
-        .any(|p| Path::new(p).exists())
-    {
+    if busybox().is_none() {
         missing = missing.or(Some("busybox-static is not installed"));
     }
     if unsafe { libc::geteuid() } != 0 {
@@ -189,19 +186,7 @@ impl Dockerd {
 
     fn import_busybox(&self) {
         let rootfs = self.env.path("image-rootfs");
-        std::fs::create_dir_all(rootfs.join("bin")).unwrap();
-        let busybox = ["/bin/busybox", "/usr/bin/busybox"]
-            .iter()
-            .find(|p| Path::new(p).exists())
-            .unwrap();
-        std::fs::copy(busybox, rootfs.join("bin/busybox")).unwrap();
-        let list = Command::new(busybox).arg("--list").output().unwrap().stdout;
-        for a in String::from_utf8_lossy(&list)
-            .lines()
-            .filter(|a| *a != "busybox")
-        {
-            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(a)).unwrap();
-        }
+        make_busybox_rootfs(&busybox().unwrap(), &rootfs);
         let tar = Command::new("tar")
             .arg("-C")
             .arg(&rootfs)
@@ -322,19 +307,7 @@ fn env_request_sees_exactly_its_slice_and_plain_sees_none() {
         "-c",
         NODES_SCRIPT,
     ]);
-    let mut nodes: Vec<&str> = out.lines().filter(|l| l.starts_with("/dev/")).collect();
-    nodes.sort();
-    assert_eq!(
-        nodes,
-        [
-            "/dev/nvidia-caps/nvidia-cap201",
-            "/dev/nvidia-caps/nvidia-cap202",
-            "/dev/nvidia-uvm",
-            "/dev/nvidia-uvm-tools",
-            "/dev/nvidia1",
-            "/dev/nvidiactl"
-        ]
-    );
+    assert_eq!(device_lines(&out), FIRST_SLICE_NODES);
     let visible = out
         .lines()
         .find_map(|l| l.strip_prefix("VISIBLE="))

@@ -22,10 +22,7 @@ fn setup(extra: &str) -> Option<Runc> {
         .iter()
         .map(PathBuf::from)
         .find(|p| p.exists());
-    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists());
+    let busybox = busybox();
     let root = unsafe { libc::geteuid() } == 0;
     let missing = match (&runc, &busybox, root) {
         (None, _, _) => Some("runc is not installed"),
@@ -43,21 +40,7 @@ fn setup(extra: &str) -> Option<Runc> {
     let runc = runc.unwrap();
     let env = Env::new(&runc, extra);
     let rootfs = env.path("rootfs");
-    std::fs::create_dir_all(rootfs.join("bin")).unwrap();
-    let busybox = busybox.unwrap();
-    std::fs::copy(&busybox, rootfs.join("bin/busybox")).unwrap();
-    // Relative links, so they resolve inside the container.
-    let list = Command::new(&busybox)
-        .arg("--list")
-        .output()
-        .unwrap()
-        .stdout;
-    for applet in String::from_utf8_lossy(&list)
-        .lines()
-        .filter(|a| *a != "busybox")
-    {
-        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
-    }
+    make_busybox_rootfs(&busybox.unwrap(), &rootfs);
     let root = env.path("runc-root");
     Some(Runc {
         env,
@@ -163,20 +146,7 @@ fn gpu_container_sees_its_nodes_and_uuid() {
         "{text} {:?}",
         last_oci_error(&b.join("log.json"))
     );
-    let mut nodes: Vec<&str> = text.lines().filter(|l| l.starts_with("/dev/")).collect();
-    nodes.sort();
-    nodes.dedup();
-    assert_eq!(
-        nodes,
-        [
-            "/dev/nvidia-caps/nvidia-cap201",
-            "/dev/nvidia-caps/nvidia-cap202",
-            "/dev/nvidia-uvm",
-            "/dev/nvidia-uvm-tools",
-            "/dev/nvidia1",
-            "/dev/nvidiactl"
-        ]
-    );
+    assert_eq!(device_lines(&text), FIRST_SLICE_NODES);
     let first_slice = r.env.gpus()["devices"][1]["uuid"]
         .as_str()
         .unwrap()

@@ -50,6 +50,18 @@ impl Fake {
         self.run(&docker_create(bundle, id), vars)
     }
 
+    /// A GPU bundle whose container names its owner with DS01_USER.
+    fn bundle_of(&self, name: &str, user: &str) -> PathBuf {
+        let b = self.bundle(name, "gpu.json");
+        let spec = std::fs::read_to_string(b.join("config.json")).unwrap();
+        let spec = spec.replace(
+            "\"DS01_GPU_PROFILE=1g.10gb\"",
+            &format!("\"DS01_USER={user}\""),
+        );
+        std::fs::write(b.join("config.json"), spec).unwrap();
+        b
+    }
+
     /// The argv runc saw last.
     fn last_argv(&self) -> Vec<String> {
         let text = std::fs::read_to_string(self.log()).unwrap();
@@ -483,13 +495,7 @@ fn gpus_lists_inventory_and_holders() {
         "{text}"
     );
 
-    let b = f.bundle("e", "gpu.json");
-    let spec = std::fs::read_to_string(b.join("config.json")).unwrap();
-    std::fs::write(
-        b.join("config.json"),
-        spec.replace("\"DS01_GPU_PROFILE=1g.10gb\"", "\"DS01_USER=erin\""),
-    )
-    .unwrap();
+    let b = f.bundle_of("e", "erin");
     assert!(
         f.create(&b, "0123456789abcdef", &[("FAKE_PID", &me())])
             .status
@@ -611,13 +617,7 @@ fn limits_show_each_value_with_its_source_and_the_usage() {
     let f = Fake::new(
         "[defaults]\nmax_gpu_containers = 2\n\n[groups.students]\nmembers = [\"carol\"]\nmax_gpu_equivalents = 0.3\n",
     );
-    let b = f.bundle("c", "gpu.json");
-    let text = std::fs::read_to_string(b.join("config.json")).unwrap();
-    std::fs::write(
-        b.join("config.json"),
-        text.replace("\"DS01_GPU_PROFILE=1g.10gb\"", "\"DS01_USER=carol\""),
-    )
-    .unwrap();
+    let b = f.bundle_of("c", "carol");
     assert!(
         f.create(&b, "carol1", &[("FAKE_PID", &me())])
             .status

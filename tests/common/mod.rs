@@ -153,3 +153,43 @@ pub fn device_paths(spec: &serde_json::Value) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// What a container holding the first simulated slice sees under /dev.
+pub const FIRST_SLICE_NODES: [&str; 6] = [
+    "/dev/nvidia-caps/nvidia-cap201",
+    "/dev/nvidia-caps/nvidia-cap202",
+    "/dev/nvidia-uvm",
+    "/dev/nvidia-uvm-tools",
+    "/dev/nvidia1",
+    "/dev/nvidiactl",
+];
+
+/// The `/dev/...` lines of a container's output, sorted, each once.
+pub fn device_lines(text: &str) -> Vec<&str> {
+    let mut nodes: Vec<&str> = text.lines().filter(|l| l.starts_with("/dev/")).collect();
+    nodes.sort();
+    nodes.dedup();
+    nodes
+}
+
+/// Busybox, if installed.
+pub fn busybox() -> Option<PathBuf> {
+    ["/bin/busybox", "/usr/bin/busybox"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+/// A busybox root filesystem in `rootfs`, with relative applet links so
+/// they resolve inside a container.
+pub fn make_busybox_rootfs(busybox: &Path, rootfs: &Path) {
+    std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+    std::fs::copy(busybox, rootfs.join("bin/busybox")).unwrap();
+    let list = Command::new(busybox).arg("--list").output().unwrap().stdout;
+    for applet in String::from_utf8_lossy(&list)
+        .lines()
+        .filter(|a| *a != "busybox")
+    {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+    }
+}

@@ -131,15 +131,7 @@ pub fn run(cfg: &Config, args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     let answers = settle(&args, &project, catalog.as_ref(), &archs, prompter)?;
-    let text = template::render(&Settings {
-        name: answers.name,
-        image: answers.image,
-        gpu: answers.gpu,
-        user: me.name.clone(),
-        home: me.home.clone(),
-        extensions: answers.extensions,
-        shm_size: "8g".into(),
-    });
+    let text = render(answers, &me);
     if let Some(b) = write_file(&file, &text)? {
         println!("kept the old file as {}", b.display());
     }
@@ -149,6 +141,19 @@ pub fn run(cfg: &Config, args: Args) -> anyhow::Result<ExitCode> {
         project.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The file for `me`, with these answers.
+fn render(a: Answers, me: &Me) -> String {
+    template::render(&Settings {
+        name: a.name,
+        image: a.image,
+        gpu: a.gpu,
+        user: me.name.clone(),
+        home: me.home.clone(),
+        extensions: a.extensions,
+        shm_size: "8g".into(),
+    })
 }
 
 /// Writes the file, keeping any earlier one as `<file>.bak`, whose path
@@ -339,15 +344,7 @@ pub fn write_quick(
     };
     let answers = settle::<&[u8], Vec<u8>>(&args, project, catalog.as_ref(), &archs, None)?;
     let file = project.join(".devcontainer/devcontainer.json");
-    let text = template::render(&Settings {
-        name: answers.name,
-        image: answers.image,
-        gpu: answers.gpu,
-        user: me.name.clone(),
-        home: me.home.clone(),
-        extensions: answers.extensions,
-        shm_size: "8g".into(),
-    });
+    let text = render(answers, me);
     write_file(&file, &text)?;
     Ok(file)
 }

@@ -74,28 +74,21 @@ fn args_by_name() -> Vec<OsString> {
     args
 }
 
+/// Runs `f` with the config in effect.
+fn with_config(f: impl FnOnce(&Config) -> anyhow::Result<ExitCode>) -> anyhow::Result<ExitCode> {
+    f(&Config::load()?)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse_from(args_by_name());
     let result = match cli.command {
-        Command::Gpus(args) => Config::load()
-            .map_err(Into::into)
-            .and_then(|c| gpus::run(&c, args, &docker::Engine)),
-        Command::Gc(args) => Config::load()
-            .map_err(Into::into)
-            .and_then(|c| gc::run(&c, args)),
-        Command::Limits(args) => Config::load()
-            .map_err(Into::into)
-            .and_then(|c| limits::run(&c, args)),
-        Command::Events(args) => Config::load()
-            .map_err(Into::into)
-            .and_then(|c| events::run(&c, args)),
-        Command::Container(args) => Config::load()
-            .map_err(Into::into)
-            .and_then(|c| container::run(&c, args, &docker::Engine)),
+        Command::Gpus(args) => with_config(|c| gpus::run(c, args, &docker::Engine)),
+        Command::Gc(args) => with_config(|c| gc::run(c, args)),
+        Command::Limits(args) => with_config(|c| limits::run(c, args)),
+        Command::Events(args) => with_config(|c| events::run(c, args)),
+        Command::Container(args) => with_config(|c| container::run(c, args, &docker::Engine)),
+        Command::Project(args) => with_config(|c| project::run(c, args)),
         Command::Devcontainer(args) => devcontainer::run(args),
-        Command::Project(args) => Config::load()
-            .map_err(Into::into)
-            .and_then(|c| project::run(&c, args)),
         Command::Admin(args) => admin::run(args),
         Command::GenerateAssets(args) => generate::run(args),
     };
