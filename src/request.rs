@@ -53,13 +53,49 @@ pub fn parse(env: &[String]) -> Result<Option<Request>, RequestError> {
     if count == 0 {
         return Ok(None);
     }
-    let profile = match env_value(env, PROFILE).map(str::trim) {
+    Ok(Some(Request {
+        count,
+        profile: profile(env)?,
+    }))
+}
+
+/// The GPU request of a spec: its environment's, or else one device per
+/// `/dev/nvidiaN` node it brings along (`--device /dev/nvidia0`, a CDI
+/// spec): those are requests too, and ds01 decides which device they get.
+pub fn from_spec(spec: &serde_json::Value) -> Result<Option<Request>, RequestError> {
+    let env = crate::spec::env(spec);
+    if let Some(req) = parse(&env)? {
+        return Ok(Some(req));
+    }
+    let mut gpus: Vec<&str> = spec
+        .pointer("/linux/devices")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d.get("path").and_then(serde_json::Value::as_str))
+        .filter(|p| {
+            p.strip_prefix("/dev/nvidia")
+                .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+        })
+        .collect();
+    gpus.sort();
+    gpus.dedup();
+    if gpus.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Request {
+        count: gpus.len(),
+        profile: profile(&env)?,
+    }))
+}
+
+fn profile(env: &[String]) -> Result<Profile, RequestError> {
+    Ok(match env_value(env, PROFILE).map(str::trim) {
         None | Some("") | Some("mig") => Profile::AnyMig,
         Some("full") => Profile::Full,
         Some(p) if is_mig_profile(p) => Profile::Mig(p.to_string()),
         Some(p) => return Err(RequestError::BadProfile(p.to_string())),
-    };
-    Ok(Some(Request { count, profile }))
+    })
 }
 
 /// `<n>g.<m>gb`, optionally with a `+me` style suffix, as NVML names them.
@@ -118,6 +154,38 @@ mod tests {
             req(&["NVIDIA_VISIBLE_DEVICES=0,1", "NVIDIA_VISIBLE_DEVICES=none"]),
             Ok(None)
         );
+    }
+
+    #[test]
+    fn devices_brought_along_are_requests_too() {
+        let spec = |devs: serde_json::Value, env: &[&str]| serde_json::json!({"process": {"env": env}, "linux": {"devices": devs}});
+        let gpu = |p: &str| serde_json::json!({"path": p, "type": "c", "major": 195, "minor": 0});
+        let two = spec(
+            serde_json::json!([
+                gpu("/dev/nvidia0"),
+                gpu("/dev/nvidiactl"),
+                gpu("/dev/nvidia3")
+            ]),
+            &["NVIDIA_VISIBLE_DEVICES=void"],
+        );
+        assert_eq!(from_spec(&two), Ok(mig(2)));
+        let full = spec(
+            serde_json::json!([gpu("/dev/nvidia0")]),
+            &["DS01_GPU_PROFILE=full"],
+        );
+        assert_eq!(from_spec(&full).unwrap().unwrap().profile, Profile::Full);
+        // Only the driver's control nodes, or nothing: no GPU.
+        assert_eq!(
+            from_spec(&spec(serde_json::json!([gpu("/dev/nvidiactl")]), &[])),
+            Ok(None)
+        );
+        assert_eq!(from_spec(&serde_json::json!({"process": {}})), Ok(None));
+        // The environment's request wins.
+        let env = spec(
+            serde_json::json!([gpu("/dev/nvidia0")]),
+            &["NVIDIA_VISIBLE_DEVICES=0,1,2"],
+        );
+        assert_eq!(from_spec(&env), Ok(mig(3)));
     }
 
     #[test]

@@ -32,6 +32,9 @@ pub struct Hook {
 pub struct Allocation {
     pub uuids: Vec<String>,
     pub nodes: Vec<DeviceNode>,
+    /// The driver's majors: denied as a whole before the allocated nodes are
+    /// allowed, so no broader rule the container brought reaches another GPU.
+    pub deny_majors: Vec<u32>,
     pub hook: Hook,
     /// The value of the `ds01.allocation` annotation.
     pub annotation: String,
@@ -49,17 +52,25 @@ pub fn env(spec: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Whether the container may use every device: an allow rule without a
-/// type or numbers, as Docker writes for `--privileged`.
+/// Whether the container may open every character device: an allow rule
+/// for any major, as Docker writes for `--privileged` (and for
+/// `--device-cgroup-rule 'c *:* rwm'`), which reaches every GPU around
+/// the allocator.
 pub fn is_privileged(spec: &Value) -> bool {
+    let any = |v: Option<&Value>| v.is_none_or(|m| m.as_i64() == Some(-1));
     spec.pointer("/linux/resources/devices")
         .and_then(Value::as_array)
         .is_some_and(|rules| {
             rules.iter().any(|r| {
                 r.get("allow") == Some(&Value::Bool(true))
-                    && matches!(r.get("type").and_then(Value::as_str), None | Some("a"))
-                    && r.get("major").is_none_or(|m| m.as_i64() == Some(-1))
-                    && r.get("minor").is_none_or(|m| m.as_i64() == Some(-1))
+                    && matches!(
+                        r.get("type").and_then(Value::as_str),
+                        None | Some("a") | Some("c")
+                    )
+                    && any(r.get("major"))
+                    && r.get("access")
+                        .and_then(Value::as_str)
+                        .is_none_or(|a| a.contains(['r', 'w']))
             })
         })
 }
@@ -137,6 +148,12 @@ pub fn inject(spec: &mut Value, alloc: &Allocation) {
         })
     }));
     let rules = array_at(object_in(linux, "resources"), "devices");
+    rules.extend(
+        alloc
+            .deny_majors
+            .iter()
+            .map(|m| json!({"allow": false, "type": "c", "major": m, "access": "rwm"})),
+    );
     rules.extend(nodes.iter().map(|n| {
         json!({"allow": true, "type": "c", "major": n.major, "minor": n.minor, "access": "rwm"})
     }));

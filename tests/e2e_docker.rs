@@ -685,8 +685,9 @@ fn owners_are_held_to_their_own_shares() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("ds01: --privileged containers see every GPU on this host")
-            && err.contains("(carol is not)"),
+        err.contains(
+            "ds01: --privileged containers (and device rules for every device) see every GPU"
+        ) && err.contains("(carol is not)"),
         "{err}"
     );
     // An admin passes ds01's check (runc may still refuse in a sandbox without capabilities).
@@ -894,4 +895,46 @@ fn container_ls_shows_each_user_their_own() {
             .unwrap()
             .contains("Docker is not reachable")
     );
+}
+
+#[test]
+fn containers_reach_only_their_own_devices() {
+    let _g = lock();
+    let Some(d) = start("", false) else { return };
+    // The allocated node opens as far as the cgroup goes (no driver here:
+    // "No such device"); another GPU's node, made with mknod, is refused.
+    let script = "cat /dev/nvidia1 2>&1; mknod /dev/other c 195 0 && cat /dev/other 2>&1; true";
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "-e",
+        "NVIDIA_VISIBLE_DEVICES=all",
+        "busybox:local",
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert!(
+        out.contains("'/dev/nvidia1': No such device or address"),
+        "{out}"
+    );
+    assert!(
+        out.contains("'/dev/other': Operation not permitted"),
+        "{out}"
+    );
+
+    // A raw device brought along is a request like any other: ds01 picks.
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--device",
+        "/dev/null:/dev/nvidia0",
+        "busybox:local",
+        "sh",
+        "-c",
+        NODES_SCRIPT,
+    ]);
+    assert_eq!(device_lines(&out), FIRST_SLICE_NODES, "{out}");
+    assert!(out.contains("VISIBLE=MIG-"), "{out}");
+    d.expect_held(0);
 }

@@ -19,6 +19,7 @@ fn allocation() -> (Allocation, Vec<u32>) {
     let alloc = Allocation {
         uuids: vec![unit.uuid.to_string()],
         nodes,
+        deny_majors: inv.nvidia_majors(),
         hook: Hook {
             path: "/usr/bin/ds01-runtime".into(),
             args: vec![
@@ -143,15 +144,31 @@ fn every_route_the_container_brought_is_removed() {
         .collect();
     let want: Vec<&str> = alloc.nodes.iter().map(|n| n.path.as_str()).collect();
     assert_eq!(paths, want, "only the allocation's nodes");
-    let nvidia_rules: Vec<&Value> = after["linux"]["resources"]["devices"]
-        .as_array()
-        .unwrap()
+    let rules = after["linux"]["resources"]["devices"].as_array().unwrap();
+    let nvidia = |allow: bool| {
+        rules
+            .iter()
+            .filter(|r| {
+                r["allow"] == allow && [195, 236, 511].contains(&r["major"].as_u64().unwrap_or(0))
+            })
+            .count()
+    };
+    assert_eq!(
+        nvidia(true),
+        alloc.nodes.len(),
+        "an allow rule per allocated node"
+    );
+    // The driver's majors are denied first: a wider rule cannot reach other GPUs.
+    assert_eq!(nvidia(false), 3);
+    let first_allow = rules
         .iter()
-        .filter(|r| {
-            r["allow"] == true && [195, 236, 511].contains(&r["major"].as_u64().unwrap_or(0))
-        })
-        .collect();
-    assert_eq!(nvidia_rules.len(), alloc.nodes.len());
+        .position(|r| r["allow"] == true && r["major"] == 195)
+        .unwrap();
+    let last_deny = rules
+        .iter()
+        .rposition(|r| r["allow"] == false && r["major"] == 195)
+        .unwrap();
+    assert!(last_deny < first_allow);
     assert!(
         !after["mounts"]
             .to_string()
@@ -187,4 +204,13 @@ fn privileged_is_told_from_the_rules_docker_writes() {
     v["linux"]["resources"]["devices"] =
         json!([{"allow": true, "type": "a", "major": -1, "minor": -1, "access": "rwm"}]);
     assert!(spec::is_privileged(&v));
+    // --device-cgroup-rule 'c *:* rwm' reaches every GPU just the same...
+    v["linux"]["resources"]["devices"] = json!([{"allow": true, "type": "c", "access": "rwm"}]);
+    assert!(spec::is_privileged(&v));
+    // ...but not a rule that only allows mknod, nor one for a single major.
+    v["linux"]["resources"]["devices"] = json!([{"allow": true, "type": "c", "access": "m"}]);
+    assert!(!spec::is_privileged(&v));
+    v["linux"]["resources"]["devices"] =
+        json!([{"allow": true, "type": "c", "major": 10, "access": "rwm"}]);
+    assert!(!spec::is_privileged(&v));
 }

@@ -130,8 +130,9 @@ pub fn check_privileged(
         owner,
         id,
         Refusal(format!(
-            "--privileged containers see every GPU on this host, bypassing allocation; only members of \
-             {} may start them ({} is not); drop --privileged and ask for a GPU with --gpus",
+            "--privileged containers (and device rules for every device) see every GPU on this host, \
+             bypassing allocation; only members of {} may start them ({} is not); drop --privileged and \
+             ask for a GPU with --gpus",
             ctx.cfg.admin_group,
             who(owner)
         )),
@@ -260,6 +261,7 @@ pub fn allocate(
     let alloc = Allocation {
         uuids: record.devices.clone(),
         nodes: all_nodes,
+        deny_majors: inv.nvidia_majors(),
         hook: poststop_hook(ctx, &record.alloc_id),
         annotation: serde_json::json!({
             "id": record.alloc_id,

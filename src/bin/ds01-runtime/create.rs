@@ -27,7 +27,7 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
         return runc::exec(&runc_path, args, argv);
     };
     let privileged = spec::is_privileged(&spec);
-    let req = match request::parse(&spec::env(&spec)) {
+    let req = match request::from_spec(&spec) {
         Ok(req) => req,
         Err(e) => return fail(argv, &shim::ShimError::from(e).to_string()),
     };
