@@ -24,13 +24,15 @@ fi
 before=$(mktemp)
 cp -p "$daemon" "$before"
 cleanup() {
-    dpkg -s ds01 >/dev/null 2>&1 && apt-get remove -y -qq ds01 >/dev/null 2>&1 || true
+    dpkg -s ds01 >/dev/null 2>&1 && apt-get purge -y -qq ds01 >/dev/null 2>&1 || true
     [ -n "$made_sample" ] && rm -f "$daemon"
     rm -f "$before"
 }
 trap cleanup EXIT
 
 export DEBIAN_FRONTEND=noninteractive
+# A fresh install: nothing left from an earlier run (conffiles, state).
+dpkg --purge ds01 >/dev/null 2>&1 || true
 apt-get install -y -qq "./$deb" >/dev/null
 grep -q '"default-runtime": "ds01"' "$daemon" || { echo "package: daemon.json does not name ds01 as default runtime" >&2; cat "$daemon" >&2; exit 1; }
 grep -q '"nvidia"' "$daemon" || { echo "package: the nvidia runtime was lost from daemon.json" >&2; exit 1; }

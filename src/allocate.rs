@@ -1,9 +1,9 @@
 //! Choosing free devices for a request, within the owner's limits. Pure:
 //! the caller holds the ledger lock.
 //!
-//! Placement is deterministic: MIG slices are packed onto GPUs that already
-//! have slices in use (then by GPU index, smallest slice, instance id), so
-//! that whole GPUs stay free for those allowed them; full GPUs go by index.
+//! Placement is deterministic: the smallest fitting MIG slice, packed onto
+//! GPUs that already have slices in use (then by GPU index and instance id),
+//! so that whole GPUs stay free for those allowed them; full GPUs go by index.
 
 use std::collections::HashSet;
 
@@ -188,14 +188,20 @@ fn pick<'a>(
         .filter(|u| !held.holds(u.uuid))
         .map(|u| (*u).clone())
         .collect();
-    // Pack: slices on GPUs that already have one in use come first. The
-    // sort is stable, so the inventory's order decides the rest.
+    // Smallest slice first (never a bigger share than needed), then pack:
+    // GPUs that already have a slice in use come first. The sort is stable,
+    // so the inventory's order decides the rest.
     let busy: HashSet<u32> = units
         .iter()
         .filter(|u| u.kind == Kind::Mig && held.holds(u.uuid))
         .map(|u| u.gpu.index)
         .collect();
-    free.sort_by_key(|u| u.kind == Kind::Mig && !busy.contains(&u.gpu.index));
+    free.sort_by_key(|u| {
+        (
+            u.mig.map_or(0, |m| m.slices),
+            u.kind == Kind::Mig && !busy.contains(&u.gpu.index),
+        )
+    });
     let total = fitting.len();
     let used = total - free.len();
     if total == 0 {
@@ -433,6 +439,35 @@ mod tests {
             let got = choose_for(&inv, &rs, &req(1, Profile::AnyMig), &open()).unwrap();
             assert_eq!(got, [*want], "held {before:?}");
         }
+    }
+
+    #[test]
+    fn the_smallest_slice_wins_over_packing() {
+        // GPU 1: a 3g slice free next to a used 1g one; GPU 2: a 1g slice free.
+        let mut text = String::from("[majors]\nuvm = 511\ncaps = 236\n");
+        for g in 1..=2 {
+            text.push_str(&format!(
+                "[[gpu]]\nindex = {g}\nuuid = \"GPU-{g}\"\nname = \"A\"\nmemory_mib = 1\nminor = {g}\nmig = true\nslices = 7\n"
+            ));
+        }
+        let slice = |g: u32, name: &str, profile: &str, slices: u32, gi: u32| {
+            format!(
+                "[[gpu.instances]]\nuuid = \"MIG-{name}\"\nprofile = \"{profile}\"\nslices = {slices}\nmemory_mib = 1\ngpu_instance = {gi}\ncompute_instance = 0\n"
+            )
+            .replace("[[gpu.instances]]", &format!("[[gpu.instances]] # gpu {g}"))
+        };
+        let gpu2 = text.rfind("[[gpu]]").unwrap();
+        let (first, second) = text.split_at(gpu2);
+        let text = format!(
+            "{first}{}{}{second}{}",
+            slice(1, "used", "1g.10gb", 1, 7),
+            slice(1, "big", "3g.40gb", 3, 1),
+            slice(2, "small", "1g.10gb", 1, 7)
+        );
+        let inv = inv_from(&text);
+        let rs = held(&inv, "bob", &["MIG-used"]);
+        let got = choose_for(&inv, &rs, &req(1, Profile::AnyMig), &open()).unwrap();
+        assert_eq!(got, ["MIG-small"]);
     }
 
     #[test]

@@ -38,7 +38,13 @@ fn temp_name(path: &Path) -> PathBuf {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+    // Pid and clock: a file left by a killed writer whose pid comes round
+    // again must not block the next write.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    path.with_file_name(format!(".{name}.{}.{nanos:x}.tmp", std::process::id()))
 }
 
 /// Creates `dir` (and parents) world-readable, writable by its owner only.

@@ -83,8 +83,13 @@ impl Record {
         if host.runc_knows(&self.root, &self.container_id) {
             return None;
         }
-        let shim_alive = host.process_start(self.shim_pid).is_some()
-            && host.process_start(self.shim_pid) == self.shim_start;
+        // Alive: the same process (same start time), or, where the start
+        // time could not be read, any process with that pid.
+        let shim_alive = match (host.process_start(self.shim_pid), self.shim_start) {
+            (Some(now), Some(then)) => now == then,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
         if !shim_alive {
             return Some("its create died before runc made the container".into());
         }
@@ -328,6 +333,17 @@ pub(crate) mod tests {
         // But not while runc knows the container.
         h.runc.borrow_mut().push("c1".into());
         assert_eq!(r.stale_reason(&h, GRACE), None);
+    }
+
+    #[test]
+    fn a_shim_whose_start_time_was_unknown_is_alive_while_its_pid_is() {
+        let h = host();
+        let mut r = record("c1", &["MIG-1"], &h);
+        r.shim_start = None;
+        h.procs.borrow_mut().insert(10, 77);
+        assert_eq!(r.stale_reason(&h, GRACE), None);
+        h.procs.borrow_mut().clear();
+        assert!(r.stale_reason(&h, GRACE).is_some());
     }
 
     #[test]

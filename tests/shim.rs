@@ -659,3 +659,56 @@ fn limits_show_each_value_with_its_source_and_the_usage() {
             .contains("No GPU containers running.")
     );
 }
+
+#[test]
+fn a_detached_run_keeps_its_devices_until_the_container_ends() {
+    let f = Fake::new("");
+    let b = f.bundle("d", "gpu.json");
+    let bs = b.to_str().unwrap();
+    let pid = format!("{bs}/init.pid");
+    let args = os(&[
+        "--root",
+        &format!("{bs}/../runc-root"),
+        "run",
+        "--detach",
+        "--bundle",
+        bs,
+        "--pid-file",
+        &pid,
+        "d1",
+    ]);
+    let out = f.run(&args, &[("FAKE_PID", &me())]);
+    quiet(&out);
+    assert!(out.status.success());
+    assert_eq!(
+        f.env.held().len(),
+        1,
+        "runc run -d returned, the container runs on"
+    );
+    assert_eq!(f.env.ledger()["records"][0]["pid"], std::process::id());
+    // A foreground run that is over frees at once.
+    let b2 = f.bundle("fg", "gpu.json");
+    let args = os(&[
+        "--root",
+        &format!("{}/../runc-root", b2.display()),
+        "run",
+        "--bundle",
+        b2.to_str().unwrap(),
+        "fg1",
+    ]);
+    assert!(f.run(&args, &[]).status.success());
+    assert_eq!(f.env.held().len(), 1);
+}
+
+#[test]
+fn a_runc_key_pointing_back_at_the_shim_is_refused_not_looped() {
+    let f = Fake::new("");
+    let text = std::fs::read_to_string(&f.env.config).unwrap();
+    let fake = format!("{:?}", repo().join("tests/fake_runc.sh"));
+    std::fs::write(&f.env.config, text.replace(&fake, &format!("{SHIM:?}"))).unwrap();
+    let b = f.bundle("p", "plain.json");
+    let out = f.create(&b, "p1", &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let msg = last_oci_error(&b.join("log.json")).unwrap();
+    assert!(msg.contains("is ds01-runtime itself"), "{msg}");
+}

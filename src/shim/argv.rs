@@ -29,6 +29,7 @@ const COMMAND_VALUE: &[&str] = &[
     "apparmor",
     "cap",
     "c",
+    "cgroup",
 ];
 
 /// Where runc keeps state when `--root` is not given (as root).
@@ -46,6 +47,8 @@ pub struct Argv {
     pub process: Option<PathBuf>,
     pub id: Option<String>,
     pub force: bool,
+    /// `run --detach`: runc returns once the container runs.
+    pub detach: bool,
 }
 
 impl Argv {
@@ -103,6 +106,7 @@ pub fn scan(args: &[OsString]) -> Argv {
             (true, "pid-file") => out.pid_file = path(),
             (true, "process" | "p") => out.process = path(),
             (true, "force" | "f") if out.command.as_deref() == Some("delete") => out.force = true,
+            (true, "detach" | "d") if out.command.as_deref() == Some("run") => out.detach = true,
             _ => {}
         }
     }
@@ -145,7 +149,12 @@ mod tests {
         assert_eq!(scan_str("create -bundle /x c").bundle, Some("/x".into()));
         // Flags after the id are still read, as runc does.
         let a = scan_str("run c --bundle /x --detach");
-        assert_eq!((a.bundle, a.id.as_deref()), (Some("/x".into()), Some("c")));
+        assert_eq!(
+            (a.bundle, a.id.as_deref(), a.detach),
+            (Some("/x".into()), Some("c"), true)
+        );
+        assert!(scan_str("run -d c").detach);
+        assert!(!scan_str("run c").detach);
         // No bundle: runc uses the working directory.
         let a = scan_str("create c");
         assert_eq!((a.bundle, a.id.as_deref()), (None, Some("c")));
@@ -182,6 +191,9 @@ mod tests {
         let a = scan_str("--root /r exec --process /p --detach --pid-file /q c");
         assert_eq!((a.id.as_deref(), a.bundle), (Some("c"), None));
         assert_eq!(a.process, Some("/p".into()));
+        // runc 1.1's exec --cgroup takes a value; the id comes after it.
+        let a = scan_str("exec --cgroup sub --process /p c");
+        assert_eq!(a.id.as_deref(), Some("c"));
         assert_eq!(scan_str("--version").command, None);
         assert_eq!(
             scan_str("--root /r -- create").command.as_deref(),

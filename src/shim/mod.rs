@@ -301,7 +301,7 @@ fn poststop_hook(ctx: &Ctx, alloc_id: &str) -> Hook {
             alloc_id.into(),
         ],
         path,
-        // runc runs hooks with only the environment given here.
+        // runc gives a hook only the environment listed here (its own when the list is empty).
         env: ctx
             .cfg
             .path
@@ -324,7 +324,16 @@ pub fn note_init_pid(ctx: &Ctx, record: &Record, pid_file: Option<&Path>) {
         );
         return;
     };
-    let start = ctx.host.process_start(pid);
+    // Without its start time a pid cannot be told from a reused one later:
+    // better no pid (runc's own state then vouches) than a wrong verdict.
+    let Some(start) = ctx.host.process_start(pid) else {
+        ctx.log(
+            "warn",
+            &format!("container {}: init {pid} already gone", record.container_id),
+        );
+        return;
+    };
+    let start = Some(start);
     let res = ctx.ledger().update(|rs| {
         if let Some(r) = rs
             .records

@@ -86,12 +86,13 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
         Err(e) => return fail(argv, &e.to_string()),
     };
     let code = runc::run(&runc_path, args, argv);
-    let is_create = argv.command.as_deref() == Some("create");
-    if code == 0 && is_create {
+    // `create` and `run --detach` return while the container lives on.
+    let returns_early = argv.command.as_deref() == Some("create") || argv.detach;
+    if code == 0 && returns_early {
         shim::note_init_pid(&ctx, &record, argv.pid_file.as_deref());
     } else {
         // A failed create, or a `run` that is over: the devices are free.
-        let why = if is_create {
+        let why = if code != 0 {
             "create failed"
         } else {
             "run ended"

@@ -16,8 +16,31 @@ pub fn path() -> PathBuf {
         .unwrap_or_else(|_| config::fallback_runc(&Config::locate()))
 }
 
+/// Whether `runc` is this very binary (a `runc` key or symlink pointing
+/// back here), which would run itself forever.
+fn is_self(runc: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(runc), std::fs::metadata("/proc/self/exe")) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+fn refuse_self(runc: &Path, argv: &Argv) -> Option<i32> {
+    is_self(runc).then(|| {
+        report(
+            argv,
+            &format!("ds01: runc {runc:?} is ds01-runtime itself; set `runc` in the config to the real runc"),
+        );
+        1
+    })
+}
+
 /// Replaces this process with runc. Returns only if that failed.
 pub fn exec(runc: &Path, args: &[OsString], argv: &Argv) -> i32 {
+    if let Some(code) = refuse_self(runc, argv) {
+        return code;
+    }
     let err = Command::new(runc).args(args).exec();
     report(argv, &format!("ds01: cannot run runc {runc:?}: {err}"));
     127
@@ -25,6 +48,9 @@ pub fn exec(runc: &Path, args: &[OsString], argv: &Argv) -> i32 {
 
 /// Runs runc as a child and returns its exit code (128+signal if killed).
 pub fn run(runc: &Path, args: &[OsString], argv: &Argv) -> i32 {
+    if let Some(code) = refuse_self(runc, argv) {
+        return code;
+    }
     match Command::new(runc).args(args).status() {
         Ok(s) => s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0)),
         Err(e) => {
