@@ -71,7 +71,7 @@ fn main() {
 
     let plain = bundle(&runc, d, "plain", &rootfs, &[]);
     let gpu = bundle(&runc, d, "gpu", &rootfs, &["NVIDIA_VISIBLE_DEVICES=all"]);
-    let nodes = patched_baseline(&runc, d, &gpu);
+    let nodes = patched_baseline(d, &gpu);
 
     let mut cases = vec![
         Case {
@@ -146,14 +146,8 @@ fn cycle(c: &Case, root: &Path, id: &str, gpu: &Path) -> Duration {
     if c.bundle == gpu {
         std::fs::copy(gpu.join("config.orig.json"), gpu.join("config.json")).unwrap();
     }
-    let global = [
-        "--root",
-        root.to_str().unwrap(),
-        "--log",
-        &format!("{b}/log.json"),
-        "--log-format",
-        "json",
-    ];
+    let log = format!("{b}/log.json");
+    let global = global_args(root, &log);
     let pid = format!("{b}/init.pid");
     let start = Instant::now();
     run(
@@ -164,6 +158,18 @@ fn cycle(c: &Case, root: &Path, id: &str, gpu: &Path) -> Duration {
     run(&c.runtime, &global, &["start", &id]);
     run(&c.runtime, &global, &["delete", "--force", &id]);
     start.elapsed()
+}
+
+/// runc's global flags as Docker passes them.
+fn global_args<'a>(root: &'a Path, log: &'a str) -> [&'a str; 6] {
+    [
+        "--root",
+        root.to_str().unwrap(),
+        "--log",
+        log,
+        "--log-format",
+        "json",
+    ]
 }
 
 fn run(runtime: &Path, global: &[&str], rest: &[&str]) {
@@ -204,17 +210,11 @@ fn bundle(runc: &Path, d: &Path, name: &str, rootfs: &Path, env: &[&str]) -> Pat
 
 /// A bundle holding what the shim writes for a GPU container, minus the
 /// poststop hook, for plain runc.
-fn patched_baseline(runc: &Path, d: &Path, gpu: &Path) -> PathBuf {
+fn patched_baseline(d: &Path, gpu: &Path) -> PathBuf {
     let root = d.join("probe-root");
     let b = gpu.to_str().unwrap();
-    let global = [
-        "--root",
-        root.to_str().unwrap(),
-        "--log",
-        &format!("{b}/log.json"),
-        "--log-format",
-        "json",
-    ];
+    let log = format!("{b}/log.json");
+    let global = global_args(&root, &log);
     run(
         Path::new(SHIM),
         &global,
@@ -231,6 +231,5 @@ fn patched_baseline(runc: &Path, d: &Path, gpu: &Path) -> PathBuf {
         serde_json::to_vec_pretty(&spec).unwrap(),
     )
     .unwrap();
-    let _ = runc;
     out
 }

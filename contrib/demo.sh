@@ -22,18 +22,11 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 2
 fi
 
-missing=""
-[ -x /usr/sbin/runc ] || [ -x /usr/bin/runc ] || missing="$missing runc"
-[ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || missing="$missing busybox-static"
-[ -x /usr/sbin/dockerd ] && [ -x /usr/bin/docker ] || missing="$missing docker.io"
-command -v cargo >/dev/null || [ -x "$HOME/.cargo/bin/cargo" ] || missing="$missing curl ca-certificates gcc"
-if [ -n "$missing" ]; then
-    say "Installing:$missing"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    # shellcheck disable=SC2086
-    apt-get install -y -qq $missing >/dev/null
-fi
+. "$repo/contrib/deps.sh"
+rust=""
+command -v cargo >/dev/null || [ -x "$HOME/.cargo/bin/cargo" ] || rust="curl ca-certificates gcc"
+# shellcheck disable=SC2086
+install_missing $rust
 if ! command -v cargo >/dev/null; then
     [ -x "$HOME/.cargo/bin/cargo" ] || curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
     PATH="$HOME/.cargo/bin:$PATH"

@@ -11,16 +11,9 @@ if [ "$(id -u)" -ne 0 ] && [ "${DS01_E2E:-1}" != 0 ]; then
     exit 2
 fi
 
-missing=""
-[ -x /usr/sbin/runc ] || [ -x /usr/bin/runc ] || missing="$missing runc"
-[ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || missing="$missing busybox-static"
-[ -x /usr/sbin/dockerd ] && [ -x /usr/bin/docker ] || missing="$missing docker.io"
-if [ -n "$missing" ] && [ "$(id -u)" -eq 0 ]; then
-    echo "installing:$missing"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    # shellcheck disable=SC2086
-    apt-get install -y -qq $missing >/dev/null
+if [ "$(id -u)" -eq 0 ]; then
+    . contrib/deps.sh
+    install_missing
 fi
 
 command -v cargo >/dev/null || {

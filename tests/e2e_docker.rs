@@ -290,6 +290,14 @@ fn lock() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The `VISIBLE=` line NODES_SCRIPT prints.
+fn visible_of(out: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix("VISIBLE="))
+        .unwrap()
+        .to_string()
+}
+
 const NODES_SCRIPT: &str = "for f in /dev/nvidia* /dev/nvidia-caps/*; do [ -c $f ] && echo $f; done; echo VISIBLE=$NVIDIA_VISIBLE_DEVICES";
 
 #[test]
@@ -308,10 +316,7 @@ fn env_request_sees_exactly_its_slice_and_plain_sees_none() {
         NODES_SCRIPT,
     ]);
     assert_eq!(device_lines(&out), FIRST_SLICE_NODES);
-    let visible = out
-        .lines()
-        .find_map(|l| l.strip_prefix("VISIBLE="))
-        .unwrap();
+    let visible = visible_of(&out);
     assert!(
         visible.starts_with("MIG-") && !visible.contains(','),
         "{visible}"
@@ -339,11 +344,7 @@ fn gpus_flag_reaches_nvidia_hook_with_only_the_allocation() {
         "-c",
         NODES_SCRIPT,
     ]);
-    let visible = out
-        .lines()
-        .find_map(|l| l.strip_prefix("VISIBLE="))
-        .unwrap()
-        .to_string();
+    let visible = visible_of(&out);
     assert!(
         visible.starts_with("MIG-") && !visible.contains(','),
         "{out}"
@@ -365,11 +366,7 @@ fn gpus_flag_reaches_nvidia_hook_with_only_the_allocation() {
         "-c",
         NODES_SCRIPT,
     ]);
-    let visible = out
-        .lines()
-        .find_map(|l| l.strip_prefix("VISIBLE="))
-        .unwrap()
-        .to_string();
+    let visible = visible_of(&out);
     let uuids: Vec<&str> = visible.split(',').collect();
     assert_eq!(uuids.len(), 2, "{out}");
     assert_ne!(uuids[0], uuids[1]);

@@ -1,0 +1,16 @@
+# Sourced by the demo and the test command: what the end-to-end runs need
+# from Debian or Ubuntu (runc, busybox-static, docker.io), installed where
+# missing. Extra package names may be given.
+install_missing() {
+    _missing="$*"
+    [ -x /usr/sbin/runc ] || [ -x /usr/bin/runc ] || _missing="$_missing runc"
+    [ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || _missing="$_missing busybox-static"
+    { [ -x /usr/sbin/dockerd ] && [ -x /usr/bin/docker ]; } || _missing="$_missing docker.io"
+    _missing=$(echo $_missing)
+    [ -n "$_missing" ] || return 0
+    echo "installing: $_missing"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # shellcheck disable=SC2086
+    apt-get install -y -qq $_missing >/dev/null
+}
