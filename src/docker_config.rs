@@ -163,11 +163,14 @@ fn write(path: &Path, data: &[u8]) -> Result<(), DockerConfigError> {
         path: path.to_path_buf(),
         source,
     };
-    let mode = std::fs::metadata(path).map_or(0o644, |m| m.permissions().mode() & 0o7777);
-    if let Some(dir) = path.parent() {
+    // A symlinked daemon.json (kept in configuration management, say)
+    // stays a symlink: the file it points at is the one replaced.
+    let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let mode = std::fs::metadata(&target).map_or(0o644, |m| m.permissions().mode() & 0o7777);
+    if let Some(dir) = target.parent() {
         fsutil::ensure_dir(dir).map_err(io)?;
     }
-    fsutil::write_atomic(path, data, mode).map_err(io)
+    fsutil::write_atomic(&target, data, mode).map_err(io)
 }
 
 fn render(cfg: &Map<String, Value>) -> Vec<u8> {
@@ -357,6 +360,34 @@ mod tests {
             original
         );
         assert!(!t.paths.backup().exists());
+    }
+
+    #[test]
+    fn a_symlinked_daemon_json_stays_a_symlink() {
+        let t = setup(None);
+        let real = t.paths.daemon_json.with_file_name("managed.json");
+        std::fs::create_dir_all(real.parent().unwrap()).unwrap();
+        std::fs::write(&real, "{\"debug\": true}\n").unwrap();
+        std::os::unix::fs::symlink(&real, &t.paths.daemon_json).unwrap();
+        register(&t.paths, &t.runtime).unwrap();
+        assert!(
+            std::fs::symlink_metadata(&t.paths.daemon_json)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(current(&t)["default-runtime"], "ds01");
+        unregister(&t.paths).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&real).unwrap(),
+            "{\"debug\": true}\n"
+        );
+        assert!(
+            std::fs::symlink_metadata(&t.paths.daemon_json)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
     }
 
     #[test]
