@@ -249,6 +249,21 @@ impl Dockerd {
         }
     }
 
+    /// `docker run -d` of a container asking for a GPU.
+    fn run_gpu(&self, name: &str, cmd: &[&str]) -> String {
+        let mut args = vec![
+            "run",
+            "-d",
+            "--name",
+            name,
+            "-e",
+            "NVIDIA_VISIBLE_DEVICES=all",
+            "busybox:local",
+        ];
+        args.extend(cmd);
+        self.ok(&args)
+    }
+
     fn full_id(&self, name: &str) -> String {
         self.ok(&["inspect", "-f", "{{.Id}}", name])
             .trim()
@@ -390,29 +405,9 @@ fn every_exit_path_releases() {
     let _g = lock();
     let Some(d) = start("", false) else { return };
     for name in ["stopped", "killed", "removed"] {
-        d.ok(&[
-            "run",
-            "-d",
-            "--name",
-            name,
-            "-e",
-            "NVIDIA_VISIBLE_DEVICES=all",
-            "busybox:local",
-            "sleep",
-            "300",
-        ]);
+        d.run_gpu(name, &["sleep", "300"]);
     }
-    d.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "exits",
-        "-e",
-        "NVIDIA_VISIBLE_DEVICES=all",
-        "busybox:local",
-        "sleep",
-        "1",
-    ]);
+    d.run_gpu("exits", &["sleep", "1"]);
     d.expect_held(4);
     d.ok(&["wait", "exits"]);
     let held = d.expect_held(3);
@@ -432,17 +427,7 @@ fn containers_killed_with_dockerd_are_freed_after_restart() {
         return;
     };
     for name in ["one", "two"] {
-        d.ok(&[
-            "run",
-            "-d",
-            "--name",
-            name,
-            "-e",
-            "NVIDIA_VISIBLE_DEVICES=all",
-            "busybox:local",
-            "sleep",
-            "300",
-        ]);
+        d.run_gpu(name, &["sleep", "300"]);
     }
     d.expect_held(2);
     d.stop();
@@ -456,17 +441,7 @@ fn containers_killed_with_dockerd_are_freed_after_restart() {
 fn stop_then_start_gets_a_fresh_allocation() {
     let _g = lock();
     let Some(d) = start("", false) else { return };
-    d.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "again",
-        "-e",
-        "NVIDIA_VISIBLE_DEVICES=all",
-        "busybox:local",
-        "sleep",
-        "300",
-    ]);
+    d.run_gpu("again", &["sleep", "300"]);
     d.expect_held(1);
     let first = d.alloc_ids();
     d.ok(&["stop", "-t", "1", "again"]);
@@ -485,17 +460,7 @@ fn exhausted_slices_tell_docker_users_why() {
     let _g = lock();
     let Some(d) = start("", false) else { return };
     for i in 0..7 {
-        d.ok(&[
-            "run",
-            "-d",
-            "--name",
-            &format!("s{i}"),
-            "-e",
-            "NVIDIA_VISIBLE_DEVICES=all",
-            "busybox:local",
-            "sleep",
-            "300",
-        ]);
+        d.run_gpu(&format!("s{i}"), &["sleep", "300"]);
     }
     let out = d.docker(&[
         "run",
@@ -570,17 +535,7 @@ fn twenty_concurrent_runs_share_seven_slices() {
 fn exec_top_pause_update_work_through_the_shim() {
     let _g = lock();
     let Some(d) = start("", false) else { return };
-    d.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "busy",
-        "-e",
-        "NVIDIA_VISIBLE_DEVICES=all",
-        "busybox:local",
-        "sleep",
-        "300",
-    ]);
+    d.run_gpu("busy", &["sleep", "300"]);
     let held = d.expect_held(1);
     let out = d.ok(&[
         "exec",

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::catalog::Catalog;
-use super::doc::{self, Doc, SyntaxError};
+use super::doc::{self, SyntaxError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -360,11 +360,6 @@ fn type_problems(v: &Value) -> Vec<(String, String)> {
 /// Whether any finding is an error (exit code 1).
 pub fn has_errors(findings: &[Finding]) -> bool {
     findings.iter().any(|f| f.severity == Severity::Error)
-}
-
-/// The parsed document, for callers that need more than findings.
-pub fn parse(text: &str) -> Result<Doc, SyntaxError> {
-    doc::parse(text)
 }
 
 #[cfg(test)]
