@@ -231,8 +231,8 @@ fn profiles(units: &[Unit]) -> String {
 mod tests {
     use super::*;
     use crate::inventory::sim;
-    use crate::ledger::tests::{FakeHost, record};
     use crate::policy::{Limits, Policy};
+    use crate::testing::{FakeHost, record};
     use std::path::Path;
 
     fn inv_from(text: &str) -> Inventory {

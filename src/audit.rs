@@ -3,7 +3,6 @@
 //! an `O_APPEND` file, so concurrent writers never interleave.
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -19,6 +18,9 @@ pub enum Kind {
     Refuse,
     Release,
     Reclaim,
+    /// A container that sees every GPU around the allocator (an admin's
+    /// `--privileged` one): let through, never allocated, written down.
+    Bypass,
 }
 
 impl Kind {
@@ -28,6 +30,7 @@ impl Kind {
             Kind::Refuse => "refuse",
             Kind::Release => "release",
             Kind::Reclaim => "reclaim",
+            Kind::Bypass => "bypass",
         }
     }
 }
@@ -81,17 +84,13 @@ pub fn append(path: &Path, event: &Event) -> Result<(), AuditError> {
         source,
     };
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io)?;
+        crate::fsutil::ensure_dir(dir).map_err(io)?;
     }
     let mut line = serde_json::to_vec(event).expect("events serialise");
     line.push(b'\n');
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o644)
-        .open(path)
-        .map_err(io)?;
-    f.write_all(&line).map_err(io)
+    crate::fsutil::open_append(path, 0o644)
+        .and_then(|mut f| f.write_all(&line))
+        .map_err(io)
 }
 
 /// Every event in the log, oldest first; lines that do not parse (a torn

@@ -16,7 +16,7 @@ const KEYS: &[&str] = &[
     "state_dir",
     "log",
     "inventory",
-    "pending_grace_secs",
+    "lock_wait_secs",
     "audit_log",
     "docker_data_root",
     "identity",
@@ -74,8 +74,8 @@ pub struct Config {
     pub state_dir: PathBuf,
     pub log: PathBuf,
     pub inventory: InventorySource,
-    /// How long a record with no init pid is kept while runc knows no such container.
-    pub pending_grace_secs: u64,
+    /// How long a ledger lock is waited for before a "busy" refusal.
+    pub lock_wait_secs: u64,
     /// The append-only JSON-lines log of allocations, refusals, releases, reclaims.
     pub audit_log: PathBuf,
     /// Where Docker keeps its container records (`containers/<id>/config.v2.json`).
@@ -100,7 +100,7 @@ impl Default for Config {
             state_dir: PathBuf::from("/run/ds01"),
             log: PathBuf::from("/var/log/ds01/runtime.log"),
             inventory: InventorySource::Nvml,
-            pending_grace_secs: 300,
+            lock_wait_secs: 10,
             audit_log: PathBuf::from("/var/log/ds01/events.jsonl"),
             docker_data_root: PathBuf::from("/var/lib/docker"),
             identity: Step::ALL.to_vec(),
@@ -258,7 +258,13 @@ impl Config {
                     }
                 }
                 "pending_grace_secs" => {
-                    cfg.pending_grace_secs = value
+                    return Err(bad(
+                        key,
+                        "is no longer used (a create in flight is now known by its lock, never by a timeout); remove the line".into(),
+                    ));
+                }
+                "lock_wait_secs" => {
+                    cfg.lock_wait_secs = value
                         .as_integer()
                         .and_then(|n| u64::try_from(n).ok())
                         .ok_or_else(|| {
@@ -354,7 +360,7 @@ mod tests {
             state_dir = "/tmp/s"
             log = "/tmp/l.log"
             inventory = "sim/inventory.toml"
-            pending_grace_secs = 5
+            lock_wait_secs = 5
             audit_log = "/tmp/e.jsonl"
             docker_data_root = "/srv/docker"
             identity = ["env", "docker"]
@@ -385,7 +391,7 @@ mod tests {
             cfg.inventory,
             InventorySource::File(PathBuf::from("/etc/ds01/sim/inventory.toml"))
         );
-        assert_eq!(cfg.pending_grace_secs, 5);
+        assert_eq!(cfg.lock_wait_secs, 5);
         assert_eq!(cfg.audit_log, PathBuf::from("/tmp/e.jsonl"));
         assert_eq!(cfg.docker_data_root, PathBuf::from("/srv/docker"));
         assert_eq!(cfg.identity, [Step::Env, Step::Docker]);
@@ -440,7 +446,7 @@ mod tests {
         );
         let msg = parse("unknown_owner = \"deny\"").unwrap_err().to_string();
         assert!(msg.contains("\"default\" or \"refuse\""), "{msg}");
-        let msg = parse("pending_grace_secs = -1").unwrap_err().to_string();
+        let msg = parse("lock_wait_secs = -1").unwrap_err().to_string();
         assert!(msg.contains("whole number"), "{msg}");
         let msg = parse("inventory = 3").unwrap_err().to_string();
         assert!(msg.contains("\"nvml\" or the path"), "{msg}");
@@ -460,7 +466,7 @@ mod tests {
                     c.state_dir,
                     c.log,
                     c.inventory,
-                    c.pending_grace_secs,
+                    c.lock_wait_secs,
                     c.audit_log,
                     c.docker_data_root,
                     c.identity,

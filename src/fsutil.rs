@@ -47,18 +47,100 @@ fn temp_name(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.{}.{nanos:x}.tmp", std::process::id()))
 }
 
-/// Creates `dir` (and parents) world-readable, writable by its owner only.
+/// Creates `dir` (and parents) world-readable, writable by its owner
+/// only, and checks that it is safe to keep root's files in ([`check_dir`]).
 pub fn ensure_dir(dir: &Path) -> io::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
+    if !dir.exists() {
+        fs::create_dir_all(dir)?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o755))?;
     }
-    fs::create_dir_all(dir)?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o755))
+    check_dir(dir)
+}
+
+/// A directory root writes its state or logs into must be a real
+/// directory (not a symlink), owned by root (or by whoever runs this, for
+/// tests), and not writable by group or others: otherwise a local user
+/// could swap its files for links and make root write elsewhere.
+pub fn check_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::symlink_metadata(dir)?;
+    let unsafe_dir = |why: String| {
+        io::Error::other(format!(
+            "directory {dir:?} {why}; it must be a directory owned by root and not writable by \
+             group or others (chown root:root {dir:?} && chmod 755 {dir:?})"
+        ))
+    };
+    if !meta.is_dir() {
+        return Err(unsafe_dir("is not a directory (a symlink?)".into()));
+    }
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != 0 && meta.uid() != me {
+        return Err(unsafe_dir(format!("is owned by uid {}", meta.uid())));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(unsafe_dir(format!(
+            "is writable by others (mode {:o})",
+            meta.mode() & 0o7777
+        )));
+    }
+    Ok(())
+}
+
+/// Opens for appending without following a symlink, creating with `mode`.
+pub fn open_append(path: &Path, mode: u32) -> io::Result<File> {
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+}
+
+/// Reads a whole file without following a symlink.
+pub fn read_nofollow(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    let mut out = Vec::new();
+    f.read_to_end(&mut out)?;
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unsafe_directories_and_links_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("state");
+        ensure_dir(&d).unwrap();
+        fs::set_permissions(&d, fs::Permissions::from_mode(0o777)).unwrap();
+        let e = ensure_dir(&d).unwrap_err().to_string();
+        assert!(
+            e.contains("writable by others (mode 777)") && e.contains("chmod 755"),
+            "{e}"
+        );
+        fs::set_permissions(&d, fs::Permissions::from_mode(0o755)).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&d, &link).unwrap();
+        assert!(
+            check_dir(&link)
+                .unwrap_err()
+                .to_string()
+                .contains("not a directory")
+        );
+        // A file replaced by a link is not followed.
+        let target = dir.path().join("target");
+        fs::write(&target, "x").unwrap();
+        std::os::unix::fs::symlink(&target, d.join("log")).unwrap();
+        assert!(open_append(&d.join("log"), 0o644).is_err());
+        assert!(read_nofollow(&d.join("log")).is_err());
+        assert_eq!(fs::read(&target).unwrap(), b"x");
+    }
 
     #[test]
     fn atomic_write_replaces_content_and_sets_mode() {

@@ -13,6 +13,9 @@ pub trait Host {
     fn process_start(&self, pid: u32) -> Option<u64>;
     /// Whether runc still keeps state for this container under `root`.
     fn runc_knows(&self, root: &Path, id: &str) -> bool;
+    /// Whether some process holds the `flock` of a create's marker file:
+    /// the runtime that made it, or the runc it handed the marker to.
+    fn create_in_flight(&self, marker: &Path) -> bool;
 }
 
 /// The real machine.
@@ -37,6 +40,20 @@ impl Host for RealHost {
     fn runc_knows(&self, root: &Path, id: &str) -> bool {
         // An id with a slash would escape the root; runc refuses such ids too.
         !id.is_empty() && !id.contains('/') && root.join(id).join("state.json").exists()
+    }
+
+    fn create_in_flight(&self, marker: &Path) -> bool {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(marker)
+        {
+            Ok(f) => f,
+            Err(e) => return e.kind() != std::io::ErrorKind::NotFound,
+        };
+        // Unsure is in flight: a slice kept too long is better than one handed out twice.
+        !matches!(file.try_lock_shared(), Ok(()))
     }
 }
 
@@ -74,5 +91,35 @@ mod tests {
         assert!(h.process_start(me).is_some());
         assert_eq!(h.process_start(me), h.process_start(me));
         assert!(!h.boot_id().is_empty());
+    }
+
+    #[test]
+    fn a_held_marker_is_a_create_in_flight_until_every_holder_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("a1");
+        assert!(!RealHost.create_in_flight(&marker));
+        let f = std::fs::File::create(&marker).unwrap();
+        assert!(!RealHost.create_in_flight(&marker));
+        f.lock().unwrap();
+        // A child that inherited the descriptor keeps it held after we let go.
+        let mut child = {
+            use std::os::fd::AsRawFd;
+            use std::os::unix::process::CommandExt;
+            let fd = f.as_raw_fd();
+            let mut c = std::process::Command::new("sleep");
+            c.arg("1");
+            // SAFETY: fcntl on a descriptor we own, between fork and exec.
+            unsafe {
+                c.pre_exec(move || {
+                    libc::fcntl(fd, libc::F_SETFD, 0);
+                    Ok(())
+                });
+            }
+            c.spawn().unwrap()
+        };
+        drop(f);
+        assert!(RealHost.create_in_flight(&marker));
+        child.wait().unwrap();
+        assert!(!RealHost.create_in_flight(&marker));
     }
 }

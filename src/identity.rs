@@ -145,8 +145,8 @@ fn from_docker(c: &Container) -> Option<(String, Source)> {
 }
 
 fn env_user(spec: &Value) -> Option<String> {
-    let env = crate::spec::env(spec);
-    crate::request::env_value(&env, "DS01_USER")
+    let env = crate::oci::env(spec);
+    crate::oci::env_value(&env, "DS01_USER")
         .filter(|u| valid_name(u))
         .map(String::from)
 }

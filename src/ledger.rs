@@ -23,8 +23,15 @@ pub enum LedgerError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("ledger {path:?}: unreadable ({msg}); move it aside and run 'ds01 gc' to start afresh")]
+    #[error(
+        "ledger {path:?}: unreadable ({msg}); run 'ds01 gc --rebuild' (as root) to rebuild it from the running containers"
+    )]
     Corrupt { path: PathBuf, msg: String },
+    #[error(
+        "GPU ledger busy: {path:?} has been locked by another process for {secs}s; try again, \
+         and if it stays busy, find the holder with 'fuser -v {path:?}'"
+    )]
+    Busy { path: PathBuf, secs: u64 },
 }
 
 /// One allocation.
@@ -67,7 +74,11 @@ impl Record {
     }
 
     /// Why this record no longer holds its devices, or `None` while it does.
-    pub fn stale_reason(&self, host: &dyn Host, pending_grace: Duration) -> Option<String> {
+    /// A record without an init pid belongs to a create in flight for as
+    /// long as any process of that create (the runtime, or the runc it
+    /// started, even orphaned) holds its marker in `pending_dir`, and to a
+    /// container once runc knows it. No timeout: a slow create is a live one.
+    pub fn stale_reason(&self, host: &dyn Host, pending_dir: &Path) -> Option<String> {
         if self.boot_id != host.boot_id() {
             return Some("written during an earlier boot".into());
         }
@@ -80,29 +91,15 @@ impl Record {
                 Some(_) => None,
             };
         }
+        // The marker first: once no process of the create holds it, runc
+        // has written whatever state it ever will.
+        if host.create_in_flight(&pending_dir.join(&self.alloc_id)) {
+            return None;
+        }
         if host.runc_knows(&self.root, &self.container_id) {
             return None;
         }
-        // Alive: the same process (same start time), or, where the start
-        // time could not be read, any process with that pid.
-        let shim_alive = match (host.process_start(self.shim_pid), self.shim_start) {
-            (Some(now), Some(then)) => now == then,
-            (Some(_), None) => true,
-            (None, _) => false,
-        };
-        if !shim_alive {
-            return Some("its create died before runc made the container".into());
-        }
-        let age = self
-            .since_time()
-            .and_then(|t| host.now().duration_since(t).ok())
-            .unwrap_or_default();
-        (age > pending_grace).then(|| {
-            format!(
-                "no container after {}s and runc knows no such container",
-                age.as_secs()
-            )
-        })
+        Some("its create ended before runc made the container".into())
     }
 }
 
@@ -136,38 +133,99 @@ impl Records {
     }
 
     /// Removes the stale records, returning each with its reason.
-    pub fn reclaim(&mut self, host: &dyn Host, grace: Duration) -> Vec<(Record, String)> {
+    pub fn reclaim(&mut self, host: &dyn Host, pending_dir: &Path) -> Vec<(Record, String)> {
         let mut out = Vec::new();
-        self.records.retain(|r| match r.stale_reason(host, grace) {
-            Some(why) => {
-                out.push((r.clone(), why));
-                false
-            }
-            None => true,
-        });
+        self.records
+            .retain(|r| match r.stale_reason(host, pending_dir) {
+                Some(why) => {
+                    out.push((r.clone(), why));
+                    false
+                }
+                None => true,
+            });
         out
     }
 }
 
 pub struct Ledger {
     dir: PathBuf,
+    wait: Duration,
+}
+
+/// How long a lock is waited for unless the config says otherwise.
+pub const LOCK_WAIT: Duration = Duration::from_secs(10);
+/// Where markers of creates in flight live, in the state directory.
+pub const PENDING_DIR: &str = "pending";
+/// The runc roots ds01 has allocated under, one per line: where a rebuild looks.
+const ROOTS_NAME: &str = "roots";
+/// Roots a rebuild always looks in: Docker's, containerd's, runc's own.
+pub const KNOWN_ROOTS: [&str; 4] = [
+    "/run/docker/runtime-runc/moby",
+    "/run/containerd/runc/default",
+    "/run/containerd/runc/k8s.io",
+    "/run/runc",
+];
+
+/// The held marker of one create in flight (see [`Record::stale_reason`]).
+/// Its descriptor is handed on to runc, so the marker stays held while any
+/// process of the create lives, even when the runtime itself is killed.
+pub struct Pending {
+    file: File,
+    path: PathBuf,
+}
+
+impl Pending {
+    pub fn fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.file.as_raw_fd()
+    }
+
+    /// Writes the record into the marker, so a rebuild finds the create.
+    pub fn describe(&self, record: &Record) {
+        use std::io::Write;
+        let data = serde_json::to_vec(record).expect("records serialise");
+        let _ = (&self.file).write_all(&data);
+    }
+
+    /// The create is over (the init pid is noted, or it was released).
+    pub fn finish(self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 impl Ledger {
     pub fn new(state_dir: &Path) -> Ledger {
         Ledger {
             dir: state_dir.to_path_buf(),
+            wait: LOCK_WAIT,
         }
+    }
+
+    /// How long to wait for the lock before refusing as busy.
+    pub fn wait(mut self, wait: Duration) -> Ledger {
+        self.wait = wait;
+        self
     }
 
     pub fn path(&self) -> PathBuf {
         self.dir.join(FILE_NAME)
     }
 
+    pub fn pending_dir(&self) -> PathBuf {
+        self.dir.join(PENDING_DIR)
+    }
+
+    fn io(path: &Path) -> impl Fn(std::io::Error) -> LedgerError + '_ {
+        move |source| LedgerError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
     /// The records as last written. Needs no lock: the file is only ever replaced whole.
     pub fn read(&self) -> Result<Records, LedgerError> {
         let path = self.path();
-        match std::fs::read(&path) {
+        match fsutil::read_nofollow(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| LedgerError::Corrupt {
                 path,
                 msg: e.to_string(),
@@ -179,38 +237,197 @@ impl Ledger {
 
     /// Runs `f` on the records under the exclusive lock and writes them back
     /// if they changed. The lock is released when this returns.
+    ///
+    /// A ledger that is missing or unreadable may be missing live records,
+    /// so it is never allocated from: it is rebuilt first from what runc
+    /// and the creates in flight know, and an unreadable one is kept aside.
     pub fn update<T>(&self, f: impl FnOnce(&mut Records) -> T) -> Result<T, LedgerError> {
         let _lock = self.lock()?;
-        let before = self.read()?;
+        let path = self.path();
+        let (before, rebuilt) = match self.read() {
+            Ok(rs) if path.exists() => (rs, false),
+            Ok(_) => (self.rebuild(&crate::host::RealHost), true),
+            Err(LedgerError::Corrupt { .. }) => {
+                self.keep_aside("bad")?;
+                (self.rebuild(&crate::host::RealHost), true)
+            }
+            Err(e) => return Err(e),
+        };
         let mut records = before.clone();
         let out = f(&mut records);
-        if records != before {
-            let path = self.path();
-            let mut data = serde_json::to_vec_pretty(&records).expect("records serialise");
-            data.push(b'\n');
-            fsutil::write_atomic(&path, &data, 0o644)
-                .map_err(|source| LedgerError::Io { path, source })?;
+        if rebuilt || records != before {
+            self.write(&records)?;
         }
         Ok(out)
     }
 
-    fn lock(&self) -> Result<File, LedgerError> {
-        let path = self.dir.join(LOCK_NAME);
-        let io = |source| LedgerError::Io {
-            path: path.clone(),
-            source,
+    /// `ds01 gc --rebuild`: the records runc and the creates in flight
+    /// vouch for, plus any live record of the old ledger they missed. The
+    /// old file is kept aside. Returns the new records.
+    pub fn rebuild_now(&self, host: &dyn Host) -> Result<Records, LedgerError> {
+        let _lock = self.lock()?;
+        let old = self.read().unwrap_or_default();
+        if self.path().exists() {
+            self.keep_aside("old")?;
+        }
+        let mut records = self.rebuild(host);
+        let pending = self.pending_dir();
+        for r in old.records {
+            let known = records.records.iter().any(|x| x.alloc_id == r.alloc_id);
+            if !known && r.stale_reason(host, &pending).is_none() {
+                records.records.push(r);
+            }
+        }
+        self.write(&records)?;
+        Ok(records)
+    }
+
+    fn write(&self, records: &Records) -> Result<(), LedgerError> {
+        let path = self.path();
+        let mut data = serde_json::to_vec_pretty(records).expect("records serialise");
+        data.push(b'\n');
+        fsutil::write_atomic(&path, &data, 0o644).map_err(Self::io(&path))
+    }
+
+    /// Renames the ledger to `ledger.json.<what>-<time>`.
+    fn keep_aside(&self, what: &str) -> Result<PathBuf, LedgerError> {
+        let path = self.path();
+        let stamp = timestamp(SystemTime::now()).replace(':', "");
+        let aside = path.with_file_name(format!("{FILE_NAME}.{what}-{stamp}"));
+        std::fs::rename(&path, &aside).map_err(Self::io(&path))?;
+        Ok(aside)
+    }
+
+    /// The records that live containers and creates in flight prove.
+    pub fn rebuild(&self, host: &dyn Host) -> Records {
+        let mut records = Records::default();
+        // Creates in flight: their marker holds their record.
+        if let Ok(dir) = std::fs::read_dir(self.pending_dir()) {
+            for e in dir.flatten() {
+                let p = e.path();
+                if !host.create_in_flight(&p) {
+                    continue;
+                }
+                if let Some(r) = fsutil::read_nofollow(&p)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
+                {
+                    records.records.push(r);
+                }
+            }
+        }
+        let mut roots: Vec<PathBuf> = KNOWN_ROOTS.iter().map(PathBuf::from).collect();
+        roots.extend(self.roots());
+        roots.sort();
+        roots.dedup();
+        for root in roots {
+            for r in crate::recover::from_runc_root(&root, host) {
+                if !records.records.iter().any(|x| x.alloc_id == r.alloc_id) {
+                    records.records.push(r);
+                }
+            }
+        }
+        records
+    }
+
+    /// The runc roots ds01 has allocated under.
+    pub fn roots(&self) -> Vec<PathBuf> {
+        fsutil::read_nofollow(&self.dir.join(ROOTS_NAME))
+            .map(|b| {
+                String::from_utf8_lossy(&b)
+                    .lines()
+                    .filter(|l| !l.is_empty())
+                    .map(PathBuf::from)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Remembers a runc root for rebuilds. Call under the lock (inside
+    /// [`Ledger::update`]); it writes only when the root is new.
+    pub fn remember_root(&self, root: &Path) -> Result<(), LedgerError> {
+        let mut roots = self.roots();
+        if roots.iter().any(|r| r == root) {
+            return Ok(());
+        }
+        roots.push(root.to_path_buf());
+        let text: String = roots.iter().map(|r| format!("{}\n", r.display())).collect();
+        let path = self.dir.join(ROOTS_NAME);
+        fsutil::write_atomic(&path, text.as_bytes(), 0o644).map_err(Self::io(&path))
+    }
+
+    /// Makes and holds the marker of a create in flight.
+    pub fn begin(&self, alloc_id: &str) -> Result<Pending, LedgerError> {
+        let dir = self.pending_dir();
+        fsutil::ensure_dir(&self.dir).map_err(Self::io(&self.dir))?;
+        fsutil::ensure_dir(&dir).map_err(Self::io(&dir))?;
+        let path = dir.join(alloc_id);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(Self::io(&path))?;
+        file.lock().map_err(Self::io(&path))?;
+        Ok(Pending { file, path })
+    }
+
+    /// Removes markers no process holds that no record names (left by a
+    /// runtime killed before it allocated).
+    pub fn sweep_pending(&self, host: &dyn Host, records: &Records) {
+        let Ok(dir) = std::fs::read_dir(self.pending_dir()) else {
+            return;
         };
-        fsutil::ensure_dir(&self.dir).map_err(io)?;
+        for e in dir.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let named = records.records.iter().any(|r| r.alloc_id == name);
+            if !named && !host.create_in_flight(&e.path()) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+
+    /// The exclusive lock, waited for at most `self.wait`. Only root can
+    /// take it (mode 0600), so no user can stall GPU creates by holding it.
+    fn lock(&self) -> Result<File, LedgerError> {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.dir.join(LOCK_NAME);
+        let io = Self::io(&path);
+        fsutil::ensure_dir(&self.dir).map_err(Self::io(&self.dir))?;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
-            .mode(0o644)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
-            .map_err(io)?;
-        file.lock().map_err(io)?;
-        Ok(file)
+            .map_err(&io)?;
+        // A lock file from an earlier version was readable by all, and so lockable by all.
+        if file.metadata().map_err(&io)?.permissions().mode() & 0o077 != 0 {
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))
+                .map_err(&io)?;
+        }
+        let deadline = std::time::Instant::now() + self.wait;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(file),
+                Err(std::fs::TryLockError::WouldBlock) => {}
+                Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return Err(LedgerError::Busy {
+                    path: path.clone(),
+                    secs: self.wait.as_secs(),
+                });
+            }
+            std::thread::sleep(pause.min(deadline - now));
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
     }
 }
 
@@ -222,55 +439,7 @@ pub fn timestamp(t: SystemTime) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use std::cell::RefCell;
-    use std::collections::HashMap;
-
-    /// A host whose processes, boot and runc state the test sets.
-    #[derive(Default)]
-    pub struct FakeHost {
-        pub now: RefCell<Option<SystemTime>>,
-        pub boot: String,
-        pub procs: RefCell<HashMap<u32, u64>>,
-        pub runc: RefCell<Vec<String>>,
-    }
-
-    impl Host for FakeHost {
-        fn now(&self) -> SystemTime {
-            self.now
-                .borrow()
-                .unwrap_or(SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000))
-        }
-        fn boot_id(&self) -> String {
-            self.boot.clone()
-        }
-        fn process_start(&self, pid: u32) -> Option<u64> {
-            self.procs.borrow().get(&pid).copied()
-        }
-        fn runc_knows(&self, _root: &Path, id: &str) -> bool {
-            self.runc.borrow().iter().any(|c| c == id)
-        }
-    }
-
-    pub fn record(id: &str, devices: &[&str], host: &FakeHost) -> Record {
-        Record {
-            alloc_id: format!("{id}-1"),
-            container_id: id.into(),
-            bundle: format!("/b/{id}").into(),
-            root: "/run/runc".into(),
-            devices: devices.iter().map(|d| d.to_string()).collect(),
-            kind: Kind::Mig,
-            profile: "1g.10gb".into(),
-            gpueq: 1.0 / 7.0,
-            user: None,
-            identity_source: crate::identity::Source::Unknown,
-            since: timestamp(host.now()),
-            boot_id: host.boot.clone(),
-            pid: None,
-            pid_start: None,
-            shim_pid: 10,
-            shim_start: Some(5),
-        }
-    }
+    pub use crate::testing::{FakeHost, record};
 
     fn host() -> FakeHost {
         FakeHost {
@@ -279,7 +448,11 @@ pub(crate) mod tests {
         }
     }
 
-    const GRACE: Duration = Duration::from_secs(60);
+    const PENDING: &str = "/state/pending";
+
+    fn stale(r: &Record, h: &FakeHost) -> Option<String> {
+        r.stale_reason(h, Path::new(PENDING))
+    }
 
     #[test]
     fn live_container_is_not_stale() {
@@ -288,7 +461,7 @@ pub(crate) mod tests {
         let mut r = record("c1", &["MIG-1"], &h);
         r.pid = Some(100);
         r.pid_start = Some(42);
-        assert_eq!(r.stale_reason(&h, GRACE), None);
+        assert_eq!(stale(&r, &h), None);
     }
 
     #[test]
@@ -297,13 +470,9 @@ pub(crate) mod tests {
         let mut r = record("c1", &["MIG-1"], &h);
         r.pid = Some(100);
         r.pid_start = Some(42);
-        assert!(r.stale_reason(&h, GRACE).unwrap().contains("dead"));
+        assert!(stale(&r, &h).unwrap().contains("dead"));
         h.procs.borrow_mut().insert(100, 43);
-        assert!(
-            r.stale_reason(&h, GRACE)
-                .unwrap()
-                .contains("another process")
-        );
+        assert!(stale(&r, &h).unwrap().contains("another process"));
     }
 
     #[test]
@@ -314,43 +483,23 @@ pub(crate) mod tests {
         r.pid = Some(100);
         r.pid_start = Some(42);
         r.boot_id = "boot-old".into();
-        assert!(r.stale_reason(&h, GRACE).unwrap().contains("earlier boot"));
+        assert!(stale(&r, &h).unwrap().contains("earlier boot"));
     }
 
     #[test]
-    fn pending_record_is_kept_while_its_shim_lives_and_within_grace() {
+    fn a_create_in_flight_is_never_stale_however_long_it_takes() {
         let h = host();
-        h.procs.borrow_mut().insert(10, 5);
         let r = record("c1", &["MIG-1"], &h);
-        assert_eq!(r.stale_reason(&h, GRACE), None);
-        // Past the bound, with runc knowing nothing of it: stale.
-        *h.now.borrow_mut() = Some(h.now() + Duration::from_secs(61));
-        assert!(
-            r.stale_reason(&h, GRACE)
-                .unwrap()
-                .contains("runc knows no such")
-        );
-        // But not while runc knows the container.
+        h.in_flight
+            .borrow_mut()
+            .push(Path::new(PENDING).join(&r.alloc_id));
+        *h.now.borrow_mut() = Some(h.now() + Duration::from_secs(86_400));
+        assert_eq!(stale(&r, &h), None);
+        // Its processes gone: stale, unless runc made the container.
+        h.in_flight.borrow_mut().clear();
+        assert!(stale(&r, &h).unwrap().contains("create ended"));
         h.runc.borrow_mut().push("c1".into());
-        assert_eq!(r.stale_reason(&h, GRACE), None);
-    }
-
-    #[test]
-    fn a_shim_whose_start_time_was_unknown_is_alive_while_its_pid_is() {
-        let h = host();
-        let mut r = record("c1", &["MIG-1"], &h);
-        r.shim_start = None;
-        h.procs.borrow_mut().insert(10, 77);
-        assert_eq!(r.stale_reason(&h, GRACE), None);
-        h.procs.borrow_mut().clear();
-        assert!(r.stale_reason(&h, GRACE).is_some());
-    }
-
-    #[test]
-    fn pending_record_of_a_killed_shim_is_stale_at_once() {
-        let h = host();
-        let r = record("c1", &["MIG-1"], &h);
-        assert!(r.stale_reason(&h, GRACE).unwrap().contains("died"));
+        assert_eq!(stale(&r, &h), None);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! [`host::Host`] (clock, processes, runc state) and
 //! [`inventory::GpuSource`] (NVML or a simulated file).
 
+pub mod access;
 pub mod allocate;
 pub mod audit;
 pub mod config;
@@ -17,8 +18,12 @@ pub mod identity;
 pub mod inventory;
 pub mod ledger;
 pub mod log;
+pub mod oci;
 pub mod policy;
+pub mod recover;
 pub mod request;
 pub mod shim;
 pub mod spec;
+#[cfg(test)]
+pub mod testing;
 pub mod views;

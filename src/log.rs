@@ -21,10 +21,14 @@ pub fn append(log: &Path, level: &str, msg: &str) {
         std::process::id(),
         msg.replace('\n', " ")
     );
-    if let Some(dir) = log.parent() {
-        let _ = std::fs::create_dir_all(dir);
+    // A log directory others may write to is not written to at all: root
+    // would otherwise append wherever a planted link points.
+    if let Some(dir) = log.parent()
+        && crate::fsutil::ensure_dir(dir).is_err()
+    {
+        return;
     }
-    let _ = append_line(log, line.as_bytes());
+    let _ = crate::fsutil::open_append(log, 0o644).and_then(|mut f| f.write_all(line.as_bytes()));
 }
 
 /// Appends an error in runc's JSON log format, which Docker shows as
@@ -35,17 +39,15 @@ pub fn oci_error(log: &Path, msg: &str) -> std::io::Result<()> {
         "msg": msg,
         "time": humantime::format_rfc3339_nanos(SystemTime::now()).to_string(),
     });
-    append_line(log, format!("{line}\n").as_bytes())
-}
-
-/// One `write` on an `O_APPEND` file, so concurrent writers never interleave a line.
-fn append_line(path: &Path, line: &[u8]) -> std::io::Result<()> {
+    // runc's own log file, in the bundle Docker made: one write on O_APPEND,
+    // so concurrent writers never interleave a line.
     let mut f = OpenOptions::new()
         .append(true)
         .create(true)
         .mode(0o644)
-        .open(path)?;
-    f.write_all(line)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(log)?;
+    f.write_all(format!("{line}\n").as_bytes())
 }
 
 #[cfg(test)]
@@ -64,6 +66,23 @@ mod tests {
         assert_eq!(last["msg"], "ds01: no MIG slice free");
         assert!(humantime::parse_rfc3339(last["time"].as_str().unwrap()).is_ok());
         assert_eq!(text.lines().count(), 2);
+    }
+
+    #[test]
+    fn shim_log_is_not_written_through_links_or_into_open_directories() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("logs");
+        std::fs::create_dir(&d).unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "").unwrap();
+        std::os::unix::fs::symlink(&victim, d.join("runtime.log")).unwrap();
+        append(&d.join("runtime.log"), "info", "x");
+        assert_eq!(std::fs::read(&victim).unwrap(), b"");
+        std::fs::remove_file(d.join("runtime.log")).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).unwrap();
+        append(&d.join("runtime.log"), "info", "x");
+        assert!(!d.join("runtime.log").exists());
     }
 
     #[test]

@@ -6,18 +6,16 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::access::{self, CRIO_ANNOTATIONS, DEVICE_LIST_DIRS, Node, NvidiaDevices, Rule};
 use crate::inventory::DeviceNode;
-use crate::request::VISIBLE;
+use crate::oci::VISIBLE;
 
 /// The annotation that records the allocation in the spec.
 pub const ANNOTATION: &str = "ds01.allocation";
 
-const NVIDIA_DEVICE_PREFIX: &str = "/dev/nvidia";
-const DEVICE_LIST_MOUNTS: [&str; 2] = [
-    "/var/run/nvidia-container-devices",
-    "/run/nvidia-container-devices",
-];
-const CDI_ANNOTATION_PREFIX: &str = "cdi.k8s.io/";
+/// How long runc lets the poststop hook run: a hook stuck on the ledger
+/// lock must not hold `docker stop` forever (the lock wait itself ends sooner).
+pub const HOOK_TIMEOUT_SECS: u64 = 30;
 
 /// The `poststop` hook that frees the allocation.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,45 +38,14 @@ pub struct Allocation {
     pub annotation: String,
 }
 
-/// The container's `process.env`, empty when it has none.
-pub fn env(spec: &Value) -> Vec<String> {
-    spec.pointer("/process/env")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Whether the container may open every character device: an allow rule
-/// for any major, as Docker writes for `--privileged` (and for
-/// `--device-cgroup-rule 'c *:* rwm'`), which reaches every GPU around
-/// the allocator.
-pub fn is_privileged(spec: &Value) -> bool {
-    let any = |v: Option<&Value>| v.is_none_or(|m| m.as_i64() == Some(-1));
-    spec.pointer("/linux/resources/devices")
-        .and_then(Value::as_array)
-        .is_some_and(|rules| {
-            rules.iter().any(|r| {
-                r.get("allow") == Some(&Value::Bool(true))
-                    && matches!(
-                        r.get("type").and_then(Value::as_str),
-                        None | Some("a") | Some("c")
-                    )
-                    && any(r.get("major"))
-                    && r.get("access")
-                        .and_then(Value::as_str)
-                        .is_none_or(|a| a.contains(['r', 'w']))
-            })
-        })
-}
-
-/// Removes every route to an NVIDIA device: `NVIDIA_VISIBLE_DEVICES`,
-/// NVIDIA device nodes and their cgroup rules (by path or by any of the
-/// driver's `majors`), the device-list mounts of NVIDIA's runtime, CDI annotations.
-pub fn strip_gpu_routes(spec: &mut Value, majors: &[u32]) {
+/// Removes every route to an NVIDIA device, judged by device number:
+/// `NVIDIA_VISIBLE_DEVICES`, every node on the driver's majors and the
+/// GPUs' DRM nodes, whatever their paths, every cgroup rule naming them,
+/// the device-list mounts of NVIDIA's runtime, and annotations that ask an
+/// NVIDIA runtime for devices (under any prefix, and inside CRI-O's copy).
+/// Nodes ds01 does not allocate on other majors (IMEX channels) stay with
+/// their rules.
+pub fn strip_gpu_routes(spec: &mut Value, dev: &NvidiaDevices) {
     if let Some(env) = spec
         .pointer_mut("/process/env")
         .and_then(Value::as_array_mut)
@@ -86,40 +53,65 @@ pub fn strip_gpu_routes(spec: &mut Value, majors: &[u32]) {
         let prefix = format!("{VISIBLE}=");
         env.retain(|e| !e.as_str().is_some_and(|s| s.starts_with(&prefix)));
     }
-    let is_nvidia_major = |v: &Value| {
-        v.get("major")
-            .and_then(Value::as_u64)
-            .is_some_and(|m| majors.iter().any(|x| u64::from(*x) == m))
+    let node_of = |v: &Value| Node {
+        major: v.get("major").and_then(Value::as_i64).unwrap_or(-1),
+        minor: v.get("minor").and_then(Value::as_i64).unwrap_or(-1),
     };
     if let Some(devs) = spec
         .pointer_mut("/linux/devices")
         .and_then(Value::as_array_mut)
     {
         devs.retain(|d| {
-            let by_path = d
-                .get("path")
-                .and_then(Value::as_str)
-                .is_some_and(|p| p.starts_with(NVIDIA_DEVICE_PREFIX));
-            !by_path && !is_nvidia_major(d)
+            let char_dev = matches!(
+                d.get("type").and_then(Value::as_str),
+                None | Some("c" | "u")
+            );
+            !(char_dev && dev.owns(node_of(d)))
         });
     }
     if let Some(rules) = spec
         .pointer_mut("/linux/resources/devices")
         .and_then(Value::as_array_mut)
     {
-        rules.retain(|r| !(r.get("allow") == Some(&Value::Bool(true)) && is_nvidia_major(r)));
+        // Allow rules that open NVIDIA devices, and ds01's own deny rules
+        // from an earlier pass (they are added again below): patching
+        // twice gives the same spec.
+        rules.retain(|r| {
+            let rule = Rule::read(r);
+            let nvidia_major = rule.kind == 'c'
+                && rule.minor.is_none()
+                && rule
+                    .major
+                    .is_some_and(|m| dev.majors.iter().any(|x| i64::from(*x) == m));
+            let opens_nvidia = dev.rule_opens(&rule) && !rule.is_wide();
+            let own_deny = !rule.allow && nvidia_major;
+            !opens_nvidia && !own_deny
+        });
     }
     if let Some(mounts) = spec.pointer_mut("/mounts").and_then(Value::as_array_mut) {
         mounts.retain(|m| {
             !["destination", "source"].iter().any(|k| {
                 m.get(*k)
                     .and_then(Value::as_str)
-                    .is_some_and(|p| DEVICE_LIST_MOUNTS.iter().any(|d| p.starts_with(d)))
+                    .is_some_and(|p| DEVICE_LIST_DIRS.iter().any(|d| p.starts_with(d)))
             })
         });
     }
     if let Some(ann) = spec.get_mut("annotations").and_then(Value::as_object_mut) {
-        ann.retain(|k, _| !k.starts_with(CDI_ANNOTATION_PREFIX));
+        ann.retain(|k, v| {
+            !v.as_str()
+                .is_some_and(|v| access::is_device_annotation(k, v))
+        });
+        if let Some(crio) = ann.get_mut(CRIO_ANNOTATIONS)
+            && let Some(Ok(Value::Object(mut inner))) =
+                crio.as_str().map(serde_json::from_str::<Value>)
+        {
+            inner.retain(|k, v| {
+                !v.as_str()
+                    .is_some_and(|v| access::is_device_annotation(k, v))
+            });
+            *crio = Value::String(Value::Object(inner).to_string());
+        }
     }
 }
 
@@ -166,7 +158,8 @@ pub fn inject(spec: &mut Value, alloc: &Allocation) {
 
     let poststop = array_at(object_in(root, "hooks"), "poststop");
     poststop.retain(|h| h.get("path").and_then(Value::as_str) != Some(alloc.hook.path.as_str()));
-    let mut hook = json!({"path": alloc.hook.path, "args": alloc.hook.args});
+    let mut hook =
+        json!({"path": alloc.hook.path, "args": alloc.hook.args, "timeout": HOOK_TIMEOUT_SECS});
     if !alloc.hook.env.is_empty() {
         hook["env"] = json!(alloc.hook.env);
     }

@@ -188,7 +188,7 @@ pub fn list(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::tests::{FakeHost, record};
+    use crate::testing::{FakeHost, record};
 
     fn container(id: &str, name: &str, state: &str, labels: &[(&str, &str)]) -> DockerContainer {
         DockerContainer {

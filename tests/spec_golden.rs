@@ -4,18 +4,19 @@
 
 mod common;
 
+use ds01::access::{self, NvidiaDevices};
 use ds01::inventory::sim;
 use ds01::spec::{self, Allocation, Hook};
 use serde_json::{Value, json};
 
 use common::repo;
 
-fn allocation() -> (Allocation, Vec<u32>) {
+fn allocation() -> (Allocation, NvidiaDevices) {
     let p = common::sim_inventory();
     let inv = sim::parse(&p, &std::fs::read_to_string(&p).unwrap()).unwrap();
     let unit = &inv.units()[1];
     let mut nodes = inv.common_nodes.clone();
-    nodes.extend(unit.nodes().to_vec());
+    nodes.extend(unit.nodes());
     let alloc = Allocation {
         uuids: vec![unit.uuid.to_string()],
         nodes,
@@ -32,12 +33,12 @@ fn allocation() -> (Allocation, Vec<u32>) {
         },
         annotation: "{\"id\":\"a1\"}".into(),
     };
-    (alloc, inv.nvidia_majors())
+    (alloc, NvidiaDevices::of(&inv))
 }
 
 fn patch(mut v: Value) -> Value {
-    let (alloc, majors) = allocation();
-    spec::strip_gpu_routes(&mut v, &majors);
+    let (alloc, dev) = allocation();
+    spec::strip_gpu_routes(&mut v, &dev);
     spec::inject(&mut v, &alloc);
     v
 }
@@ -142,8 +143,12 @@ fn every_route_the_container_brought_is_removed() {
         .iter()
         .map(|d| d["path"].as_str().unwrap())
         .collect();
-    let want: Vec<&str> = alloc.nodes.iter().map(|n| n.path.as_str()).collect();
-    assert_eq!(paths, want, "only the allocation's nodes");
+    // The fixture's "/dev/nvidia0" is /dev/null (1:3) under that name
+    // (`--device /dev/null:/dev/nvidia0`): judged by number, it is no GPU and stays.
+    let mut want = vec!["/dev/nvidia0"];
+    want.extend(alloc.nodes.iter().map(|n| n.path.as_str()));
+    assert_eq!(paths, want, "only the allocation's NVIDIA nodes");
+    assert_eq!(after["linux"]["devices"][0]["major"], 1);
     let rules = after["linux"]["resources"]["devices"].as_array().unwrap();
     let nvidia = |allow: bool| {
         rules
@@ -188,29 +193,89 @@ fn every_route_the_container_brought_is_removed() {
         after["hooks"]["poststop"][1]["path"],
         "/usr/bin/ds01-runtime"
     );
-    // Patching twice (docker start re-creates) leaves one ds01 hook.
+    // Patching twice (a bundle run twice by hand) gives the same spec.
     let again = patch(after.clone());
-    assert_eq!(again["hooks"]["poststop"].as_array().unwrap().len(), 2);
-    assert_eq!(again["linux"]["devices"], after["linux"]["devices"]);
+    assert_eq!(again, after);
+}
+
+#[test]
+fn drm_nodes_and_device_annotations_of_other_gpus_go_imex_channels_stay_whole() {
+    let mut v = fixture("nvidia-device.json");
+    v["linux"]["devices"].as_array_mut().unwrap().extend([
+        json!({"path": "/dev/dri/card1", "type": "c", "major": 226, "minor": 1}),
+        json!({"path": "/dev/dri/renderD128", "type": "c", "major": 226, "minor": 128}),
+        // An Intel iGPU's render node is not NVIDIA's.
+        json!({"path": "/dev/dri/renderD130", "type": "c", "major": 226, "minor": 130}),
+        json!({"path": "/dev/nvidia-caps-imex-channels/channel0", "type": "c", "major": 240, "minor": 0}),
+    ]);
+    v["linux"]["resources"]["devices"]
+        .as_array_mut()
+        .unwrap()
+        .extend([
+            json!({"allow": true, "type": "c", "major": 226, "minor": 128, "access": "rwm"}),
+            json!({"allow": true, "type": "c", "major": 226, "minor": 130, "access": "rwm"}),
+            json!({"allow": true, "type": "c", "major": 240, "minor": 0, "access": "rwm"}),
+        ]);
+    v["annotations"] = json!({
+        "nvidia.cdi.k8s.io/gpu": "nvidia.com/gpu=1",
+        "io.kubernetes.cri-o.Annotations": "{\"nvidia.cdi.k8s.io/x\":\"nvidia.com/gpu=all\",\"keep\":\"1\"}"
+    });
+    let after = patch(v);
+    let paths: Vec<&str> = after["linux"]["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["path"].as_str().unwrap())
+        .collect();
+    // The allocation is a MIG slice: no DRM node of GPU 0 or 1 enters.
+    assert!(
+        !paths
+            .iter()
+            .any(|p| p.contains("card1") || p.contains("renderD128")),
+        "{paths:?}"
+    );
+    assert!(paths.contains(&"/dev/dri/renderD130"));
+    assert!(paths.contains(&"/dev/nvidia-caps-imex-channels/channel0"));
+    let rules = after["linux"]["resources"]["devices"].to_string();
+    assert!(!rules.contains("\"minor\":128"), "{rules}");
+    assert!(
+        rules.contains("\"major\":240"),
+        "the IMEX node keeps its rule"
+    );
+    assert!(after["annotations"].get("nvidia.cdi.k8s.io/gpu").is_none());
+    assert_eq!(
+        after["annotations"]["io.kubernetes.cri-o.Annotations"],
+        "{\"keep\":\"1\"}"
+    );
+}
+
+fn wide(v: &Value) -> bool {
+    let (_, dev) = allocation();
+    access::judge(v, &dev).wide.is_some()
 }
 
 #[test]
 fn privileged_is_told_from_the_rules_docker_writes() {
-    assert!(spec::is_privileged(&fixture("privileged.json")));
+    assert!(wide(&fixture("privileged.json")));
     for name in ["plain.json", "gpu.json", "nvidia-device.json"] {
-        assert!(!spec::is_privileged(&fixture(name)), "{name}");
+        assert!(!wide(&fixture(name)), "{name}");
+        assert!(!access::might_touch_nvidia(&fixture("plain.json")));
     }
     let mut v = fixture("plain.json");
     v["linux"]["resources"]["devices"] =
         json!([{"allow": true, "type": "a", "major": -1, "minor": -1, "access": "rwm"}]);
-    assert!(spec::is_privileged(&v));
+    assert!(wide(&v));
     // --device-cgroup-rule 'c *:* rwm' reaches every GPU just the same...
     v["linux"]["resources"]["devices"] = json!([{"allow": true, "type": "c", "access": "rwm"}]);
-    assert!(spec::is_privileged(&v));
-    // ...but not a rule that only allows mknod, nor one for a single major.
+    assert!(wide(&v));
+    // ...and so does any type-a rule: runc makes it allow-all.
+    v["linux"]["resources"]["devices"] =
+        json!([{"allow": true, "type": "a", "major": 1, "minor": 3, "access": "r"}]);
+    assert!(wide(&v));
+    // But not a rule that only allows mknod, nor one for a single other major.
     v["linux"]["resources"]["devices"] = json!([{"allow": true, "type": "c", "access": "m"}]);
-    assert!(!spec::is_privileged(&v));
+    assert!(!wide(&v));
     v["linux"]["resources"]["devices"] =
         json!([{"allow": true, "type": "c", "major": 10, "access": "rwm"}]);
-    assert!(!spec::is_privileged(&v));
+    assert!(!wide(&v));
 }

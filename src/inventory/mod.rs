@@ -68,6 +68,10 @@ pub struct Gpu {
     pub slices: u32,
     pub nodes: Vec<DeviceNode>,
     pub mig: Vec<MigDevice>,
+    /// The GPU's `/dev/dri` nodes (major 226), where it has them: they
+    /// reach that GPU too, so only a container holding it may have them.
+    #[serde(default)]
+    pub drm: Vec<DeviceNode>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -125,8 +129,20 @@ impl Unit<'_> {
         self.mig.map_or("full", |m| m.profile.as_str())
     }
 
-    pub fn nodes(&self) -> &[DeviceNode] {
-        self.mig.map_or(&self.gpu.nodes, |m| &m.nodes)
+    /// Every node the unit needs: a whole GPU's node and its DRM nodes,
+    /// or a slice's parent node and access capabilities (a slice gets no
+    /// DRM node: that would reach the whole GPU).
+    pub fn nodes(&self) -> Vec<DeviceNode> {
+        match self.mig {
+            Some(m) => m.nodes.clone(),
+            None => self
+                .gpu
+                .nodes
+                .iter()
+                .chain(&self.gpu.drm)
+                .cloned()
+                .collect(),
+        }
     }
 
     /// GPU-equivalents: 1.0 for a full GPU, slices / parent slices for MIG.
@@ -233,6 +249,15 @@ pub fn mig_nodes(
         ));
     }
     Ok(nodes)
+}
+
+/// A GPU's DRM nodes: `/dev/dri/cardN` and `/dev/dri/renderDN`.
+pub fn drm_nodes(card: Option<u32>, render: Option<u32>) -> Vec<DeviceNode> {
+    let major = crate::access::DRM_MAJOR;
+    let mut out = Vec::new();
+    out.extend(card.map(|m| node(&format!("/dev/dri/card{m}"), major, m)));
+    out.extend(render.map(|m| node(&format!("/dev/dri/renderD{m}"), major, m)));
+    out
 }
 
 fn node(path: &str, major: u32, minor: u32) -> DeviceNode {

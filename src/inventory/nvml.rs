@@ -161,7 +161,36 @@ fn scan_gpu(
         slices,
         nodes: gpu_nodes(majors, minor),
         mig,
+        drm: device
+            .pci_info()
+            .map(|p| drm_of(Path::new("/sys/bus/pci/devices"), &p.bus_id))
+            .unwrap_or_default(),
     })
+}
+
+/// A GPU's DRM nodes, from sysfs: `<pci>/drm/cardN` and `renderDN`.
+/// NVML reports the bus id in upper case with an 8-digit domain; sysfs
+/// names it in lower case with a 4-digit one.
+pub fn drm_of(pci_root: &Path, bus_id: &str) -> Vec<super::DeviceNode> {
+    let id = bus_id.to_ascii_lowercase();
+    let id = match id.split_once(':') {
+        Some((dom, rest)) if dom.len() > 4 => format!("{}:{rest}", &dom[dom.len() - 4..]),
+        _ => id,
+    };
+    let Ok(dir) = std::fs::read_dir(pci_root.join(id).join("drm")) else {
+        return Vec::new();
+    };
+    let mut card = None;
+    let mut render = None;
+    for e in dir.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(n) = name.strip_prefix("card").and_then(|n| n.parse().ok()) {
+            card = Some(n);
+        } else if let Some(n) = name.strip_prefix("renderD").and_then(|n| n.parse().ok()) {
+            render = Some(n);
+        }
+    }
+    super::drm_nodes(card, render)
 }
 
 /// Whether MIG mode is on now (not pending); GPUs and drivers without MIG say no.
@@ -284,6 +313,27 @@ fn profile_from_name(name: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drm_nodes_come_from_the_gpu_s_sysfs_folder() {
+        let root = tempfile::tempdir().unwrap();
+        let d = root.path().join("0000:17:00.0/drm");
+        std::fs::create_dir_all(d.join("card1")).unwrap();
+        std::fs::create_dir_all(d.join("renderD128")).unwrap();
+        let nodes = drm_of(root.path(), "00000000:17:00.0");
+        let got: Vec<_> = nodes
+            .iter()
+            .map(|n| (n.path.as_str(), n.major, n.minor))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("/dev/dri/card1", 226, 1),
+                ("/dev/dri/renderD128", 226, 128)
+            ]
+        );
+        assert!(drm_of(root.path(), "00000000:18:00.0").is_empty());
+    }
 
     const H100_HOST: &str = "Character devices:
   1 mem

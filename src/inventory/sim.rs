@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::{
     Gpu, GpuSource, Inventory, InventoryError, Majors, MigDevice, MigMinors, common_nodes,
-    gpu_nodes, mig_nodes,
+    drm_nodes, gpu_nodes, mig_nodes,
 };
 
 pub struct SimFile {
@@ -51,6 +51,9 @@ struct FileGpu {
     slices: u32,
     #[serde(default)]
     instances: Vec<FileMig>,
+    /// Minors of `/dev/dri/cardN` and `/dev/dri/renderDN`.
+    drm_card: Option<u32>,
+    drm_render: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -152,6 +155,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Inventory, InventoryError> {
             slices: if g.mig { g.slices } else { 0 },
             nodes: gpu_nodes(&majors, g.minor),
             mig,
+            drm: drm_nodes(g.drm_card, g.drm_render),
         });
     }
     Ok(Inventory {

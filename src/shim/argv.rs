@@ -30,6 +30,16 @@ const COMMAND_VALUE: &[&str] = &[
     "cap",
     "c",
     "cgroup",
+    // restore
+    "image-path",
+    "work-path",
+    "manage-cgroups-mode",
+    "empty-ns",
+    "lsm-profile",
+    "lsm-mount-context",
+    "parent-path",
+    "page-server",
+    "status-fd",
 ];
 
 /// Where runc keeps state when `--root` is not given (as root).
@@ -47,7 +57,7 @@ pub struct Argv {
     pub process: Option<PathBuf>,
     pub id: Option<String>,
     pub force: bool,
-    /// `run --detach`: runc returns once the container runs.
+    /// `run --detach`, `restore --detach`: runc returns once the container runs.
     pub detach: bool,
 }
 
@@ -106,7 +116,9 @@ pub fn scan(args: &[OsString]) -> Argv {
             (true, "pid-file") => out.pid_file = path(),
             (true, "process" | "p") => out.process = path(),
             (true, "force" | "f") if out.command.as_deref() == Some("delete") => out.force = true,
-            (true, "detach" | "d") if out.command.as_deref() == Some("run") => out.detach = true,
+            (true, "detach" | "d") if matches!(out.command.as_deref(), Some("run" | "restore")) => {
+                out.detach = true
+            }
             _ => {}
         }
     }
@@ -198,6 +210,15 @@ mod tests {
         assert_eq!(
             scan_str("--root /r -- create").command.as_deref(),
             Some("create")
+        );
+    }
+
+    #[test]
+    fn restore_is_read_like_run() {
+        let a = scan_str("--root /r restore --image-path /ckpt --work-path /w --bundle /b -d c");
+        assert_eq!(
+            (a.command.as_deref(), a.id.as_deref(), a.bundle, a.detach),
+            (Some("restore"), Some("c"), Some("/b".into()), true)
         );
     }
 

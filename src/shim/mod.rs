@@ -9,6 +9,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::Value;
 
+use crate::access::{self, NvidiaDevices};
 use crate::allocate::{self, Refusal};
 use crate::audit::{self, Event};
 use crate::config::{Config, ConfigError};
@@ -16,9 +17,11 @@ use crate::fsutil;
 use crate::host::Host;
 use crate::identity::{self, Accounts, Owner};
 use crate::inventory::{Inventory, InventoryError, snapshot};
-use crate::ledger::{Ledger, LedgerError, Record, timestamp};
+use crate::ledger::{Ledger, LedgerError, Pending, Record, timestamp};
 use crate::log;
-use crate::request::{Request, RequestError};
+use crate::oci;
+use crate::recover::Note;
+use crate::request::{self, Request, RequestError};
 use crate::spec::{self, Allocation, Hook};
 use argv::Argv;
 
@@ -38,6 +41,21 @@ pub enum ShimError {
     Spec { path: PathBuf, msg: String },
 }
 
+/// What `create` does with a container, decided from its spec alone
+/// (see [`plan`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Plan {
+    /// Hand the spec to runc as it is.
+    PassThrough,
+    /// An admin's container that sees every GPU: let through unallocated,
+    /// and written down in the audit log.
+    Bypass { owner: Owner, why: String },
+    /// Allocate for the request and run runc on the patched spec.
+    Allocate { owner: Owner, req: Request },
+    /// Refused, with the reason (already audited).
+    Refuse(String),
+}
+
 /// What the shim works with.
 pub struct Ctx<'a> {
     pub cfg: &'a Config,
@@ -49,7 +67,7 @@ pub struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn ledger(&self) -> Ledger {
-        Ledger::new(&self.cfg.state_dir)
+        ledger(self.cfg)
     }
 
     fn log(&self, level: &str, msg: &str) {
@@ -61,6 +79,10 @@ impl Ctx<'_> {
         if let Err(e) = audit::append(&self.cfg.audit_log, event) {
             self.log("error", &e.to_string());
         }
+    }
+
+    fn refuse_text(&self, owner: &Owner, id: &str, msg: String) -> String {
+        self.refuse(owner, id, Refusal(msg)).to_string()
     }
 
     fn refuse(&self, owner: &Owner, id: &str, refusal: Refusal) -> ShimError {
@@ -77,6 +99,11 @@ impl Ctx<'_> {
         });
         refusal.into()
     }
+}
+
+/// The ledger, with the config's lock wait.
+pub fn ledger(cfg: &Config) -> Ledger {
+    Ledger::new(&cfg.state_dir).wait(Duration::from_secs(cfg.lock_wait_secs))
 }
 
 /// Whose container this is, by the config's identity order.
@@ -115,47 +142,86 @@ pub fn is_admin(cfg: &Config, accounts: &dyn Accounts, owner: &Owner) -> bool {
     }
 }
 
-/// A `--privileged` container sees every device, bypassing allocation: on
-/// a host with GPUs only admins may start one.
-pub fn check_privileged(
-    ctx: &Ctx,
-    id: &str,
-    owner: &Owner,
-    inv: &Inventory,
-) -> Result<(), ShimError> {
-    if inv.gpus.is_empty() || is_admin(ctx.cfg, ctx.accounts, owner) {
-        return Ok(());
+/// Decides what happens to a container whose spec [`access::might_touch_nvidia`]
+/// could not clear: judged by device numbers against the inventory.
+pub fn plan(ctx: &Ctx, id: &str, spec: &oci::Spec, inv: &Inventory) -> Plan {
+    let access = access::judge(&spec.value, &NvidiaDevices::of(inv));
+    let owner = owner(ctx.cfg, ctx.accounts, id, &spec.value);
+    if let Some(rule) = access.bypass() {
+        if inv.gpus.is_empty() {
+            return Plan::PassThrough;
+        }
+        if is_admin(ctx.cfg, ctx.accounts, &owner) {
+            return Plan::Bypass {
+                owner,
+                why: format!("device rule {rule:?} opens NVIDIA devices"),
+            };
+        }
+        let what = if access.wide.is_some() {
+            format!(
+                "may open every device (device rule {rule:?}, as --privileged gives), which reaches every GPU"
+            )
+        } else {
+            format!("has device rules that open NVIDIA devices ({rule})")
+        };
+        return Plan::Refuse(ctx.refuse_text(
+            &owner,
+            id,
+            format!(
+                "this container {what} around the allocator; only members of {} may start such \
+                 containers ({} is not); drop --privileged and --device-cgroup-rule, and ask for a GPU with --gpus",
+                ctx.cfg.admin_group,
+                who(&owner)
+            ),
+        ));
     }
-    Err(ctx.refuse(
-        owner,
-        id,
-        Refusal(format!(
-            "--privileged containers (and device rules for every device) see every GPU on this host, \
-             bypassing allocation; only members of {} may start them ({} is not); drop --privileged and \
-             ask for a GPU with --gpus",
-            ctx.cfg.admin_group,
-            who(owner)
-        )),
-    ))
+    let req = match request::from_spec(&spec.value, &access) {
+        Ok(Some(req)) => req,
+        Ok(None) => return Plan::PassThrough,
+        Err(e) => return Plan::Refuse(ctx.refuse_text(&owner, id, e.to_string())),
+    };
+    if spec.lossy {
+        return Plan::Refuse(
+            ctx.refuse_text(
+                &owner,
+                id,
+                "the spec asks for a GPU but holds invalid UTF-8, which ds01 will not rewrite; \
+             fix the bytes in its environment, labels or paths"
+                    .into(),
+            ),
+        );
+    }
+    Plan::Allocate { owner, req }
+}
+
+/// Writes down an admin's container that sees every GPU.
+pub fn record_bypass(ctx: &Ctx, id: &str, owner: &Owner, why: &str, inv: &Inventory) {
+    ctx.log(
+        "info",
+        &format!("container {id} of {} sees every GPU: {why}", who(owner)),
+    );
+    ctx.audit(&Event {
+        time: timestamp(ctx.host.now()),
+        event: audit::Kind::Bypass,
+        user: owner.user.clone(),
+        identity_source: owner.source,
+        container_id: id.to_string(),
+        devices: inv.gpus.iter().map(|g| g.uuid.clone()).collect(),
+        gpueq: 0.0,
+        reason: Some(format!("sees every GPU around the allocator: {why}")),
+    });
 }
 
 pub fn spec_path(bundle: &Path) -> PathBuf {
     bundle.join("config.json")
 }
 
-/// The bundle's `config.json`.
-pub fn read_spec(bundle: &Path) -> Result<Value, ShimError> {
-    let path = spec_path(bundle);
-    let bad = |msg: String| ShimError::Spec {
-        path: path.clone(),
-        msg,
-    };
-    let bytes = std::fs::read(&path).map_err(|e| bad(e.to_string()))?;
-    let spec: Value = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
-    if !spec.is_object() {
-        return Err(bad("not a JSON object".into()));
-    }
-    Ok(spec)
+/// The bundle's `config.json`, read as runc reads it.
+pub fn read_spec(bytes: &[u8], bundle: &Path) -> Result<oci::Spec, ShimError> {
+    oci::read(bytes).map_err(|e| ShimError::Spec {
+        path: spec_path(bundle),
+        msg: e.to_string(),
+    })
 }
 
 /// Replaces a JSON file atomically, keeping its mode.
@@ -174,6 +240,7 @@ fn rewrite_json(path: &Path, value: &Value) -> Result<(), ShimError> {
 /// Allocates devices for `req` under the ledger lock (reclaiming stale
 /// records first), then rewrites the bundle's spec to expose exactly them.
 /// On any failure after allocating, the allocation is released again.
+/// The returned marker must be handed to runc and finished afterwards.
 pub fn allocate(
     ctx: &Ctx,
     argv: &Argv,
@@ -181,7 +248,7 @@ pub fn allocate(
     spec: &mut Value,
     req: &Request,
     owner: &Owner,
-) -> Result<Record, ShimError> {
+) -> Result<(Record, Pending), ShimError> {
     let inv = snapshot::load(ctx.cfg)?;
     let id = argv.id.clone().unwrap_or_default();
     if owner.user.is_none() && ctx.cfg.refuse_unknown_owner {
@@ -205,17 +272,24 @@ pub fn allocate(
         .unwrap_or_default()
         .as_nanos();
     let shim_pid = std::process::id();
-    let grace = Duration::from_secs(ctx.cfg.pending_grace_secs);
-    let (result, reclaimed) = ctx.ledger().update(|rs| {
-        let reclaimed = rs.reclaim(ctx.host, grace);
+    let alloc_id = format!("{nanos:x}-{shim_pid}");
+    let ledger = ctx.ledger();
+    // The marker is held before the record exists, so no reclaimer ever
+    // sees the record without it.
+    let pending = ledger.begin(&alloc_id)?;
+    let root = argv.root_or_default();
+    let pending_dir = ledger.pending_dir();
+    let updated = ledger.update(|rs| {
+        let reclaimed = rs.reclaim(ctx.host, &pending_dir);
+        let new_root = !rs.records.iter().any(|r| r.root == root);
         let used = allocate::usage(rs, owner.user.as_deref());
         let chosen = allocate::choose(&inv, rs, req, &who(owner), &limits, &used);
         let result = chosen.map(|units| {
             let record = Record {
-                alloc_id: format!("{nanos:x}-{shim_pid}"),
+                alloc_id: alloc_id.clone(),
                 container_id: id.clone(),
                 bundle: bundle.to_path_buf(),
-                root: argv.root_or_default(),
+                root: root.clone(),
                 devices: units.iter().map(|u| u.uuid.to_string()).collect(),
                 kind: units[0].kind,
                 profile: units[0].profile().to_string(),
@@ -230,16 +304,24 @@ pub fn allocate(
                 shim_start: ctx.host.process_start(shim_pid),
             };
             rs.records.push(record.clone());
+            pending.describe(&record);
             (
                 record,
-                units
-                    .iter()
-                    .flat_map(|u| u.nodes().to_vec())
-                    .collect::<Vec<_>>(),
+                units.iter().flat_map(|u| u.nodes()).collect::<Vec<_>>(),
             )
         });
-        (result, reclaimed)
-    })?;
+        if result.is_ok() && new_root {
+            ledger.remember_root(&root)?;
+        }
+        Ok((result, reclaimed))
+    });
+    let (result, reclaimed) = match updated.and_then(|r| r) {
+        Ok(x) => x,
+        Err(e) => {
+            pending.finish();
+            return Err(e.into());
+        }
+    };
     for (r, why) in &reclaimed {
         ctx.log(
             "info",
@@ -250,10 +332,14 @@ pub fn allocate(
             ),
         );
         ctx.audit(&Event::of(audit::Kind::Reclaim, r, Some(why.clone())));
+        let _ = std::fs::remove_file(pending_dir.join(&r.alloc_id));
     }
     let (record, nodes) = match result {
         Ok(x) => x,
-        Err(refusal) => return Err(ctx.refuse(owner, &id, refusal)),
+        Err(refusal) => {
+            pending.finish();
+            return Err(ctx.refuse(owner, &id, refusal));
+        }
     };
 
     let mut all_nodes = inv.common_nodes.clone();
@@ -263,18 +349,15 @@ pub fn allocate(
         nodes: all_nodes,
         deny_majors: inv.nvidia_majors(),
         hook: poststop_hook(ctx, &record.alloc_id),
-        annotation: serde_json::json!({
-            "id": record.alloc_id,
-            "devices": record.devices,
-            "kind": record.kind,
-            "profile": record.profile,
-        })
-        .to_string(),
+        annotation: serde_json::to_string(&Note::of(&record)).expect("notes serialise"),
     };
-    spec::strip_gpu_routes(spec, &inv.nvidia_majors());
+    spec::strip_gpu_routes(spec, &NvidiaDevices::of(&inv));
     spec::inject(spec, &alloc);
     if let Err(e) = rewrite_json(&spec_path(bundle), spec) {
-        release(ctx, "spec not written", |r| r.alloc_id == record.alloc_id);
+        release(ctx, "spec not written", &id, |r| {
+            r.alloc_id == record.alloc_id
+        });
+        pending.finish();
         return Err(e);
     }
     ctx.log(
@@ -288,7 +371,7 @@ pub fn allocate(
         ),
     );
     ctx.audit(&Event::of(audit::Kind::Allocate, &record, None));
-    Ok(record)
+    Ok((record, pending))
 }
 
 fn poststop_hook(ctx: &Ctx, alloc_id: &str) -> Hook {
@@ -312,48 +395,58 @@ fn poststop_hook(ctx: &Ctx, alloc_id: &str) -> Hook {
 }
 
 /// After a successful `runc create`: note the container's init process so
-/// that staleness can be judged by it.
-pub fn note_init_pid(ctx: &Ctx, record: &Record, pid_file: Option<&Path>) {
+/// that staleness can be judged by it. An error means the allocation is
+/// gone (reclaimed while runc ran): the container must not start.
+pub fn note_init_pid(ctx: &Ctx, record: &Record, pid_file: Option<&Path>) -> Result<(), String> {
     let pid = pid_file
         .and_then(|p| std::fs::read_to_string(p).ok())
         .and_then(|s| s.trim().parse::<u32>().ok());
-    let Some(pid) = pid else {
+    // Without a pid (or its start time, to tell it from a reused one) the
+    // record stays pending: runc's own state then vouches for it.
+    let start = pid.and_then(|p| ctx.host.process_start(p));
+    if pid.is_none() || start.is_none() {
         ctx.log(
             "warn",
-            &format!("container {}: no init pid to record", record.container_id),
+            &format!(
+                "container {}: no live init pid to record",
+                record.container_id
+            ),
         );
-        return;
-    };
-    // Without its start time a pid cannot be told from a reused one later:
-    // better no pid (runc's own state then vouches) than a wrong verdict.
-    let Some(start) = ctx.host.process_start(pid) else {
-        ctx.log(
-            "warn",
-            &format!("container {}: init {pid} already gone", record.container_id),
-        );
-        return;
-    };
-    let start = Some(start);
-    let res = ctx.ledger().update(|rs| {
-        if let Some(r) = rs
+    }
+    let found = ctx.ledger().update(|rs| {
+        let r = rs
             .records
             .iter_mut()
-            .find(|r| r.alloc_id == record.alloc_id)
-        {
-            r.pid = Some(pid);
+            .find(|r| r.alloc_id == record.alloc_id)?;
+        if start.is_some() {
+            r.pid = pid;
             r.pid_start = start;
         }
+        Some(())
     });
-    if let Err(e) = res {
-        ctx.log(
-            "error",
-            &format!("container {}: cannot record pid: {e}", record.container_id),
-        );
+    match found {
+        Ok(Some(())) => Ok(()),
+        Ok(None) => Err(format!(
+            "ds01: the allocation of {} to container {} was lost while runc created it; \
+             the container was removed, start it again",
+            record.devices.join(","),
+            record.container_id
+        )),
+        Err(e) => Err(format!(
+            "ds01: container {}: cannot record its init process: {e}",
+            record.container_id
+        )),
     }
 }
 
 /// Removes the records `pred` selects; idempotent. Returns what was freed.
-pub fn release(ctx: &Ctx, why: &str, pred: impl Fn(&Record) -> bool) -> Vec<Record> {
+/// `container` names the container in messages.
+pub fn release(
+    ctx: &Ctx,
+    why: &str,
+    container: &str,
+    pred: impl Fn(&Record) -> bool,
+) -> Vec<Record> {
     match ctx.ledger().update(|rs| rs.take(pred)) {
         Ok(gone) => {
             for r in &gone {
@@ -370,7 +463,10 @@ pub fn release(ctx: &Ctx, why: &str, pred: impl Fn(&Record) -> bool) -> Vec<Reco
             gone
         }
         Err(e) => {
-            ctx.log("error", &format!("release ({why}) failed: {e}"));
+            ctx.log(
+                "error",
+                &format!("release of container {container} ({why}) failed: {e}"),
+            );
             Vec::new()
         }
     }
@@ -432,16 +528,19 @@ pub fn release_from_hook(ctx: &Ctx, state: &Value, alloc_id: Option<&str>) -> Ve
         .get("bundle")
         .and_then(Value::as_str)
         .map(PathBuf::from);
-    release(ctx, "poststop", |r| match alloc_id {
+    release(ctx, "poststop", id, |r| match alloc_id {
         Some(a) => r.alloc_id == a,
         None => r.container_id == id && bundle.as_ref() == Some(&r.bundle),
     })
 }
 
-/// `ds01 gc`: reclaims every stale record now.
+/// `ds01 gc`: reclaims every stale record now, and sweeps markers of
+/// creates that died before allocating.
 pub fn gc(cfg: &Config, host: &dyn Host) -> Result<Vec<(Record, String)>, LedgerError> {
-    let grace = Duration::from_secs(cfg.pending_grace_secs);
-    let reclaimed = Ledger::new(&cfg.state_dir).update(|rs| rs.reclaim(host, grace))?;
+    let ledger = ledger(cfg);
+    let pending = ledger.pending_dir();
+    let (reclaimed, left) = ledger.update(|rs| (rs.reclaim(host, &pending), rs.clone()))?;
+    ledger.sweep_pending(host, &left);
     for (r, why) in &reclaimed {
         log::append(
             &cfg.log,

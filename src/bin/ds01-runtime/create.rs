@@ -1,58 +1,55 @@
-//! `create` and `run`: allocate for a GPU container, patch its spec, run
-//! runc, and note the init pid or release on failure.
+//! `create`, `run` and `restore`: judge the spec, allocate for a GPU
+//! container, patch its spec, run runc, and note the init pid or release.
 
 use std::ffi::OsString;
 
+use ds01::access;
 use ds01::config::{self, Config};
 use ds01::host::RealHost;
 use ds01::identity::SystemAccounts;
 use ds01::inventory::snapshot;
-use ds01::shim::{self, Ctx, argv::Argv};
-use ds01::{request, spec};
+use ds01::shim::{self, Ctx, Plan, argv::Argv};
 
 use crate::runc;
 
 pub fn run(args: &[OsString], argv: &Argv) -> i32 {
-    let cfg = Config::load();
-    let runc_path = cfg
-        .as_ref()
-        .map(|c| c.runc.clone())
-        .unwrap_or_else(|_| config::fallback_runc(&Config::locate()));
     // runc takes a relative bundle (or none) from the working directory.
     let cwd = std::env::current_dir().unwrap_or_default();
     let bundle = cwd.join(argv.bundle.clone().unwrap_or_default());
-
-    // A spec that cannot be read is runc's to report, in its own words.
-    let Ok(mut spec) = shim::read_spec(&bundle) else {
-        return runc::exec(&runc_path, args, argv);
+    let path = shim::spec_path(&bundle);
+    // A spec that cannot be opened is runc's to report, in its own words.
+    let Ok(bytes) = std::fs::read(&path) else {
+        return runc::exec(&runc::path(), args, argv);
     };
-    let privileged = spec::is_privileged(&spec);
-    let req = match request::from_spec(&spec) {
-        Ok(req) => req,
-        Err(e) => return fail(argv, &shim::ShimError::from(e).to_string()),
+    // One that runc would read otherwise than ds01 is refused: what ds01
+    // cannot read, it cannot vouch for.
+    let spec = match shim::read_spec(&bytes, &bundle) {
+        Ok(s) => s,
+        Err(e) => return fail(argv, &e.to_string()),
     };
-    if req.is_none() && !privileged {
-        if let Err(e) = &cfg {
-            let log = Config::default().log;
-            ds01::log::append(
-                &log,
-                "warn",
-                &format!("{e}; passing a container without GPU to runc"),
-            );
-        }
+    let cfg = Config::load();
+    // The cheap look every container gets: nothing in the spec could
+    // reach an NVIDIA device, so runc runs it as it is.
+    if !access::might_touch_nvidia(&spec.value) {
+        let runc_path = match &cfg {
+            Ok(c) => c.runc.clone(),
+            Err(e) => {
+                ds01::log::append(
+                    &Config::default().log,
+                    "warn",
+                    &format!("{e}; passing a container without GPU to runc"),
+                );
+                config::fallback_runc(&Config::locate())
+            }
+        };
         return runc::exec(&runc_path, args, argv);
     }
     let cfg = match cfg {
         Ok(c) => c,
-        // Without a config a privileged container cannot be judged; runc decides.
-        Err(e) if req.is_none() => {
-            ds01::log::append(
-                &Config::default().log,
-                "warn",
-                &format!("{e}; privileged container not checked"),
-            );
-            return runc::exec(&runc_path, args, argv);
-        }
+        Err(e) => return fail(argv, &shim::ShimError::from(e).to_string()),
+    };
+    let inv = match snapshot::load(&cfg) {
+        Ok(inv) => inv,
         Err(e) => return fail(argv, &shim::ShimError::from(e).to_string()),
     };
     let exe = self_path();
@@ -63,33 +60,33 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
         accounts: &SystemAccounts,
     };
     let id = argv.id.clone().unwrap_or_default();
-    let owner = shim::owner(&cfg, &SystemAccounts, &id, &spec);
-    if privileged {
-        match snapshot::load(&cfg) {
-            Ok(inv) => {
-                if let Err(e) = shim::check_privileged(&ctx, &id, &owner, &inv) {
-                    return fail(argv, &e.to_string());
-                }
-            }
-            Err(e) => ds01::log::append(
-                &cfg.log,
-                "warn",
-                &format!("privileged container {id} not checked: {e}"),
-            ),
+    let (owner, req) = match shim::plan(&ctx, &id, &spec, &inv) {
+        Plan::PassThrough => return runc::exec(&cfg.runc, args, argv),
+        Plan::Bypass { owner, why } => {
+            shim::record_bypass(&ctx, &id, &owner, &why, &inv);
+            return runc::exec(&cfg.runc, args, argv);
         }
-    }
-    let Some(req) = req else {
-        return runc::exec(&runc_path, args, argv);
+        Plan::Refuse(msg) => return fail(argv, &msg),
+        Plan::Allocate { owner, req } => (owner, req),
     };
-    let record = match shim::allocate(&ctx, argv, &bundle, &mut spec, &req, &owner) {
+    let mut value = spec.value;
+    let (record, pending) = match shim::allocate(&ctx, argv, &bundle, &mut value, &req, &owner) {
         Ok(r) => r,
         Err(e) => return fail(argv, &e.to_string()),
     };
-    let code = runc::run(&runc_path, args, argv);
-    // `create` and `run --detach` return while the container lives on.
+    // runc inherits the marker: while it runs, even if this process is
+    // killed, the allocation counts as a create in flight.
+    let code = runc::run(&cfg.runc, args, argv, Some(pending.fd()));
+    // `create`, `run --detach` and `restore --detach` return while the
+    // container lives on; a foreground `run` or `restore` returns at its end.
     let returns_early = argv.command.as_deref() == Some("create") || argv.detach;
     if code == 0 && returns_early {
-        shim::note_init_pid(&ctx, &record, argv.pid_file.as_deref());
+        let noted = shim::note_init_pid(&ctx, &record, argv.pid_file.as_deref());
+        pending.finish();
+        if let Err(msg) = noted {
+            runc::delete_force(&cfg.runc, argv);
+            return fail(argv, &msg);
+        }
     } else {
         // A failed create, or a `run` that is over: the devices are free.
         let why = if code != 0 {
@@ -97,7 +94,8 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
         } else {
             "run ended"
         };
-        shim::release(&ctx, why, |r| r.alloc_id == record.alloc_id);
+        shim::release(&ctx, why, &id, |r| r.alloc_id == record.alloc_id);
+        pending.finish();
     }
     code
 }

@@ -18,7 +18,7 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
     if !shim::holds_container(&cfg, &root, &id) {
         return runc::exec(&cfg.runc, args, argv);
     }
-    let code = runc::run(&cfg.runc, args, argv);
+    let code = runc::run(&cfg.runc, args, argv, None);
     let host = RealHost;
     if !host.runc_knows(&root, &id) {
         let exe = std::env::current_exe().unwrap_or_default();
@@ -28,7 +28,9 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
             exe: &exe,
             accounts: &ds01::identity::SystemAccounts,
         };
-        shim::release(&ctx, "delete", |r| r.container_id == id && r.root == root);
+        shim::release(&ctx, "delete", &id, |r| {
+            r.container_id == id && r.root == root
+        });
     }
     code
 }

@@ -22,7 +22,8 @@ fn main() {
     }
     let parsed = argv::scan(&args);
     let code = match parsed.command.as_deref() {
-        Some("create" | "run") => create::run(&args, &parsed),
+        // `restore` builds a container from the bundle's spec just as `create` does.
+        Some("create" | "run" | "restore") => create::run(&args, &parsed),
         Some("delete") => delete::run(&args, &parsed),
         Some("exec") => exec::run(&args, &parsed),
         _ => runc::exec(&runc::path(), &args, &parsed),

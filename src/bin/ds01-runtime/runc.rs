@@ -1,9 +1,11 @@
 //! Running the real runc with our argv, byte for byte.
 
 use std::ffi::OsString;
+use std::os::fd::RawFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use ds01::config::{self, Config};
 use ds01::shim::argv::Argv;
@@ -46,18 +48,85 @@ pub fn exec(runc: &Path, args: &[OsString], argv: &Argv) -> i32 {
     127
 }
 
+/// The runc child of a foreground command, for the signal handler.
+static CHILD: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn forward(sig: libc::c_int) {
+    let pid = CHILD.load(Ordering::SeqCst);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe.
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+}
+
 /// Runs runc as a child and returns its exit code (128+signal if killed).
-pub fn run(runc: &Path, args: &[OsString], argv: &Argv) -> i32 {
+/// `inherit` is a descriptor runc keeps (the create's marker). SIGINT,
+/// SIGTERM and SIGHUP sent to this process are passed on to runc, as if
+/// the caller had run runc itself.
+pub fn run(runc: &Path, args: &[OsString], argv: &Argv, inherit: Option<RawFd>) -> i32 {
     if let Some(code) = refuse_self(runc, argv) {
         return code;
     }
-    match Command::new(runc).args(args).status() {
-        Ok(s) => s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0)),
-        Err(e) => {
-            report(argv, &format!("ds01: cannot run runc {runc:?}: {e}"));
-            127
+    let mut cmd = Command::new(runc);
+    cmd.args(args);
+    if let Some(fd) = inherit {
+        // SAFETY: clears close-on-exec of a descriptor this process owns,
+        // between fork and exec, with an async-signal-safe call.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
         }
     }
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            report(argv, &format!("ds01: cannot run runc {runc:?}: {e}"));
+            return 127;
+        }
+    };
+    CHILD.store(child.id() as i32, Ordering::SeqCst);
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: installs a handler that only reads an atomic and calls kill.
+        unsafe {
+            libc::signal(sig, forward as *const () as libc::sighandler_t);
+        }
+    }
+    let status = loop {
+        match child.wait() {
+            Ok(s) => break s,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                report(argv, &format!("ds01: waiting for runc {runc:?}: {e}"));
+                return 1;
+            }
+        }
+    };
+    CHILD.store(0, Ordering::SeqCst);
+    status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
+
+/// `runc delete --force ID` with the caller's global flags: removes a
+/// container that must not start.
+pub fn delete_force(runc: &Path, argv: &Argv) {
+    let mut cmd = Command::new(runc);
+    if let Some(root) = &argv.root {
+        cmd.arg("--root").arg(root);
+    }
+    cmd.args(["delete", "--force"]);
+    cmd.arg(argv.id.clone().unwrap_or_default());
+    let _ = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
 }
 
 /// Tells the caller about an error the way runc would: a JSON line in the

@@ -11,9 +11,32 @@ pub struct Args {
     /// Print JSON for scripts
     #[arg(long)]
     json: bool,
+    /// Rebuild the ledger from the running containers (their specs carry
+    /// their allocations) and the creates in flight; the old file is kept
+    /// aside as ledger.json.old-<time>
+    #[arg(long)]
+    rebuild: bool,
 }
 
 pub fn run(cfg: &Config, args: Args) -> anyhow::Result<ExitCode> {
+    if args.rebuild {
+        let records = shim::ledger(cfg).rebuild_now(&RealHost)?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&records)?);
+        } else {
+            println!(
+                "rebuilt the ledger: {} allocation(s) of running containers",
+                records.records.len()
+            );
+            for r in &records.records {
+                println!(
+                    "  {} held by container {}",
+                    r.devices.join(","),
+                    r.container_id
+                );
+            }
+        }
+    }
     let reclaimed = shim::gc(cfg, &RealHost)?;
     if args.json {
         let out: Vec<_> = reclaimed

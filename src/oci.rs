@@ -1,0 +1,417 @@
+//! Reading a bundle's `config.json` exactly as runc will.
+//!
+//! runc decodes the spec with Go's `encoding/json`, which differs from a
+//! plain `serde_json::from_slice` in ways a container could use to hide a
+//! GPU from ds01 while runc still honours it:
+//! - it decodes the first JSON value and ignores whatever follows;
+//! - it matches keys to fields case-insensitively (with Unicode simple
+//!   folding: `ſ` is `s`, the Kelvin sign is `k`), and a key that appears
+//!   twice is decoded twice, merging objects;
+//! - it replaces invalid UTF-8 in strings with U+FFFD;
+//! - it refuses the whole spec when a field has the wrong type.
+//!
+//! [`read`] gives the spec as runc sees it, with ds01's canonical key
+//! names, or refuses what it cannot read the same way.
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
+
+pub const VISIBLE: &str = "NVIDIA_VISIBLE_DEVICES";
+pub const PROFILE: &str = "DS01_GPU_PROFILE";
+
+/// A spec as runc will read it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spec {
+    pub value: Value,
+    /// Invalid UTF-8 was replaced, as Go does: the judgement holds, but
+    /// ds01 will not rewrite such a spec.
+    pub lossy: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ReadError {
+    #[error("not JSON that runc reads the same way: {0}")]
+    Syntax(String),
+    #[error("not a JSON object")]
+    NotObject,
+    #[error("key {key:?} appears twice in {at}; runc would merge them, so ds01 refuses it")]
+    Duplicate { key: String, at: String },
+    #[error("{at} has both {a:?} and {b:?}; runc reads both as {canonical:?}, so ds01 refuses it")]
+    Ambiguous {
+        at: String,
+        a: String,
+        b: String,
+        canonical: String,
+    },
+    #[error("field {at} must be {want}; runc would refuse the spec")]
+    Type { at: String, want: &'static str },
+}
+
+/// Reads the bytes of a `config.json` as runc does.
+pub fn read(bytes: &[u8]) -> Result<Spec, ReadError> {
+    let (mut value, lossy) = match first_value(bytes) {
+        Ok(v) => (v, false),
+        Err(e) if std::str::from_utf8(bytes).is_err() => {
+            let text = String::from_utf8_lossy(bytes);
+            match first_value(text.as_bytes()) {
+                Ok(v) => (v, true),
+                Err(_) => return Err(e),
+            }
+        }
+        Err(e) => return Err(e),
+    };
+    if !value.is_object() {
+        return Err(ReadError::NotObject);
+    }
+    canonicalise(&mut value, &ROOT, "spec")?;
+    Ok(Spec { value, lossy })
+}
+
+/// The first JSON value in `bytes`, as Go's `json.Decoder` reads it: what
+/// follows is never looked at. Duplicate keys are an error.
+fn first_value(bytes: &[u8]) -> Result<Value, ReadError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    Strict { at: "spec" }
+        .deserialize(&mut de)
+        .map_err(|e| match e.to_string().strip_prefix(DUP) {
+            Some(rest) => {
+                let (key, at) = rest.split_once('\u{0}').unwrap_or((rest, "spec"));
+                let at = at.split(" at line").next().unwrap_or(at);
+                ReadError::Duplicate {
+                    key: key.to_string(),
+                    at: at.to_string(),
+                }
+            }
+            None => ReadError::Syntax(e.to_string()),
+        })
+}
+
+const DUP: &str = "ds01-duplicate-key:";
+
+/// A `serde_json::Value` builder that fails on a repeated key.
+struct Strict<'a> {
+    at: &'a str,
+}
+
+impl<'de> DeserializeSeed<'de> for Strict<'_> {
+    type Value = Value;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Strict<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(v.into())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(v.into())
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(v) = seq.next_element_seed(Strict { at: self.at })? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let v = map.next_value_seed(Strict { at: &key })?;
+            if out.contains_key(&key) {
+                return Err(de::Error::custom(format!("{DUP}{key}\u{0}{}", self.at)));
+            }
+            out.insert(key, v);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+/// Go's `bytes.EqualFold` for a key against one of ds01's ASCII field
+/// names: ASCII case is ignored, and the two non-ASCII letters that fold
+/// to ASCII ones (U+017F to `s`, U+212A to `k`) count as them.
+pub fn folds_to(key: &str, name: &str) -> bool {
+    let mut k = key.chars().map(|c| match c {
+        '\u{017F}' => 's',
+        '\u{212A}' => 'k',
+        c => c.to_ascii_lowercase(),
+    });
+    let mut n = name.chars().map(|c| c.to_ascii_lowercase());
+    loop {
+        match (k.next(), n.next()) {
+            (None, None) => return true,
+            (Some(a), Some(b)) if a == b => {}
+            _ => return false,
+        }
+    }
+}
+
+/// What a field holds, as far as ds01 reads it.
+enum Shape {
+    Object(&'static [(&'static str, Shape)]),
+    /// An object of strings (annotations).
+    StringMap,
+    Array(&'static Shape),
+    String,
+    Integer,
+    Bool,
+}
+
+const ENV: Shape = Shape::Array(&Shape::String);
+const HOOK: Shape = Shape::Object(&[
+    ("path", Shape::String),
+    ("args", Shape::Array(&Shape::String)),
+    ("env", Shape::Array(&Shape::String)),
+    ("timeout", Shape::Integer),
+]);
+const HOOKS: Shape = Shape::Array(&HOOK);
+const DEVICE: Shape = Shape::Object(&[
+    ("path", Shape::String),
+    ("type", Shape::String),
+    ("major", Shape::Integer),
+    ("minor", Shape::Integer),
+    ("fileMode", Shape::Integer),
+    ("uid", Shape::Integer),
+    ("gid", Shape::Integer),
+]);
+const RULE: Shape = Shape::Object(&[
+    ("allow", Shape::Bool),
+    ("type", Shape::String),
+    ("major", Shape::Integer),
+    ("minor", Shape::Integer),
+    ("access", Shape::String),
+]);
+const MOUNT: Shape = Shape::Object(&[
+    ("destination", Shape::String),
+    ("source", Shape::String),
+    ("type", Shape::String),
+    ("options", Shape::Array(&Shape::String)),
+]);
+const ROOT: Shape = Shape::Object(&[
+    ("process", Shape::Object(&[("env", ENV)])),
+    ("mounts", Shape::Array(&MOUNT)),
+    (
+        "hooks",
+        Shape::Object(&[
+            ("prestart", HOOKS),
+            ("createRuntime", HOOKS),
+            ("createContainer", HOOKS),
+            ("startContainer", HOOKS),
+            ("poststart", HOOKS),
+            ("poststop", HOOKS),
+        ]),
+    ),
+    ("annotations", Shape::StringMap),
+    (
+        "linux",
+        Shape::Object(&[
+            ("devices", Shape::Array(&DEVICE)),
+            (
+                "resources",
+                Shape::Object(&[("devices", Shape::Array(&RULE))]),
+            ),
+        ]),
+    ),
+]);
+
+/// Renames case-variant keys to ds01's names and checks the types of the
+/// fields ds01 reads. `null` is an absent field, as in Go.
+fn canonicalise(v: &mut Value, shape: &Shape, at: &str) -> Result<(), ReadError> {
+    let bad = |want| ReadError::Type {
+        at: at.to_string(),
+        want,
+    };
+    if v.is_null() {
+        return Ok(());
+    }
+    match shape {
+        Shape::String => v.is_string().then_some(()).ok_or(bad("a string")),
+        Shape::Bool => v.is_boolean().then_some(()).ok_or(bad("true or false")),
+        Shape::Integer => (v.is_i64() || v.is_u64())
+            .then_some(())
+            .ok_or(bad("an integer")),
+        Shape::StringMap => {
+            let map = v.as_object().ok_or(bad("an object of strings"))?;
+            match map.iter().find(|(_, x)| !x.is_string() && !x.is_null()) {
+                Some((k, _)) => Err(ReadError::Type {
+                    at: format!("{at}.{k}"),
+                    want: "a string",
+                }),
+                None => Ok(()),
+            }
+        }
+        Shape::Array(item) => {
+            let arr = v.as_array_mut().ok_or(bad("an array"))?;
+            for (i, x) in arr.iter_mut().enumerate() {
+                canonicalise(x, item, &format!("{at}[{i}]"))?;
+            }
+            Ok(())
+        }
+        Shape::Object(fields) => {
+            let map = v.as_object_mut().ok_or(bad("an object"))?;
+            for (name, sub) in *fields {
+                let keys: Vec<String> = map.keys().filter(|k| folds_to(k, name)).cloned().collect();
+                match keys.as_slice() {
+                    [] => {}
+                    [one] => {
+                        if one != name {
+                            rename(map, one, name);
+                        }
+                        let child = map.get_mut(*name).expect("just renamed");
+                        canonicalise(child, sub, &format!("{at}.{name}"))?;
+                    }
+                    [a, b, ..] => {
+                        return Err(ReadError::Ambiguous {
+                            at: at.to_string(),
+                            a: a.clone(),
+                            b: b.clone(),
+                            canonical: name.to_string(),
+                        });
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Renames a key in place, keeping its position.
+fn rename(map: &mut Map<String, Value>, from: &str, to: &str) {
+    let old = std::mem::take(map);
+    *map = old
+        .into_iter()
+        .map(|(k, v)| {
+            if k == from {
+                (to.to_string(), v)
+            } else {
+                (k, v)
+            }
+        })
+        .collect();
+}
+
+/// The container's `process.env`, empty when it has none.
+pub fn env(spec: &Value) -> Vec<&str> {
+    spec.pointer("/process/env")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// The last value of `name` in an OCI `process.env` list, as execve's
+/// consumers see it when a name repeats.
+pub fn env_value<'a>(env: &[&'a str], name: &str) -> Option<&'a str> {
+    env.iter()
+        .rev()
+        .find_map(|e| e.strip_prefix(name).and_then(|rest| rest.strip_prefix('=')))
+}
+
+/// The array at a JSON pointer, empty when absent.
+pub fn array<'a>(spec: &'a Value, pointer: &str) -> &'a [Value] {
+    spec.pointer(pointer)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trailing_bytes_are_ignored_as_go_does() {
+        let s = read(br#"{"linux":{"devices":[]}} garbage {"#).unwrap();
+        assert_eq!(s.value, serde_json::json!({"linux": {"devices": []}}));
+    }
+
+    #[test]
+    fn case_variants_are_read_as_runc_reads_them() {
+        let s =
+            read(br#"{"Linux":{"DEVICES":[{"PATH":"/dev/x","Major":195,"minor":0}]}}"#).unwrap();
+        assert_eq!(s.value["linux"]["devices"][0]["major"], 195);
+        assert_eq!(s.value["linux"]["devices"][0]["path"], "/dev/x");
+        // The long s and the Kelvin sign fold to ASCII letters in Go.
+        let s = read("{\"linux\":{\"deviceſ\":[{\"major\":195}]},\"hoo\u{212A}s\":{}}".as_bytes())
+            .unwrap();
+        assert_eq!(s.value["linux"]["devices"][0]["major"], 195);
+        assert!(s.value.get("hooks").is_some());
+        assert!(folds_to("ANNOTATIONS", "annotations"));
+        assert!(!folds_to("linuxx", "linux"));
+    }
+
+    #[test]
+    fn two_keys_for_one_field_are_refused() {
+        let e = read(br#"{"linux":{},"Linux":{"devices":[]}}"#).unwrap_err();
+        assert!(matches!(e, ReadError::Ambiguous { .. }), "{e}");
+        let e = read(br#"{"linux":{"devices":[]},"linux":{}}"#).unwrap_err();
+        assert!(e.to_string().contains("\"linux\" appears twice"), "{e}");
+        // Anywhere, not only at the top.
+        let e = read(br#"{"annotations":{"a":"1","a":"2"}}"#).unwrap_err();
+        assert!(matches!(e, ReadError::Duplicate { .. }), "{e}");
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced_as_go_does() {
+        let s = read(b"{\"process\":{\"env\":[\"A=\xff\"]}}").unwrap();
+        assert!(s.lossy);
+        assert_eq!(s.value["process"]["env"][0], "A=\u{fffd}");
+        assert!(!read(b"{}").unwrap().lossy);
+    }
+
+    #[test]
+    fn wrong_types_are_refused_with_the_field() {
+        for (spec, field) in [
+            (r#"{"hooks":[]}"#, "spec.hooks"),
+            (r#"{"hooks":{"poststop":{}}}"#, "spec.hooks.poststop"),
+            (r#"{"linux":{"devices":{}}}"#, "spec.linux.devices"),
+            (r#"{"annotations":[]}"#, "spec.annotations"),
+            (r#"{"annotations":{"a":1}}"#, "spec.annotations.a"),
+            (
+                r#"{"linux":{"devices":[{"major":195.0}]}}"#,
+                "spec.linux.devices[0].major",
+            ),
+            (
+                r#"{"linux":{"resources":{"devices":[{"allow":"yes"}]}}}"#,
+                "spec.linux.resources.devices[0].allow",
+            ),
+            (r#"{"process":{"env":[1]}}"#, "spec.process.env[0]"),
+        ] {
+            let e = read(spec.as_bytes()).unwrap_err();
+            assert!(
+                e.to_string().contains(&format!("field {field} must be")),
+                "{spec}: {e}"
+            );
+        }
+        // null is an absent field, as in Go.
+        assert!(read(br#"{"annotations":null,"hooks":{"poststop":null}}"#).is_ok());
+    }
+
+    #[test]
+    fn not_an_object_or_not_json_is_refused() {
+        assert_eq!(read(b"[]").unwrap_err(), ReadError::NotObject);
+        assert!(matches!(read(b"{").unwrap_err(), ReadError::Syntax(_)));
+    }
+}

@@ -1,0 +1,212 @@
+//! Rebuilding allocation records from what outlives the ledger: each GPU
+//! container's spec carries its allocation (the `ds01.allocation`
+//! annotation), and runc's state names the bundle and the init process.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::host::Host;
+use crate::identity::Source;
+use crate::inventory::Kind;
+use crate::ledger::Record;
+
+/// The annotation that records the allocation in the spec.
+pub const ANNOTATION: &str = "ds01.allocation";
+
+/// What the annotation holds: enough to rebuild the record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Note {
+    pub id: String,
+    pub devices: Vec<String>,
+    pub kind: Kind,
+    pub profile: String,
+    #[serde(default)]
+    pub gpueq: f64,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub identity_source: Source,
+    #[serde(default)]
+    pub since: String,
+}
+
+impl Note {
+    pub fn of(r: &Record) -> Note {
+        Note {
+            id: r.alloc_id.clone(),
+            devices: r.devices.clone(),
+            kind: r.kind,
+            profile: r.profile.clone(),
+            gpueq: r.gpueq,
+            user: r.user.clone(),
+            identity_source: r.identity_source,
+            since: r.since.clone(),
+        }
+    }
+}
+
+/// The allocation a patched spec carries, when ds01 patched it: the
+/// annotation, and a poststop hook of ds01 naming the same allocation (a
+/// user can set an annotation, not a hook).
+pub fn note_of(spec: &Value) -> Option<Note> {
+    let note: Note = spec
+        .pointer("/annotations")
+        .and_then(|a| a.get(ANNOTATION))
+        .and_then(Value::as_str)
+        .and_then(|s| serde_json::from_str(s).ok())?;
+    let hooked = crate::oci::array(spec, "/hooks/poststop").iter().any(|h| {
+        let args: Vec<&str> = crate::oci::array(h, "/args")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        args.windows(3)
+            .any(|w| w == ["hook", "poststop", note.id.as_str()])
+    });
+    hooked.then_some(note)
+}
+
+/// The records of the GPU containers runc keeps under `root`.
+pub fn from_runc_root(root: &Path, host: &dyn Host) -> Vec<Record> {
+    let Ok(dir) = std::fs::read_dir(root) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in dir.flatten() {
+        let id = e.file_name().to_string_lossy().into_owned();
+        let Some(state) = read_json(&e.path().join("state.json")) else {
+            continue;
+        };
+        let Some(bundle) = bundle_of(&state) else {
+            continue;
+        };
+        let Some(note) = read_json(&bundle.join("config.json")).and_then(|s| note_of(&s)) else {
+            continue;
+        };
+        let pid = state
+            .get("init_process_pid")
+            .and_then(Value::as_u64)
+            .and_then(|p| u32::try_from(p).ok());
+        let pid_start = state.get("init_process_start").and_then(|v| {
+            v.as_u64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        });
+        out.push(Record {
+            alloc_id: note.id,
+            container_id: id,
+            bundle,
+            root: root.to_path_buf(),
+            devices: note.devices,
+            kind: note.kind,
+            profile: note.profile,
+            gpueq: note.gpueq,
+            user: note.user,
+            identity_source: note.identity_source,
+            since: note.since,
+            boot_id: host.boot_id(),
+            pid,
+            pid_start,
+            shim_pid: 0,
+            shim_start: None,
+        });
+    }
+    out
+}
+
+fn read_json(path: &Path) -> Option<Value> {
+    let bytes = crate::fsutil::read_nofollow(path).ok()?;
+    crate::oci::read(&bytes).ok().map(|s| s.value)
+}
+
+/// runc keeps the bundle as a `bundle=<path>` label in its state.
+fn bundle_of(state: &Value) -> Option<PathBuf> {
+    crate::oci::array(state, "/config/labels")
+        .iter()
+        .filter_map(Value::as_str)
+        .find_map(|l| l.strip_prefix("bundle="))
+        .map(PathBuf::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::FakeHost;
+    use serde_json::json;
+
+    fn note() -> Note {
+        Note {
+            id: "a1".into(),
+            devices: vec!["MIG-1".into()],
+            kind: Kind::Mig,
+            profile: "1g.10gb".into(),
+            gpueq: 1.0 / 7.0,
+            user: Some("alice".into()),
+            identity_source: Source::DockerLabel,
+            since: "2026-11-29T00:00:00Z".into(),
+        }
+    }
+
+    fn spec(n: &Note, hook_id: &str) -> Value {
+        json!({
+            "annotations": {ANNOTATION: serde_json::to_string(n).unwrap()},
+            "hooks": {"poststop": [{"path": "/usr/bin/ds01-runtime",
+                "args": ["/usr/bin/ds01-runtime", "hook", "poststop", hook_id]}]}
+        })
+    }
+
+    #[test]
+    fn a_user_set_annotation_without_ds01_s_hook_proves_nothing() {
+        let n = note();
+        assert_eq!(note_of(&spec(&n, "a1")), Some(n.clone()));
+        assert_eq!(note_of(&spec(&n, "other")), None);
+        let mut bare = spec(&n, "a1");
+        bare["hooks"] = json!({});
+        assert_eq!(note_of(&bare), None);
+    }
+
+    #[test]
+    fn records_come_back_from_runc_state_and_bundles() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let bundle = dir.path().join("bundle");
+        std::fs::create_dir_all(root.join("c1")).unwrap();
+        std::fs::create_dir_all(root.join("plain")).unwrap();
+        std::fs::create_dir_all(&bundle).unwrap();
+        let plain = dir.path().join("plain-bundle");
+        std::fs::create_dir_all(&plain).unwrap();
+        std::fs::write(plain.join("config.json"), "{}").unwrap();
+        std::fs::write(bundle.join("config.json"), spec(&note(), "a1").to_string()).unwrap();
+        let state = |b: &Path| {
+            json!({"init_process_pid": 4242, "init_process_start": 777,
+                   "config": {"labels": [format!("bundle={}", b.display())]}})
+            .to_string()
+        };
+        std::fs::write(root.join("c1/state.json"), state(&bundle)).unwrap();
+        std::fs::write(root.join("plain/state.json"), state(&plain)).unwrap();
+        let host = FakeHost {
+            boot: "b".into(),
+            ..FakeHost::default()
+        };
+        let rs = from_runc_root(&root, &host);
+        assert_eq!(rs.len(), 1);
+        let r = &rs[0];
+        assert_eq!(
+            (
+                r.alloc_id.as_str(),
+                r.container_id.as_str(),
+                r.pid,
+                r.pid_start
+            ),
+            ("a1", "c1", Some(4242), Some(777))
+        );
+        assert_eq!(
+            (r.user.as_deref(), r.devices.clone()),
+            (Some("alice"), vec!["MIG-1".to_string()])
+        );
+        assert_eq!(
+            (r.bundle.clone(), r.root.clone(), r.boot_id.as_str()),
+            (bundle, root, "b")
+        );
+    }
+}
