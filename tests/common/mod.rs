@@ -2,6 +2,8 @@
 //! temp dir, and ways to run the two binaries against it.
 #![allow(dead_code)]
 
+pub mod fake;
+
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
