@@ -21,7 +21,18 @@ command -v cargo >/dev/null || {
     exit 2
 }
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+# The end-to-end tests make the simulated GPUs' device nodes under /dev, as
+# a real GPU server has them; remove the ones they made when the run ends.
+nodes_list=/run/ds01-test-host-nodes
+remove_test_nodes() {
+    [ -f "$nodes_list" ] || return 0
+    while IFS= read -r n; do
+        [ -c "$n" ] && rm -f "$n"
+    done < "$nodes_list"
+    rmdir /dev/nvidia-caps /dev/dri 2>/dev/null || true
+    rm -f "$nodes_list"
+}
+trap 'rm -f "$log"; [ "$(id -u)" -ne 0 ] || remove_test_nodes' EXIT
 set +e
 DS01_E2E="${DS01_E2E:-1}" cargo test --locked --tests 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}

@@ -453,6 +453,17 @@ mod tests {
     }
 
     #[test]
+    fn shipped_logrotate_rotates_the_default_logs() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/logrotate.conf");
+        let text = std::fs::read_to_string(p).unwrap();
+        let d = Config::default();
+        let first = text.lines().find(|l| l.starts_with('/')).unwrap();
+        for log in [&d.log, &d.audit_log] {
+            assert!(first.contains(&log.display().to_string()), "{first}");
+        }
+    }
+
+    #[test]
     fn shipped_config_is_all_defaults() {
         let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/config.toml");
         let cfg = Config::load_from(&p).unwrap();

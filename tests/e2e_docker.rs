@@ -69,6 +69,9 @@ fn start(extra: &str, with_nvidia_hook: bool) -> Option<Dockerd> {
         .map(PathBuf::from)
         .find(|p| p.exists())
         .unwrap();
+    // A GPU server's /dev holds the NVIDIA nodes, and Docker copies them
+    // into --privileged specs: test as the real host is.
+    host_nodes();
     let env = Env::new(&runc, extra);
     let stub_dir = env.path("stub-bin");
     let hook_log = env.path("nvidia-hook.log");
@@ -637,12 +640,13 @@ fn owners_are_held_to_their_own_shares() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains(
-            "ds01: --privileged containers (and device rules for every device) see every GPU"
-        ) && err.contains("(carol is not)"),
+        err.contains("ds01: this container may open every device")
+            && err.contains("(carol is not)"),
         "{err}"
     );
-    // An admin passes ds01's check (runc may still refuse in a sandbox without capabilities).
+    // An admin's privileged container (its spec holds every GPU node the
+    // host has: Docker copied them all) passes ds01 unallocated. Where the
+    // sandbox lets runc grant every capability it then starts and sees them.
     let out = d.docker(&[
         "run",
         "--rm",
@@ -650,12 +654,23 @@ fn owners_are_held_to_their_own_shares() {
         "--label",
         "ds01.user=dana",
         "busybox:local",
-        "true",
+        "sh",
+        "-c",
+        "ls /dev/nvidia0 /dev/nvidia1",
     ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() {
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "/dev/nvidia0\n/dev/nvidia1\n"
+        );
+    } else {
+        assert!(!err.contains("ds01:") && err.contains("caps"), "{err}");
+    }
     assert!(
-        !String::from_utf8_lossy(&out.stderr).contains("ds01:"),
+        d.env.shim_log().contains("sees every GPU"),
         "{}",
-        String::from_utf8_lossy(&out.stderr)
+        d.env.shim_log()
     );
 
     d.ok(&["rm", "-f", "alice1", "bob1", "bob2"]);
@@ -687,10 +702,9 @@ fn owners_are_held_to_their_own_shares() {
     let carol = events_of(&d, "carol");
     assert_eq!(carol.len(), 1);
     assert_eq!(carol[0].0, "refuse");
-    assert!(
-        events_of(&d, "dana").is_empty(),
-        "an admin's privileged container is not refused"
-    );
+    let dana = events_of(&d, "dana");
+    assert_eq!(dana.len(), 1, "{dana:?}");
+    assert_eq!(dana[0].0, "bypass", "written down as seeing every GPU");
 
     // The same through the CLI, as a person reads it.
     let out = Command::new(cli_bin())
@@ -875,7 +889,24 @@ fn containers_reach_only_their_own_devices() {
         "{out}"
     );
 
-    // A raw device brought along is a request like any other: ds01 picks.
+    // A GPU node brought along, under any name, is a request like any
+    // other: ds01 picks, and the node asked for is gone.
+    for dev in ["/dev/nvidia0:/dev/gpu0", "/dev/nvidia0", "/dev/nvidiactl"] {
+        let out = d.ok(&[
+            "run",
+            "--rm",
+            "--device",
+            dev,
+            "busybox:local",
+            "sh",
+            "-c",
+            &format!("{NODES_SCRIPT}; ls /dev/gpu0 2>&1; true"),
+        ]);
+        assert_eq!(device_lines(&out), FIRST_SLICE_NODES, "{dev}: {out}");
+        assert!(out.contains("VISIBLE=MIG-"), "{out}");
+        assert!(out.contains("/dev/gpu0: No such file"), "{out}");
+    }
+    // What is only named like a GPU node is none: /dev/null stays /dev/null.
     let out = d.ok(&[
         "run",
         "--rm",
@@ -884,9 +915,45 @@ fn containers_reach_only_their_own_devices() {
         "busybox:local",
         "sh",
         "-c",
-        NODES_SCRIPT,
+        "echo VISIBLE=$NVIDIA_VISIBLE_DEVICES",
     ]);
-    assert_eq!(device_lines(&out), FIRST_SLICE_NODES, "{out}");
-    assert!(out.contains("VISIBLE=MIG-"), "{out}");
+    assert_eq!(out, "VISIBLE=\n");
+    d.expect_held(0);
+}
+
+#[test]
+fn device_rules_around_the_allocator_are_refused() {
+    let _g = lock();
+    let Some(d) = start("", false) else { return };
+    for (rule, words) in [
+        ("c 195:* rwm", "open NVIDIA devices (c 195:* rwm)"),
+        ("c 195:0 rwm", "open NVIDIA devices (c 195:0 rwm)"),
+        ("a 1:3 r", "may open every device"),
+    ] {
+        let out = d.docker(&[
+            "run",
+            "--rm",
+            "--device-cgroup-rule",
+            rule,
+            "-v",
+            "/dev:/host-dev",
+            "busybox:local",
+            "sh",
+            "-c",
+            "cat /host-dev/nvidia0",
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{rule}: {err}");
+        assert!(err.contains(words), "{rule}: {err}");
+    }
+    // A plain container's harmless rules still pass.
+    d.ok(&[
+        "run",
+        "--rm",
+        "--device-cgroup-rule",
+        "c 10:200 rwm",
+        "busybox:local",
+        "true",
+    ]);
     d.expect_held(0);
 }

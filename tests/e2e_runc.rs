@@ -38,6 +38,8 @@ fn setup(extra: &str) -> Option<Runc> {
         return None;
     }
     let runc = runc.unwrap();
+    // A GPU server's /dev holds the NVIDIA nodes: test as the real host is.
+    host_nodes();
     let env = Env::new(&runc, extra);
     let rootfs = env.path("rootfs");
     make_busybox_rootfs(&busybox.unwrap(), &rootfs);

@@ -25,7 +25,11 @@ fn edit(bundle: &Path, f: impl FnOnce(&mut Value)) {
 fn push(v: &mut Value, pointer: &str, item: Value) {
     let (parent, key) = pointer.rsplit_once('/').unwrap();
     let slot = v.pointer_mut(parent).unwrap();
-    let arr = slot.as_object_mut().unwrap().entry(key).or_insert(json!([]));
+    let arr = slot
+        .as_object_mut()
+        .unwrap()
+        .entry(key)
+        .or_insert(json!([]));
     arr.as_array_mut().unwrap().push(item);
 }
 

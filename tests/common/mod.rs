@@ -195,3 +195,56 @@ pub fn make_busybox_rootfs(busybox: &Path, rootfs: &Path) {
         std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
     }
 }
+
+/// Where the harness lists the device nodes it made on the host, for
+/// `contrib/test.sh` to remove when the run ends.
+pub const HOST_NODES_LIST: &str = "/run/ds01-test-host-nodes";
+
+/// Makes the simulated inventory's device nodes on the host, as a real GPU
+/// server has them (Docker copies them into `--privileged` specs; runc
+/// bind-mounts them in user namespaces). Needs root; nodes already there
+/// are left alone, and each one made is listed in [`HOST_NODES_LIST`].
+pub fn host_nodes() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let text = std::fs::read_to_string(sim_inventory()).unwrap();
+        let inv = ds01::inventory::sim::parse(&sim_inventory(), &text).unwrap();
+        let mut nodes = inv.common_nodes.clone();
+        for u in inv.units() {
+            nodes.extend(u.nodes());
+        }
+        for g in &inv.gpus {
+            nodes.extend(g.drm.iter().cloned());
+        }
+        nodes.sort_by(|a, b| a.path.cmp(&b.path));
+        nodes.dedup();
+        let mut made = String::new();
+        for n in nodes {
+            let p = Path::new(&n.path);
+            if p.exists() {
+                continue;
+            }
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            let dev = libc::makedev(n.major, n.minor);
+            let path = std::ffi::CString::new(n.path.clone()).unwrap();
+            // SAFETY: mknod with a valid C string.
+            let rc = unsafe { libc::mknod(path.as_ptr(), libc::S_IFCHR | 0o666, dev) };
+            assert_eq!(
+                rc,
+                0,
+                "mknod {}: {}",
+                n.path,
+                std::io::Error::last_os_error()
+            );
+            made.push_str(&n.path);
+            made.push('\n');
+        }
+        use std::io::Write;
+        let mut list = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(HOST_NODES_LIST)
+            .unwrap();
+        list.write_all(made.as_bytes()).unwrap();
+    });
+}
