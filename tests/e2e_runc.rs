@@ -114,6 +114,104 @@ impl Runc {
     fn shim(&self, bundle: &Path, rest: &[&str]) -> Output {
         self.env.run_shim(&self.args(bundle, rest))
     }
+
+    /// A config whose `runc` is a shell script around the real one
+    /// (`$RUNC` in `body`), sharing the state directory: where faults are put in.
+    fn wrapped(&self, name: &str, body: &str) -> PathBuf {
+        let script = self.env.path(&format!("{name}-runc"));
+        std::fs::write(
+            &script,
+            format!("#!/bin/sh\nRUNC={:?}\n{body}\n", self.runc),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let cfg = self.env.path(&format!("{name}.toml"));
+        let text = std::fs::read_to_string(&self.env.config).unwrap();
+        std::fs::write(
+            &cfg,
+            text.replace(&format!("{:?}", self.runc), &format!("{script:?}")),
+        )
+        .unwrap();
+        cfg
+    }
+
+    /// `create` through the shim with another config, in the background.
+    fn spawn_create(&self, cfg: &Path, bundle: &Path, id: &str) -> std::process::Child {
+        let b = bundle.display().to_string();
+        let pid = bundle.join("init.pid").display().to_string();
+        self.env
+            .shim()
+            .env("DS01_CONFIG", cfg)
+            .args(self.args(bundle, &["create", "--bundle", &b, "--pid-file", &pid, id]))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    fn gpu_bundle(&self, name: &str) -> PathBuf {
+        self.bundle(name, "sleep 60", &["NVIDIA_VISIBLE_DEVICES=all"])
+    }
+
+    fn wait_held(&self, n: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while self.env.held().len() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no allocation appeared"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Creates GPU containers until one is refused; returns their ids.
+    fn fill(&self, tag: &str) -> Vec<String> {
+        let mut ids = Vec::new();
+        for i in 0..8 {
+            let id = format!("{tag}{i}");
+            let b = self.gpu_bundle(&id);
+            if !self.create(&b, &id).success() {
+                let e = last_oci_error(&b.join("log.json")).unwrap_or_default();
+                assert!(e.contains("free"), "{e}");
+                return ids;
+            }
+            ids.push(id);
+        }
+        panic!("more containers than slices: {ids:?}");
+    }
+
+    /// The invariants after any fault: every held slice is held once, by a
+    /// container runc knows or a create in flight; after deleting
+    /// everything and `ds01 gc` nothing is held; a plain container runs.
+    fn check_after_fault(&self) {
+        let held = self.env.held();
+        let mut devs: Vec<&String> = held.iter().map(|h| &h.0).collect();
+        devs.sort();
+        devs.dedup();
+        assert_eq!(
+            devs.len(),
+            held.len(),
+            "a slice in two containers: {held:?}"
+        );
+        if let Ok(entries) = std::fs::read_dir(&self.root) {
+            for e in entries.flatten() {
+                let id = e.file_name().to_string_lossy().into_owned();
+                let b = self.env.path(&id);
+                let _ = self.shim(&b, &["delete", "--force", &id]);
+            }
+        }
+        let out = self.env.cli(&["gc"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(self.env.held().is_empty(), "leaked: {:?}", self.env.held());
+        let p = self.bundle("plain-after", "echo plain", &[]);
+        let out = self.run(&p, "plain-after");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "plain\n");
+    }
 }
 
 impl Drop for Runc {
@@ -255,21 +353,7 @@ fn killed_container_frees_its_slice_on_delete() {
 #[test]
 fn shim_killed_before_runc_ran_is_reclaimed_by_the_next_create() {
     let Some(r) = setup("") else { return };
-    // A config whose "runc" stalls, sharing the state directory.
-    let stall = r.env.path("stall-runc");
-    std::fs::write(
-        &stall,
-        format!("#!/bin/sh\nsleep 30\nexec {} \"$@\"\n", r.runc.display()),
-    )
-    .unwrap();
-    std::fs::set_permissions(&stall, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let stall_cfg = r.env.path("stall.toml");
-    let text = std::fs::read_to_string(&r.env.config).unwrap();
-    std::fs::write(
-        &stall_cfg,
-        text.replace(&format!("{:?}", r.runc), &format!("{stall:?}")),
-    )
-    .unwrap();
+    let stall_cfg = r.wrapped("stall", "sleep 30\nexec \"$RUNC\" \"$@\"");
 
     let b = r.bundle("s", "sleep 60", &["NVIDIA_VISIBLE_DEVICES=all"]);
     let mut cmd = r.env.shim();
@@ -332,4 +416,163 @@ fn broken_config_refuses_gpu_containers_and_runs_the_rest() {
     let out = r.run(&p, "p1");
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout), "still-runs\n");
+}
+
+// Fault injection: the runtime, runc, the state filesystem and the ledger
+// fail at each stage; docs/reliability.md holds the table.
+
+#[test]
+fn runtime_killed_while_runc_creates_keeps_the_slice_for_the_orphan() {
+    let Some(r) = setup("") else { return };
+    let slow = r.wrapped("slow", "sleep 2\nexec \"$RUNC\" \"$@\"");
+    let b = r.gpu_bundle("orphan");
+    let mut child = r.spawn_create(&slow, &b, "orphan");
+    r.wait_held(1);
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    child.wait().unwrap();
+    // While the orphaned runc may still bring the container up, its slice is not handed on.
+    let others = r.fill("o");
+    assert_eq!(others.len(), 6, "{others:?}");
+    // The orphan made its container: it holds the slice, once.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(r.root.join("orphan/state.json").exists());
+    assert!(r.env.held().iter().any(|h| h.1 == "orphan"));
+    r.check_after_fault();
+}
+
+#[test]
+fn runtime_killed_after_runc_created_keeps_the_slice_with_the_container() {
+    let Some(r) = setup("") else { return };
+    let die = r.wrapped(
+        "die",
+        "\"$RUNC\" \"$@\"; rc=$?\ncase \"$*\" in *create*) kill -9 $PPID ;; esac\nexit $rc",
+    );
+    let b = r.gpu_bundle("c");
+    let mut child = r.spawn_create(&die, &b, "c");
+    child.wait().unwrap();
+    assert!(r.root.join("c/state.json").exists());
+    assert_eq!(
+        r.fill("x").len(),
+        6,
+        "the created container keeps its slice"
+    );
+    r.check_after_fault();
+}
+
+#[test]
+fn runc_killed_mid_create_frees_the_slice() {
+    let Some(r) = setup("") else { return };
+    let pidfile = r.env.path("runc.pid");
+    let slow = r.wrapped(
+        "slow",
+        &format!("echo $$ > {pidfile:?}\nsleep 30\nexec \"$RUNC\" \"$@\""),
+    );
+    let b = r.gpu_bundle("k");
+    let child = r.spawn_create(&slow, &b, "k");
+    r.wait_held(1);
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(128 + libc::SIGKILL));
+    assert!(r.env.held().is_empty(), "released when runc died");
+    r.check_after_fault();
+}
+
+#[test]
+fn runtime_killed_during_delete_leaks_nothing() {
+    let Some(r) = setup("") else { return };
+    let b = r.gpu_bundle("d");
+    assert!(r.create(&b, "d").success());
+    let die = r.wrapped(
+        "die",
+        "case \"$*\" in *delete*) kill -9 $PPID ;; esac\nexec \"$RUNC\" \"$@\"",
+    );
+    let out = r
+        .env
+        .shim()
+        .env("DS01_CONFIG", &die)
+        .args(r.args(&b, &["delete", "--force", "d"]))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), None, "the runtime was killed");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(!r.root.join("d/state.json").exists(), "runc deleted it");
+    // runc's delete ran the poststop hook, which released it; gc would have too.
+    assert!(r.env.held().is_empty(), "{}", r.env.shim_log());
+    r.check_after_fault();
+}
+
+#[test]
+fn a_full_state_filesystem_refuses_gpu_creates_and_leaves_the_ledger_whole() {
+    let Some(r) = setup("") else { return };
+    let state = r.env.path("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let mount = Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=64k,mode=0755",
+            "ds01-test",
+            state.to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(mount.success());
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _u = Unmount(state.clone());
+    let first = r.gpu_bundle("f1");
+    assert!(r.create(&first, "f1").success());
+    let filler = state.join("filler");
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", &format!("of={}", filler.display()), "bs=4k"])
+        .stderr(Stdio::null())
+        .status();
+    let b = r.gpu_bundle("f2");
+    assert!(!r.create(&b, "f2").success());
+    let e = last_oci_error(&b.join("log.json")).unwrap();
+    assert!(e.contains("No space left"), "{e}");
+    // Nothing half-written: the ledger still reads and holds the first.
+    assert_eq!(r.env.held().len(), 1);
+    let p = r.bundle("plain", "echo plain", &[]);
+    assert_eq!(
+        String::from_utf8_lossy(&r.run(&p, "plain").stdout),
+        "plain\n"
+    );
+    std::fs::remove_file(&filler).unwrap();
+    assert!(r.create(&b, "f2").success());
+    r.check_after_fault();
+}
+
+#[test]
+fn a_corrupt_ledger_beside_running_containers_hands_out_no_slice_twice() {
+    let Some(r) = setup("") else { return };
+    for id in ["r1", "r2"] {
+        let b = r.gpu_bundle(id);
+        assert!(r.create(&b, id).success());
+    }
+    std::fs::write(r.env.path("state/ledger.json"), "{\"records\": [").unwrap();
+    let more = r.fill("m");
+    assert_eq!(more.len(), 5, "{more:?}");
+    let ids: Vec<String> = r.env.held().into_iter().map(|h| h.1).collect();
+    assert!(ids.contains(&"r1".to_string()) && ids.contains(&"r2".to_string()));
+    let kept = std::fs::read_dir(r.env.path("state"))
+        .unwrap()
+        .flatten()
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("ledger.json.bad-")
+        });
+    assert!(kept);
+    r.check_after_fault();
 }

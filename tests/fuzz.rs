@@ -1,0 +1,258 @@
+//! Property tests, run with the normal test command for a bounded number of
+//! cases: the readers never panic on any input, and the spec patch's
+//! invariant holds on every generated spec: afterwards the spec opens
+//! exactly the allocated NVIDIA nodes, and patching again changes nothing.
+
+mod common;
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+use ds01::access::{self, NvidiaDevices};
+use ds01::inventory::{Inventory, sim};
+use ds01::spec::{self, Allocation, Hook};
+
+fn inventory() -> Inventory {
+    let p = common::sim_inventory();
+    sim::parse(&p, &std::fs::read_to_string(&p).unwrap()).unwrap()
+}
+
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: 256,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+const MAJORS: [i64; 8] = [195, 226, 511, 236, 1, 10, 240, -1];
+const MINORS: [i64; 12] = [0, 1, 2, 3, 128, 129, 130, 201, 202, 254, 255, -1];
+
+fn num(xs: &'static [i64]) -> impl Strategy<Value = Option<i64>> {
+    prop_oneof![Just(None), proptest::sample::select(xs).prop_map(Some)]
+}
+
+fn device() -> impl Strategy<Value = Value> {
+    (
+        proptest::sample::select(
+            &[
+                "/dev/nvidia0",
+                "/dev/x",
+                "/dev/dri/card1",
+                "/dev/nvidia-caps/nvidia-cap201",
+                "/dev/fuse",
+            ][..],
+        ),
+        proptest::sample::select(&["c", "u", "b"][..]),
+        proptest::sample::select(&MAJORS[..7]),
+        proptest::sample::select(&MINORS[..11]),
+    )
+        .prop_map(|(p, t, ma, mi)| json!({"path": p, "type": t, "major": ma, "minor": mi}))
+}
+
+fn rule() -> impl Strategy<Value = Value> {
+    (
+        any::<bool>(),
+        proptest::sample::select(&["a", "c", "b", "u", ""][..]),
+        num(&MAJORS),
+        num(&MINORS),
+        proptest::sample::select(&["rwm", "m", "r", "w", ""][..]),
+    )
+        .prop_map(|(allow, t, ma, mi, acc)| {
+            let mut r = json!({"allow": allow, "access": acc});
+            if !t.is_empty() {
+                r["type"] = json!(t);
+            }
+            if let Some(m) = ma {
+                r["major"] = json!(m);
+            }
+            if let Some(m) = mi {
+                r["minor"] = json!(m);
+            }
+            r
+        })
+}
+
+fn env() -> impl Strategy<Value = Vec<String>> {
+    proptest::collection::vec(
+        proptest::sample::select(
+            &[
+                "PATH=/bin",
+                "NVIDIA_VISIBLE_DEVICES=all",
+                "NVIDIA_VISIBLE_DEVICES=none",
+                "NVIDIA_VISIBLE_DEVICES=0,1",
+                "NVIDIA_VISIBLE_DEVICES=/var/run/nvidia-container-devices",
+                "DS01_GPU_PROFILE=1g.10gb",
+                "DS01_GPU_PROFILE=full",
+            ][..],
+        )
+        .prop_map(String::from),
+        0..4,
+    )
+}
+
+fn spec_strategy() -> impl Strategy<Value = Value> {
+    (
+        proptest::collection::vec(device(), 0..6),
+        proptest::collection::vec(rule(), 0..6),
+        env(),
+        any::<bool>(),
+    )
+        .prop_map(|(devs, rules, env, ann)| {
+            let mut s = json!({
+                "ociVersion": "1.0.2",
+                "process": {"env": env},
+                "linux": {"devices": devs, "resources": {"devices": rules}},
+            });
+            if ann {
+                s["annotations"] =
+                    json!({"nvidia.cdi.k8s.io/x": "nvidia.com/gpu=all", "keep": "1"});
+            }
+            s
+        })
+}
+
+/// Whether the cgroup rules, read in order (the last match wins) and the
+/// nodes (runc allows each), let the container open char device `ma:mi`.
+fn opens(spec: &Value, ma: i64, mi: i64) -> bool {
+    let nodes = spec["linux"]["devices"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if nodes.iter().any(|d| {
+        matches!(d["type"].as_str(), Some("c" | "u") | None)
+            && d["major"].as_i64() == Some(ma)
+            && d["minor"].as_i64() == Some(mi)
+    }) {
+        return true;
+    }
+    let mut open = false;
+    for r in spec["linux"]["resources"]["devices"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    {
+        let r = access::Rule::read(&r);
+        let matches = (r.kind == 'a' || r.kind == 'c')
+            && (r.kind == 'a' || r.major.is_none_or(|m| m == ma))
+            && (r.kind == 'a' || r.minor.is_none_or(|m| m == mi));
+        if matches && r.opens {
+            open = r.allow;
+        }
+    }
+    open
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn the_patch_opens_exactly_the_allocation_and_is_idempotent(
+        s in spec_strategy(),
+        unit_index in 0usize..8,
+    ) {
+        let inv = inventory();
+        let dev = NvidiaDevices::of(&inv);
+        let judged = access::judge(&s, &dev);
+        // Specs with a wide or stray rule are refused (or an admin's, untouched).
+        prop_assume!(judged.bypass().is_none());
+        let unit = &inv.units()[unit_index];
+        let mut nodes = inv.common_nodes.clone();
+        nodes.extend(unit.nodes());
+        let alloc = Allocation {
+            uuids: vec![unit.uuid.to_string()],
+            nodes: nodes.clone(),
+            deny_majors: inv.nvidia_majors(),
+            hook: Hook { path: "/usr/bin/ds01-runtime".into(), args: vec!["x".into()], env: vec![] },
+            annotation: "{}".into(),
+        };
+        let patch = |mut v: Value| {
+            spec::strip_gpu_routes(&mut v, &dev);
+            spec::inject(&mut v, &alloc);
+            v
+        };
+        let after = patch(s.clone());
+        let mut universe: Vec<(i64, i64)> = Vec::new();
+        for ma in [195i64, 511, 236] {
+            for mi in MINORS.iter().copied().filter(|m| *m >= 0) {
+                universe.push((ma, mi));
+            }
+        }
+        for (_, mi) in &dev.drm {
+            universe.push((226, i64::from(*mi)));
+        }
+        for (ma, mi) in universe {
+            let allocated = nodes.iter().any(|n| i64::from(n.major) == ma && i64::from(n.minor) == mi);
+            prop_assert_eq!(opens(&after, ma, mi), allocated, "{}:{} in {}", ma, mi, after);
+        }
+        prop_assert_eq!(patch(after.clone()), after);
+    }
+
+    #[test]
+    fn reading_any_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+        let _ = ds01::oci::read(&bytes);
+        let _ = serde_json::from_slice::<ds01::ledger::Records>(&bytes);
+    }
+
+    #[test]
+    fn reading_mutated_specs_never_panics_and_judging_read_specs_neither(
+        s in spec_strategy(),
+        cut in 0usize..400,
+        flip in any::<u8>(),
+    ) {
+        let mut bytes = serde_json::to_vec(&s).unwrap();
+        if !bytes.is_empty() {
+            let at = cut % bytes.len();
+            bytes[at] ^= flip;
+        }
+        if let Ok(read) = ds01::oci::read(&bytes) {
+            let dev = NvidiaDevices::of(&inventory());
+            let a = access::judge(&read.value, &dev);
+            let _ = ds01::request::from_spec(&read.value, &a);
+            let _ = access::might_touch_nvidia(&read.value);
+            let _ = ds01::recover::note_of(&read.value);
+        }
+    }
+
+    #[test]
+    fn every_request_asks_for_at_least_one_device(s in spec_strategy()) {
+        let dev = NvidiaDevices::of(&inventory());
+        let a = access::judge(&s, &dev);
+        if let Ok(Some(req)) = ds01::request::from_spec(&s, &a) {
+            prop_assert!(req.count >= 1);
+        }
+        // What the first look clears, the full judgement finds no request in.
+        if !access::might_touch_nvidia(&s) {
+            prop_assert_eq!(ds01::request::from_spec(&s, &a), Ok(None));
+            prop_assert!(a.bypass().is_none() && a.nodes.is_empty());
+        }
+    }
+
+    #[test]
+    fn argv_scanning_never_panics_and_finds_docker_s_id(
+        noise in proptest::collection::vec(".{0,12}", 0..8),
+        id in "[a-f0-9]{12}",
+    ) {
+        let args: Vec<OsString> = noise.iter().map(OsString::from).collect();
+        let _ = ds01::shim::argv::scan(&args);
+        let docker: Vec<OsString> = [
+            "--root", "/run/x", "--log", "/b/log.json", "--log-format", "json",
+            "create", "--bundle", "/b", "--pid-file", "/b/init.pid", &id,
+        ].iter().map(OsString::from).collect();
+        let a = ds01::shim::argv::scan(&docker);
+        prop_assert_eq!(a.id.as_deref(), Some(id.as_str()));
+        prop_assert_eq!(a.command.as_deref(), Some("create"));
+    }
+
+    #[test]
+    fn any_config_text_parses_or_names_the_file(text in "[a-z_=\\[\\]\"0-9 .\n/-]{0,120}") {
+        if let Err(e) = ds01::config::Config::parse(Path::new("/etc/ds01/config.toml"), &text) {
+            let msg = e.to_string();
+            prop_assert!(msg.contains("/etc/ds01/config.toml"), "{}", msg);
+            prop_assert!(!msg.contains('\n'), "one line: {}", msg);
+        }
+    }
+}
