@@ -441,6 +441,48 @@ fn containers_killed_with_dockerd_are_freed_after_restart() {
 }
 
 #[test]
+fn a_killed_containerd_shim_leaks_nothing_and_hands_out_nothing_twice() {
+    let _g = lock();
+    let Some(d) = start("", false) else { return };
+    d.run_gpu("victim", &["sleep", "300"]);
+    let id = d.full_id("victim");
+    d.expect_held(1);
+    // The containerd shim of that container, found by its -id argument.
+    let shim = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .find(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd);
+            cmd.contains("containerd-shim") && cmd.contains(&id)
+        })
+        .expect("the container's containerd shim");
+    unsafe { libc::kill(shim, libc::SIGKILL) };
+    // Whatever Docker makes of it, no slice is held twice...
+    for i in 0..3 {
+        d.run_gpu(&format!("other{i}"), &["sleep", "300"]);
+    }
+    let held = d.held();
+    let mut devs: Vec<&String> = held.iter().map(|h| &h.0).collect();
+    devs.dedup();
+    assert_eq!(devs.len(), held.len(), "{held:?}");
+    // ...and once it is removed, nothing is left after gc.
+    let _ = d.docker(&["rm", "-f", "victim", "other0", "other1", "other2"]);
+    let out = Command::new(cli_bin())
+        .env("DS01_CONFIG", &d.env.config)
+        .arg("gc")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    d.expect_held(0);
+    assert_eq!(
+        d.ok(&["run", "--rm", "busybox:local", "echo", "plain"]),
+        "plain\n"
+    );
+}
+
+#[test]
 fn stop_then_start_gets_a_fresh_allocation() {
     let _g = lock();
     let Some(d) = start("", false) else { return };
