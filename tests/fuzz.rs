@@ -136,9 +136,8 @@ fn opens(spec: &Value, ma: i64, mi: i64) -> bool {
         .unwrap_or_default()
     {
         let r = access::Rule::read(&r);
-        let matches = (r.kind == 'a' || r.kind == 'c')
-            && (r.kind == 'a' || r.major.is_none_or(|m| m == ma))
-            && (r.kind == 'a' || r.minor.is_none_or(|m| m == mi));
+        let numbers = r.major.is_none_or(|m| m == ma) && r.minor.is_none_or(|m| m == mi);
+        let matches = r.kind == 'a' || (r.kind == 'c' && numbers);
         if matches && r.opens {
             open = r.allow;
         }
