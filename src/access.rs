@@ -98,8 +98,7 @@ fn char_node(d: &Value) -> Option<Node> {
 /// node or allow rule on a major the driver could have, or a wide rule.
 /// `false` means runc may run it as it is, with no inventory read.
 pub fn might_touch_nvidia(spec: &Value) -> bool {
-    let env = oci::env(spec);
-    if oci::env_value(&env, VISIBLE).is_some() || oci::env_value(&env, PROFILE).is_some() {
+    if env_asks(spec) {
         return true;
     }
     if oci::array(spec, "/linux/devices")
@@ -120,6 +119,17 @@ pub fn might_touch_nvidia(spec: &Value) -> bool {
         return true;
     }
     !device_annotations(spec).is_empty() || !device_list_mounts(spec).is_empty()
+}
+
+/// Whether the environment asks for a GPU: `NVIDIA_VISIBLE_DEVICES` other
+/// than `none`/`void`/empty (any case), or a `DS01_GPU_PROFILE`.
+pub fn env_asks(spec: &Value) -> bool {
+    let env = oci::env(spec);
+    let visible = oci::env_value(&env, VISIBLE).is_some_and(|v| {
+        let v = v.trim();
+        !(v.is_empty() || v.eq_ignore_ascii_case("none") || v.eq_ignore_ascii_case("void"))
+    });
+    visible || oci::env_value(&env, PROFILE).is_some_and(|p| !p.trim().is_empty())
 }
 
 /// The NVIDIA devices of this host, by number.

@@ -585,3 +585,28 @@ fn a_foreground_run_passes_signals_to_runc_and_releases() {
     assert_eq!(status.code(), Some(128 + libc::SIGTERM), "{status:?}");
     assert!(f.env.held().is_empty(), "released when the run ended");
 }
+
+#[test]
+fn an_unreadable_inventory_refuses_bypasses_only_where_a_driver_is_loaded() {
+    let f = Fake::new(ADMIN);
+    f.env.write_config(
+        &repo().join("tests/fake_runc.sh"),
+        &format!("inventory = {:?}\n", f.env.path("missing.toml")),
+    );
+    let b = f.bundle("priv", "privileged.json");
+    let out = f.create(&b, "priv", &[]);
+    if Path::new("/dev/nvidiactl").exists() {
+        // A GPU host whose inventory cannot be read: nothing is let around it.
+        assert_eq!(out.status.code(), Some(1));
+        assert!(error_of(&b).contains("missing.toml"), "{}", error_of(&b));
+    } else {
+        // No driver, no GPU to protect: the privileged container runs.
+        assert!(out.status.success(), "{}", error_of(&b));
+        assert!(f.env.shim_log().contains("passed to runc unjudged"));
+    }
+    // A GPU request fails plainly either way.
+    let g = f.bundle("gpu", "gpu.json");
+    let out = f.create(&g, "gpu", &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(error_of(&g).contains("missing.toml"), "{}", error_of(&g));
+}

@@ -2,6 +2,7 @@
 //! container, patch its spec, run runc, and note the init pid or release.
 
 use std::ffi::OsString;
+use std::path::Path;
 
 use ds01::access;
 use ds01::config::{self, Config};
@@ -11,6 +12,9 @@ use ds01::inventory::snapshot;
 use ds01::shim::{self, Ctx, Plan, argv::Argv};
 
 use crate::runc;
+
+/// Present wherever the NVIDIA driver is loaded.
+const DRIVER_NODE: &str = "/dev/nvidiactl";
 
 pub fn run(args: &[OsString], argv: &Argv) -> i32 {
     // runc takes a relative bundle (or none) from the working directory.
@@ -50,6 +54,18 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
     };
     let inv = match snapshot::load(&cfg) {
         Ok(inv) => inv,
+        // A host without the NVIDIA driver has no GPU to keep anyone from:
+        // a container that asks for none (a --privileged one, say) runs.
+        Err(e) if !access::env_asks(&spec.value) && !Path::new(DRIVER_NODE).exists() => {
+            ds01::log::append(
+                &cfg.log,
+                "warn",
+                &format!(
+                    "{e}; no {DRIVER_NODE} on this host, so container passed to runc unjudged"
+                ),
+            );
+            return runc::exec(&cfg.runc, args, argv);
+        }
         Err(e) => return fail(argv, &shim::ShimError::from(e).to_string()),
     };
     let exe = self_path();
