@@ -589,10 +589,12 @@ fn a_foreground_run_passes_signals_to_runc_and_releases() {
 #[test]
 fn an_unreadable_inventory_refuses_bypasses_only_where_a_driver_is_loaded() {
     let f = Fake::new(ADMIN);
-    f.env.write_config(
-        &repo().join("tests/fake_runc.sh"),
-        &format!("inventory = {:?}\n", f.env.path("missing.toml")),
+    let text = std::fs::read_to_string(&f.env.config).unwrap();
+    let text = text.replace(
+        &format!("inventory = {:?}", sim_inventory()),
+        &format!("inventory = {:?}", f.env.path("missing.toml")),
     );
+    std::fs::write(&f.env.config, text).unwrap();
     let b = f.bundle("priv", "privileged.json");
     let out = f.create(&b, "priv", &[]);
     if Path::new("/dev/nvidiactl").exists() {
