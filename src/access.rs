@@ -63,9 +63,10 @@ impl Rule {
     }
 
     /// An allow rule that opens every character device: runc turns any
-    /// type-`a` rule into allow-all, and `c *:*` is every char device.
+    /// type-`a` allow rule into allow-all, whatever its numbers and access,
+    /// and `c *:*` with read or write is every char device.
     pub fn is_wide(&self) -> bool {
-        self.allow && self.opens && (self.kind == 'a' || (self.kind == 'c' && self.major.is_none()))
+        self.allow && (self.kind == 'a' || (self.kind == 'c' && self.major.is_none() && self.opens))
     }
 
     pub fn text(&self) -> String {
@@ -118,7 +119,32 @@ pub fn might_touch_nvidia(spec: &Value) -> bool {
     {
         return true;
     }
-    !device_annotations(spec).is_empty() || !device_list_mounts(spec).is_empty()
+    !device_annotations(spec).is_empty()
+        || !device_list_mounts(spec).is_empty()
+        || has_nvidia_hook(spec)
+}
+
+/// Names NVIDIA's hook goes by (`nvidia-container-toolkit` in podman's and
+/// CRI-O's hooks.d): where one runs, it reads the environment and mounts
+/// for devices, so a spec carrying one is judged even without a request.
+const NVIDIA_HOOKS: [&str; 2] = ["nvidia-container-runtime-hook", "nvidia-container-toolkit"];
+
+pub fn is_nvidia_hook(h: &Value) -> bool {
+    h.get("path")
+        .and_then(Value::as_str)
+        .and_then(|p| std::path::Path::new(p).file_name())
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| NVIDIA_HOOKS.contains(&n))
+}
+
+pub fn has_nvidia_hook(spec: &Value) -> bool {
+    ["prestart", "createRuntime", "createContainer"]
+        .iter()
+        .any(|phase| {
+            oci::array(spec, &format!("/hooks/{phase}"))
+                .iter()
+                .any(is_nvidia_hook)
+        })
 }
 
 /// Whether the environment asks for a GPU: `NVIDIA_VISIBLE_DEVICES` other
@@ -179,11 +205,11 @@ impl NvidiaDevices {
 
     /// Whether an allow rule opens some NVIDIA device.
     pub fn rule_opens(&self, r: &Rule) -> bool {
-        if !r.allow || !r.opens {
-            return false;
-        }
         if r.is_wide() {
             return true;
+        }
+        if !r.allow || !r.opens {
+            return false;
         }
         match (r.kind, r.major) {
             ('c', Some(m)) if self.on_major(m) => true,
@@ -432,11 +458,17 @@ mod tests {
             assert!(might_touch_nvidia(&s), "{r}");
             assert!(judge(&s, &devices()).wide.is_some(), "{r}");
         }
-        // Deny rules and mknod-only rules open nothing.
+        // A type-a allow rule is allow-all in runc, even for mknod only.
+        assert!(
+            judge(&spec(json!([]), json!([rule("a", 1, 3, "m")])), &devices())
+                .wide
+                .is_some()
+        );
+        // Deny rules and char mknod-only wildcards open nothing.
         for r in [
             json!({"allow": false, "access": "rwm"}),
             json!({"type": "a", "access": "rwm"}),
-            rule("a", 1, 3, "m"),
+            json!({"allow": true, "type": "c", "major": -1, "minor": -1, "access": "m"}),
         ] {
             assert!(
                 judge(&spec(json!([]), json!([r.clone()])), &devices())

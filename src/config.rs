@@ -23,6 +23,8 @@ const KEYS: &[&str] = &[
     "unknown_owner",
     "admin_group",
     "image_catalog",
+    "driver_injection",
+    "cdi_spec_dirs",
     "defaults",
     "groups",
     "users",
@@ -45,6 +47,27 @@ pub enum ConfigError {
         key: String,
         msg: String,
     },
+}
+
+/// How a GPU container gets the driver's user space (libcuda, nvidia-smi).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DriverInjection {
+    /// CDI when a spec covers the devices, else NVIDIA's hook, else nodes only.
+    Auto,
+    Cdi,
+    Hook,
+    None,
+}
+
+impl DriverInjection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DriverInjection::Auto => "auto",
+            DriverInjection::Cdi => "cdi",
+            DriverInjection::Hook => "hook",
+            DriverInjection::None => "none",
+        }
+    }
 }
 
 /// Where the GPU inventory comes from.
@@ -90,6 +113,10 @@ pub struct Config {
     pub policy: Policy,
     /// The images `devcontainer init` offers and `devcontainer check` knows.
     pub image_catalog: PathBuf,
+    /// How GPU containers get the driver's libraries.
+    pub driver_injection: DriverInjection,
+    /// Where CDI specs are looked for, lowest priority first.
+    pub cdi_spec_dirs: Vec<PathBuf>,
 }
 
 impl Default for Config {
@@ -108,6 +135,8 @@ impl Default for Config {
             admin_group: "ds01-admin".to_string(),
             policy: Policy::default(),
             image_catalog: PathBuf::from("/etc/ds01/images.toml"),
+            driver_injection: DriverInjection::Auto,
+            cdi_spec_dirs: vec![PathBuf::from("/etc/cdi"), PathBuf::from("/var/run/cdi")],
         }
     }
 }
@@ -200,6 +229,34 @@ impl Config {
                 "image_catalog" => {
                     let p = string(value).map_err(|m| bad(key, m))?;
                     cfg.image_catalog = base.join(p);
+                }
+                "driver_injection" => {
+                    cfg.driver_injection = match value.as_str() {
+                        Some("auto") => DriverInjection::Auto,
+                        Some("cdi") => DriverInjection::Cdi,
+                        Some("hook") => DriverInjection::Hook,
+                        Some("none") => DriverInjection::None,
+                        _ => {
+                            return Err(bad(
+                                key,
+                                format!(
+                                    "must be \"auto\", \"cdi\", \"hook\" or \"none\", got {value}"
+                                ),
+                            ));
+                        }
+                    }
+                }
+                "cdi_spec_dirs" => {
+                    let dirs = value.as_array().ok_or_else(|| {
+                        bad(
+                            key,
+                            format!("must be a list of absolute paths, got {value}"),
+                        )
+                    })?;
+                    cfg.cdi_spec_dirs = dirs
+                        .iter()
+                        .map(|d| absolute(d).map_err(|m| bad(key, m)))
+                        .collect::<Result<_, _>>()?;
                 }
                 "docker_data_root" => {
                     cfg.docker_data_root = absolute(value).map_err(|m| bad(key, m))?
@@ -484,7 +541,7 @@ mod tests {
                     c.refuse_unknown_owner,
                     c.admin_group,
                     c.policy,
-                    c.image_catalog,
+                    (c.image_catalog, c.driver_injection, c.cdi_spec_dirs),
                 )
             )
         };

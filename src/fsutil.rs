@@ -97,6 +97,29 @@ pub fn open_append(path: &Path, mode: u32) -> io::Result<File> {
         .open(path)
 }
 
+/// Reads a file only root (or whoever runs this) could have written: a
+/// regular file, not a link, not a FIFO (opened without blocking), owned
+/// by root or by us, not writable by others.
+pub fn read_trusted(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let mut f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = f.metadata()?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if !meta.is_file() || (meta.uid() != 0 && meta.uid() != me) || meta.mode() & 0o022 != 0 {
+        return Err(io::Error::other(format!(
+            "{path:?} is not a regular file that only root may write"
+        )));
+    }
+    let mut out = Vec::new();
+    f.read_to_end(&mut out)?;
+    Ok(out)
+}
+
 /// Reads a whole file without following a symlink.
 pub fn read_nofollow(path: &Path) -> io::Result<Vec<u8>> {
     use std::io::Read;
@@ -140,6 +163,16 @@ mod tests {
         assert!(open_append(&d.join("log"), 0o644).is_err());
         assert!(read_nofollow(&d.join("log")).is_err());
         assert_eq!(fs::read(&target).unwrap(), b"x");
+        // A FIFO is not waited on, and a file others may write is not trusted.
+        let fifo = d.join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        assert!(read_trusted(&fifo).is_err());
+        fs::write(d.join("open"), "x").unwrap();
+        fs::set_permissions(d.join("open"), fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(read_trusted(&d.join("open")).is_err());
+        fs::set_permissions(d.join("open"), fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(read_trusted(&d.join("open")).unwrap(), b"x");
     }
 
     #[test]

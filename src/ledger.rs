@@ -14,7 +14,9 @@ use crate::host::Host;
 use crate::inventory::Kind;
 
 pub const FILE_NAME: &str = "ledger.json";
-const LOCK_NAME: &str = "ledger.lock";
+/// Mode 0600 from the start (an earlier `ledger.lock` was readable, so
+/// lockable, by all, and a handle opened then would outlive a chmod).
+const LOCK_NAME: &str = "lock";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -361,16 +363,20 @@ impl Ledger {
         let dir = self.pending_dir();
         fsutil::ensure_dir(&self.dir).map_err(Self::io(&self.dir))?;
         fsutil::ensure_dir(&dir).map_err(Self::io(&dir))?;
+        // Made and locked under a hidden name, then renamed into place: a
+        // sweep never sees the marker unlocked.
         let path = dir.join(alloc_id);
+        let tmp = dir.join(format!(".{alloc_id}"));
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW)
-            .open(&path)
-            .map_err(Self::io(&path))?;
-        file.lock().map_err(Self::io(&path))?;
+            .open(&tmp)
+            .map_err(Self::io(&tmp))?;
+        file.lock().map_err(Self::io(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(Self::io(&path))?;
         Ok(Pending { file, path })
     }
 
@@ -382,6 +388,9 @@ impl Ledger {
         };
         for e in dir.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
             let named = records.records.iter().any(|r| r.alloc_id == name);
             if !named && !host.create_in_flight(&e.path()) {
                 let _ = std::fs::remove_file(e.path());
@@ -405,7 +414,7 @@ impl Ledger {
             .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .map_err(&io)?;
-        // A lock file from an earlier version was readable by all, and so lockable by all.
+        // Someone widened its mode: only root may hold it.
         if file.metadata().map_err(&io)?.permissions().mode() & 0o077 != 0 {
             file.set_permissions(std::fs::Permissions::from_mode(0o600))
                 .map_err(&io)?;

@@ -9,9 +9,11 @@
 pub mod access;
 pub mod allocate;
 pub mod audit;
+pub mod cdi;
 pub mod config;
 pub mod devcontainer;
 pub mod docker_config;
+pub mod driver;
 pub mod fsutil;
 pub mod host;
 pub mod identity;

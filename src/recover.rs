@@ -78,7 +78,7 @@ pub fn from_runc_root(root: &Path, host: &dyn Host) -> Vec<Record> {
         let Some(state) = read_json(&e.path().join("state.json")) else {
             continue;
         };
-        let Some(bundle) = bundle_of(&state) else {
+        let Some(bundle) = bundle_of(&state).filter(|b| trusted_dir(b)) else {
             continue;
         };
         let Some(note) = read_json(&bundle.join("config.json")).and_then(|s| note_of(&s)) else {
@@ -115,16 +115,24 @@ pub fn from_runc_root(root: &Path, host: &dyn Host) -> Vec<Record> {
 }
 
 fn read_json(path: &Path) -> Option<Value> {
-    let bytes = crate::fsutil::read_nofollow(path).ok()?;
+    let bytes = crate::fsutil::read_trusted(path).ok()?;
     crate::oci::read(&bytes).ok().map(|s| s.value)
 }
 
-/// runc keeps the bundle as a `bundle=<path>` label in its state.
+/// A bundle directory only root could have filled.
+fn trusted_dir(dir: &Path) -> bool {
+    crate::fsutil::check_dir(dir).is_ok()
+}
+
+/// runc keeps the bundle as a `bundle=<path>` label in its state, after
+/// the container's annotations (which become labels too): the last one is
+/// runc's own, an earlier one may be a user's annotation.
 fn bundle_of(state: &Value) -> Option<PathBuf> {
     crate::oci::array(state, "/config/labels")
         .iter()
         .filter_map(Value::as_str)
-        .find_map(|l| l.strip_prefix("bundle="))
+        .filter_map(|l| l.strip_prefix("bundle="))
+        .next_back()
         .map(PathBuf::from)
 }
 
@@ -177,9 +185,10 @@ mod tests {
         std::fs::create_dir_all(&plain).unwrap();
         std::fs::write(plain.join("config.json"), "{}").unwrap();
         std::fs::write(bundle.join("config.json"), spec(&note(), "a1").to_string()).unwrap();
+        // A user's annotation "bundle=..." comes first; runc's own label last.
         let state = |b: &Path| {
             json!({"init_process_pid": 4242, "init_process_start": 777,
-                   "config": {"labels": [format!("bundle={}", b.display())]}})
+                   "config": {"labels": ["bundle=/elsewhere", format!("bundle={}", b.display())]}})
             .to_string()
         };
         std::fs::write(root.join("c1/state.json"), state(&bundle)).unwrap();

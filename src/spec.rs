@@ -30,9 +30,6 @@ pub struct Hook {
 pub struct Allocation {
     pub uuids: Vec<String>,
     pub nodes: Vec<DeviceNode>,
-    /// The driver's majors: denied as a whole before the allocated nodes are
-    /// allowed, so no broader rule the container brought reaches another GPU.
-    pub deny_majors: Vec<u32>,
     pub hook: Hook,
     /// The value of the `ds01.allocation` annotation.
     pub annotation: String,
@@ -50,8 +47,7 @@ pub fn strip_gpu_routes(spec: &mut Value, dev: &NvidiaDevices) {
         .pointer_mut("/process/env")
         .and_then(Value::as_array_mut)
     {
-        let prefix = format!("{VISIBLE}=");
-        env.retain(|e| !e.as_str().is_some_and(|s| s.starts_with(&prefix)));
+        env.retain(|e| !e.as_str().is_some_and(is_device_variable));
     }
     let node_of = |v: &Value| Node {
         major: v.get("major").and_then(Value::as_i64).unwrap_or(-1),
@@ -73,9 +69,8 @@ pub fn strip_gpu_routes(spec: &mut Value, dev: &NvidiaDevices) {
         .pointer_mut("/linux/resources/devices")
         .and_then(Value::as_array_mut)
     {
-        // Allow rules that open NVIDIA devices, and ds01's own deny rules
-        // from an earlier pass (they are added again below): patching
-        // twice gives the same spec.
+        // Allow rules that open NVIDIA devices, and the deny rules earlier
+        // versions of ds01 added: patching twice gives the same spec.
         rules.retain(|r| {
             let rule = Rule::read(r);
             let nvidia_major = rule.kind == 'c'
@@ -115,6 +110,29 @@ pub fn strip_gpu_routes(spec: &mut Value, dev: &NvidiaDevices) {
     }
 }
 
+/// Variables NVIDIA's hook reads devices from: `NVIDIA_VISIBLE_DEVICES`,
+/// the swarm-resource ones (`DOCKER_RESOURCE_*`, which it prefers where
+/// configured), and the MIG config and monitor devices.
+pub fn is_device_variable(entry: &str) -> bool {
+    let name = entry.split('=').next().unwrap_or(entry);
+    name == VISIBLE
+        || name.starts_with("DOCKER_RESOURCE_")
+        || name == "NVIDIA_MIG_CONFIG_DEVICES"
+        || name == "NVIDIA_MIG_MONITOR_DEVICES"
+}
+
+/// For a container that asks for no GPU but carries NVIDIA's hook (an
+/// always-on hook from hooks.d): no device variable but `void`, so the
+/// hook gives it none (it would give legacy CUDA images every GPU).
+pub fn deny_nvidia_hook(spec: &mut Value) {
+    let Some(root) = spec.as_object_mut() else {
+        return;
+    };
+    let env = array_at(object_in(root, "process"), "env");
+    env.retain(|e| !e.as_str().is_some_and(is_device_variable));
+    env.push(Value::String(format!("{VISIBLE}=void")));
+}
+
 /// Gives the container exactly `alloc`: device nodes with `rwm` rules,
 /// `NVIDIA_VISIBLE_DEVICES`, the poststop hook (appended, replacing an
 /// earlier ds01 hook), and the annotation. Call after [`strip_gpu_routes`].
@@ -139,13 +157,11 @@ pub fn inject(spec: &mut Value, alloc: &Allocation) {
             "fileMode": 0o666, "uid": 0, "gid": 0
         })
     }));
+    // No deny rules are needed: every rule that opened an NVIDIA device was
+    // stripped, and wide ones never reach a patched spec (they are refused,
+    // or an admin's spec passes untouched). A deny after a user's wildcard
+    // would make runc's cgroup v1 emulator fail ("cannot punch hole").
     let rules = array_at(object_in(linux, "resources"), "devices");
-    rules.extend(
-        alloc
-            .deny_majors
-            .iter()
-            .map(|m| json!({"allow": false, "type": "c", "major": m, "access": "rwm"})),
-    );
     rules.extend(nodes.iter().map(|n| {
         json!({"allow": true, "type": "c", "major": n.major, "minor": n.minor, "access": "rwm"})
     }));

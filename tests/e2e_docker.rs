@@ -77,21 +77,7 @@ fn start(extra: &str, with_nvidia_hook: bool) -> Option<Dockerd> {
     let hook_log = env.path("nvidia-hook.log");
     std::fs::create_dir_all(&stub_dir).unwrap();
     if with_nvidia_hook {
-        // Stands in for NVIDIA's hook: records the NVIDIA_VISIBLE_DEVICES of
-        // the spec it was run for, as the real one reads it.
-        let hook = stub_dir.join("nvidia-container-runtime-hook");
-        std::fs::write(
-            &hook,
-            format!(
-                "#!/bin/sh\nstate=$(cat)\nbundle=$(printf '%s' \"$state\" | sed -n 's/.*\"bundle\":\"\\([^\"]*\\)\".*/\\1/p')\n\
-                 v=$(grep -o '\"NVIDIA_VISIBLE_DEVICES=[^\"]*\"' \"$bundle/config.json\" | tr -d '\"' | tr '\\n' ' ')\n\
-                 echo \"$1 $v\" >> {:?}\n",
-                hook_log
-            ),
-        )
-        .unwrap();
-        std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
+        fake_nvidia_hook(&stub_dir, &hook_log);
     }
     let daemon = serde_json::json!({
         "data-root": env.path("data"),
@@ -368,9 +354,11 @@ fn gpus_flag_reaches_nvidia_hook_with_only_the_allocation() {
         "{out}"
     );
     let hook = std::fs::read_to_string(&d.hook_log).unwrap();
+    let mounts = format!("/var/run/nvidia-container-devices/{visible} ");
     assert_eq!(
         hook,
-        format!("prestart NVIDIA_VISIBLE_DEVICES={visible} \n")
+        format!("prestart NVIDIA_VISIBLE_DEVICES={visible} | {mounts}\n"),
+        "the hook sees the allocation in the environment and, for its hardened setting, as mounts"
     );
 
     std::fs::remove_file(&d.hook_log).unwrap();
@@ -396,9 +384,44 @@ fn gpus_flag_reaches_nvidia_hook_with_only_the_allocation() {
         "{out}"
     );
     let hook = std::fs::read_to_string(&d.hook_log).unwrap();
+    let mounts: String = uuids
+        .iter()
+        .map(|u| format!("/var/run/nvidia-container-devices/{u} "))
+        .collect();
     assert_eq!(
         hook,
-        format!("prestart NVIDIA_VISIBLE_DEVICES={visible} \n")
+        format!("prestart NVIDIA_VISIBLE_DEVICES={visible} | {mounts}\n")
+    );
+    d.expect_held(0);
+}
+
+#[test]
+fn every_way_of_asking_gets_the_driver_from_cdi() {
+    let _g = lock();
+    let drv = tempfile::tempdir().unwrap();
+    let cdi = fake_cdi(drv.path());
+    let Some(d) = start(&format!("cdi_spec_dirs = [{cdi:?}]\n"), true) else {
+        return;
+    };
+    let script = format!("cat /usr/lib/libcuda.so.1 /etc/ds01-device; {NODES_SCRIPT}");
+    for way in [
+        vec!["-e", "NVIDIA_VISIBLE_DEVICES=all"],
+        vec!["--gpus", "all"],
+        vec!["--device", "/dev/nvidia0"],
+        vec!["-e", "DS01_GPU_PROFILE=1g.10gb"],
+    ] {
+        let mut args = vec!["run", "--rm"];
+        args.extend(way.iter().copied());
+        args.extend(["busybox:local", "sh", "-c", &script]);
+        let out = d.ok(&args);
+        assert!(out.starts_with("fake libcuda\n1:0\n"), "{way:?}: {out}");
+        assert_eq!(device_lines(&out), FIRST_SLICE_NODES, "{way:?}: {out}");
+    }
+    // CDI brought the driver: NVIDIA's legacy hook (--gpus) did not run as well.
+    assert!(
+        !d.hook_log.exists(),
+        "{:?}",
+        std::fs::read_to_string(&d.hook_log)
     );
     d.expect_held(0);
 }

@@ -424,10 +424,18 @@ fn broken_config_refuses_gpu_containers_and_runs_the_rest() {
 #[test]
 fn runtime_killed_while_runc_creates_keeps_the_slice_for_the_orphan() {
     let Some(r) = setup("") else { return };
-    let slow = r.wrapped("slow", "sleep 2\nexec \"$RUNC\" \"$@\"");
+    let started = r.env.path("runc-started");
+    let slow = r.wrapped(
+        "slow",
+        &format!("touch {started:?}\nsleep 2\nexec \"$RUNC\" \"$@\""),
+    );
     let b = r.gpu_bundle("orphan");
     let mut child = r.spawn_create(&slow, &b, "orphan");
-    r.wait_held(1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !started.exists() {
+        assert!(std::time::Instant::now() < deadline, "runc never started");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
     child.wait().unwrap();
     // While the orphaned runc may still bring the container up, its slice is not handed on.
@@ -470,6 +478,11 @@ fn runc_killed_mid_create_frees_the_slice() {
     let b = r.gpu_bundle("k");
     let child = r.spawn_create(&slow, &b, "k");
     r.wait_held(1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::fs::read_to_string(&pidfile).map_or(true, |s| s.trim().is_empty()) {
+        assert!(std::time::Instant::now() < deadline, "runc never started");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     let pid: i32 = std::fs::read_to_string(&pidfile)
         .unwrap()
         .trim()
@@ -575,4 +588,102 @@ fn a_corrupt_ledger_beside_running_containers_hands_out_no_slice_twice() {
         });
     assert!(kept);
     r.check_after_fault();
+}
+
+// The driver's user space, by each way ds01 can bring it.
+
+#[test]
+fn gpu_containers_get_the_driver_from_cdi_for_their_own_device() {
+    let drv = tempfile::tempdir().unwrap();
+    let cdi = fake_cdi(drv.path());
+    let Some(r) = setup(&format!("cdi_spec_dirs = [{cdi:?}]\n")) else {
+        return;
+    };
+    // The first holds slice 1:0 while the second runs.
+    let first = r.gpu_bundle("first");
+    assert!(r.create(&first, "first").success());
+    let b = r.bundle(
+        "second",
+        "cat /usr/lib/libcuda.so.1 /etc/ds01-device; \
+         for f in /dev/nvidia* /dev/nvidia-caps/*; do [ -c $f ] && echo $f; done",
+        &["NVIDIA_VISIBLE_DEVICES=all"],
+    );
+    let out = r.run(&b, "second");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{:?}",
+        last_oci_error(&b.join("log.json"))
+    );
+    assert!(text.starts_with("fake libcuda\n1:1\n"), "{text}");
+    let nodes: Vec<&str> = device_lines(&text);
+    assert_eq!(nodes.len(), 6, "only its own nodes: {nodes:?}");
+    let spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(first.join("config.json")).unwrap()).unwrap();
+    assert!(
+        spec["mounts"].to_string().contains("device-1-0"),
+        "the first sees its own"
+    );
+    r.check_after_fault();
+}
+
+#[test]
+fn without_cdi_nvidia_s_hook_is_added_for_exactly_the_allocation() {
+    let Some(r) = setup("") else { return };
+    let stubs = r.env.path("stubs");
+    let log = r.env.path("hook.log");
+    fake_nvidia_hook(&stubs, &log);
+    let b = r.bundle(
+        "h",
+        "echo $NVIDIA_DRIVER_CAPABILITIES",
+        &["NVIDIA_VISIBLE_DEVICES=all"],
+    );
+    let bs = b.display().to_string();
+    let path = format!(
+        "{}:{}",
+        stubs.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = r
+        .env
+        .shim()
+        .env("PATH", path)
+        .args(r.args(&b, &["run", "--bundle", &bs, "h"]))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{:?}",
+        last_oci_error(&b.join("log.json"))
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "compute,utility\n");
+    let seen = std::fs::read_to_string(&log).unwrap();
+    let uuid = seen
+        .split("NVIDIA_VISIBLE_DEVICES=")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    assert!(uuid.starts_with("MIG-") && !uuid.contains(','), "{seen}");
+    assert_eq!(
+        seen,
+        format!(
+            "prestart NVIDIA_VISIBLE_DEVICES={uuid} | /var/run/nvidia-container-devices/{uuid} \n"
+        )
+    );
+}
+
+#[test]
+fn without_cdi_or_hook_a_gpu_container_gets_its_nodes_and_the_log_says_so() {
+    let Some(r) = setup("cdi_spec_dirs = [\"/nonexistent-cdi\"]\n") else {
+        return;
+    };
+    let b = r.bundle("n", "ls /dev/nvidia1", &["NVIDIA_VISIBLE_DEVICES=all"]);
+    let out = r.run(&b, "n");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "/dev/nvidia1\n");
+    let log = r.env.shim_log();
+    assert!(
+        log.contains("no driver libraries injected") && log.contains("nvidia-container-toolkit"),
+        "{log}"
+    );
 }

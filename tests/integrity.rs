@@ -90,6 +90,7 @@ fn device_rules_that_open_nvidia_devices_are_refused_for_users() {
         (rule("c", 236, -1, "rwm"), "open NVIDIA devices"),
         (rule("c", 226, 128, "rwm"), "open NVIDIA devices"),
         (rule("a", 1, 3, "r"), "may open every device"),
+        (rule("a", 1, 3, "m"), "may open every device"),
         (
             json!({"allow": true, "type": "c", "access": "rwm"}),
             "may open every device",
@@ -364,7 +365,7 @@ fn a_held_lock_ends_in_a_busy_refusal_and_users_cannot_take_it() {
             .status
             .success()
     );
-    let lock = f.env.path("state/ledger.lock");
+    let lock = f.env.path("state/lock");
     let mode = std::fs::metadata(&lock).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "only root may open, so only root may flock");
 
@@ -478,6 +479,15 @@ fn spawn_create(f: &Fake, b: &Path, id: &str, sleep: &str) -> std::process::Chil
     c.spawn().unwrap()
 }
 
+/// Until the stand-in runc has been started (it logs its argv first).
+fn wait_runc_started(f: &Fake) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while f.calls() == 0 {
+        assert!(Instant::now() < deadline, "runc never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 fn wait_held(f: &Fake, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while f.env.held().len() < n {
@@ -520,6 +530,7 @@ fn a_runtime_killed_mid_create_holds_the_slice_while_its_runc_lives() {
     let b = f.bundle("orphan", "gpu.json");
     let mut child = spawn_create(&f, &b, "orphan", "4");
     wait_held(&f, 1);
+    wait_runc_started(&f);
     // Kill only the runtime: the stand-in runc lives on, orphaned.
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
     child.wait().unwrap();
@@ -611,4 +622,64 @@ fn an_unreadable_inventory_refuses_bypasses_only_where_a_driver_is_loaded() {
     let out = f.create(&g, "gpu", &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(error_of(&g).contains("missing.toml"), "{}", error_of(&g));
+}
+
+#[test]
+fn a_delete_during_a_create_in_flight_leaves_the_slice_to_its_orphan() {
+    let f = Fake::new("");
+    let b = f.bundle("orphan", "gpu.json");
+    let mut child = spawn_create(&f, &b, "orphan", "3");
+    wait_held(&f, 1);
+    wait_runc_started(&f);
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    child.wait().unwrap();
+    // Docker's `delete --force` after the failed create: runc knows nothing yet.
+    let out = f.run(&docker_delete(&b, "orphan"), &[]);
+    assert!(out.status.success());
+    assert_eq!(
+        f.env.held().len(),
+        1,
+        "the orphaned runc may still make the container"
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    let out = f.env.cli(&["gc"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("create ended"));
+    assert!(f.env.held().is_empty());
+}
+
+#[test]
+fn nvidia_s_hook_in_a_spec_without_a_request_is_told_to_give_no_device() {
+    let f = Fake::new("");
+    let b = f.bundle("legacy", "plain.json");
+    edit(&b, |v| {
+        v["hooks"] = json!({"prestart": [{"path": "/usr/bin/nvidia-container-toolkit", "args": ["x", "prestart"]}]});
+        env(v, "CUDA_VERSION=11.0");
+        env(v, "DOCKER_RESOURCE_GPU=0,1");
+    });
+    let out = f.create(&b, "legacy", &[]);
+    assert!(out.status.success(), "{}", error_of(&b));
+    assert!(f.env.held().is_empty());
+    let spec_env = env_of(&f.last_spec());
+    assert!(
+        spec_env.contains(&"NVIDIA_VISIBLE_DEVICES=void".to_string()),
+        "{spec_env:?}"
+    );
+    assert!(
+        !spec_env.iter().any(|e| e.starts_with("DOCKER_RESOURCE_")),
+        "{spec_env:?}"
+    );
+
+    // With a request, the swarm-resource variable goes too: ds01 picks.
+    let b = f.bundle("swarm", "gpu.json");
+    edit(&b, |v| env(v, "DOCKER_RESOURCE_GPU=0,1"));
+    assert!(
+        f.create(&b, "swarm", &[("FAKE_PID", &me())])
+            .status
+            .success()
+    );
+    let spec_env = env_of(&f.last_spec());
+    assert!(
+        !spec_env.iter().any(|e| e.starts_with("DOCKER_RESOURCE_")),
+        "{spec_env:?}"
+    );
 }

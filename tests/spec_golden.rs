@@ -20,7 +20,6 @@ fn allocation() -> (Allocation, NvidiaDevices) {
     let alloc = Allocation {
         uuids: vec![unit.uuid.to_string()],
         nodes,
-        deny_majors: inv.nvidia_majors(),
         hook: Hook {
             path: "/usr/bin/ds01-runtime".into(),
             args: vec![

@@ -49,8 +49,11 @@ fn scan(cfg: &Config) -> Result<Inventory, InventoryError> {
 }
 
 /// The saved snapshot, if there is a readable one.
+/// Only from a state directory others cannot write to, and a file only root
+/// wrote: a forged snapshot (no GPUs, other majors) would open every route.
 pub fn read(state_dir: &Path) -> Option<Inventory> {
-    let bytes = std::fs::read(path(state_dir)).ok()?;
+    fsutil::check_dir(state_dir).ok()?;
+    let bytes = fsutil::read_trusted(&path(state_dir)).ok()?;
     serde_json::from_slice(&bytes).ok()
 }
 

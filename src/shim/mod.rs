@@ -52,6 +52,9 @@ pub enum Plan {
     Bypass { owner: Owner, why: String },
     /// Allocate for the request and run runc on the patched spec.
     Allocate { owner: Owner, req: Request },
+    /// No request, but NVIDIA's hook is in the spec: tell it to give no
+    /// device (`NVIDIA_VISIBLE_DEVICES=void`), then runc.
+    DenyHook,
     /// Refused, with the reason (already audited).
     Refuse(String),
 }
@@ -177,6 +180,16 @@ pub fn plan(ctx: &Ctx, id: &str, spec: &oci::Spec, inv: &Inventory) -> Plan {
     }
     let req = match request::from_spec(&spec.value, &access) {
         Ok(Some(req)) => req,
+        Ok(None) if access::has_nvidia_hook(&spec.value) => {
+            if spec.lossy {
+                return Plan::Refuse(ctx.refuse_text(
+                    &owner,
+                    id,
+                    "the spec carries NVIDIA's hook and holds invalid UTF-8, which ds01 will not rewrite".into(),
+                ));
+            }
+            return Plan::DenyHook;
+        }
         Ok(None) => return Plan::PassThrough,
         Err(e) => return Plan::Refuse(ctx.refuse_text(&owner, id, e.to_string())),
     };
@@ -225,7 +238,7 @@ pub fn read_spec(bytes: &[u8], bundle: &Path) -> Result<oci::Spec, ShimError> {
 }
 
 /// Replaces a JSON file atomically, keeping its mode.
-fn rewrite_json(path: &Path, value: &Value) -> Result<(), ShimError> {
+pub fn rewrite_json(path: &Path, value: &Value) -> Result<(), ShimError> {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(path)
         .map(|m| m.permissions().mode() & 0o7777)
@@ -347,12 +360,36 @@ pub fn allocate(
     let alloc = Allocation {
         uuids: record.devices.clone(),
         nodes: all_nodes,
-        deny_majors: inv.nvidia_majors(),
         hook: poststop_hook(ctx, &record.alloc_id),
         annotation: serde_json::to_string(&Note::of(&record)).expect("notes serialise"),
     };
     spec::strip_gpu_routes(spec, &NvidiaDevices::of(&inv));
     spec::inject(spec, &alloc);
+    match crate::driver::choose(ctx.cfg, &inv, &record.devices, crate::driver::find_hook()) {
+        Ok(method) => {
+            if let crate::driver::Method::Nodes(why) = &method {
+                ctx.log(
+                    "warn",
+                    &format!(
+                        "container {id}: no driver libraries injected, device nodes only: {why}"
+                    ),
+                );
+            }
+            crate::driver::apply(spec, &method, &record.devices);
+        }
+        Err(why) => {
+            release(ctx, "no driver", &id, |r| r.alloc_id == record.alloc_id);
+            pending.finish();
+            return Err(ctx.refuse(
+                owner,
+                &id,
+                Refusal(format!(
+                    "cannot give the container the NVIDIA driver (driver_injection = \"{}\"): {why}",
+                    ctx.cfg.driver_injection.as_str()
+                )),
+            ));
+        }
+    }
     if let Err(e) = rewrite_json(&spec_path(bundle), spec) {
         release(ctx, "spec not written", &id, |r| {
             r.alloc_id == record.alloc_id

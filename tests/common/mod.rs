@@ -248,3 +248,64 @@ pub fn host_nodes() {
         list.write_all(made.as_bytes()).unwrap();
     });
 }
+
+/// A CDI spec for the simulated inventory in `dir`, as `nvidia-ctk cdi
+/// generate` lays one out, over fake driver files: every container gets
+/// `/usr/lib/libcuda.so.1` (holding "fake libcuda"), and each device a
+/// `/etc/ds01-device` holding its CDI name (whole GPUs by index, slices by
+/// `gpu:mig` index). Returns the directory to name in `cdi_spec_dirs`.
+pub fn fake_cdi(dir: &Path) -> PathBuf {
+    let drv = dir.join("drv");
+    let cdi = dir.join("cdi");
+    std::fs::create_dir_all(&drv).unwrap();
+    std::fs::create_dir_all(&cdi).unwrap();
+    std::fs::write(drv.join("libcuda.so.1"), "fake libcuda\n").unwrap();
+    let text = std::fs::read_to_string(sim_inventory()).unwrap();
+    let inv = ds01::inventory::sim::parse(&sim_inventory(), &text).unwrap();
+    let mut devices = Vec::new();
+    for g in &inv.gpus {
+        let mut names = vec![g.index.to_string()];
+        names.extend((0..g.mig.len()).map(|i| format!("{}:{i}", g.index)));
+        for name in names {
+            let file = drv.join(format!("device-{}", name.replace(':', "-")));
+            std::fs::write(&file, format!("{name}\n")).unwrap();
+            devices.push(serde_json::json!({"name": name, "containerEdits": {
+                "deviceNodes": [{"path": format!("/dev/nvidia{}", g.minor)}],
+                "mounts": [{"hostPath": file, "containerPath": "/etc/ds01-device",
+                            "options": ["ro", "nosuid", "nodev", "bind"]}]
+            }}));
+        }
+    }
+    let spec = serde_json::json!({
+        "cdiVersion": "0.5.0",
+        "kind": "nvidia.com/gpu",
+        "containerEdits": {
+            "env": ["NVIDIA_VISIBLE_DEVICES=void"],
+            "deviceNodes": [{"path": "/dev/nvidiactl"}],
+            "mounts": [{"hostPath": drv.join("libcuda.so.1"), "containerPath": "/usr/lib/libcuda.so.1",
+                        "options": ["ro", "nosuid", "nodev", "bind"]}]
+        },
+        "devices": devices
+    });
+    std::fs::write(cdi.join("nvidia.json"), spec.to_string()).unwrap();
+    cdi
+}
+
+/// A stand-in for NVIDIA's `nvidia-container-runtime-hook` in `dir`: as a
+/// prestart hook it appends to `log` the `NVIDIA_VISIBLE_DEVICES` and the
+/// device-list mounts of the spec it runs for, as the real one reads them.
+pub fn fake_nvidia_hook(dir: &Path, log: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let hook = dir.join("nvidia-container-runtime-hook");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\nstate=$(cat)\nbundle=$(printf '%s' \"$state\" | sed -n 's/.*\"bundle\":\"\\([^\"]*\\)\".*/\\1/p')\n\
+             v=$(grep -o '\"NVIDIA_VISIBLE_DEVICES=[^\"]*\"' \"$bundle/config.json\" | tr -d '\"' | tr '\\n' ' ')\n\
+             m=$(grep -o '/var/run/nvidia-container-devices/[^\"]*' \"$bundle/config.json\" | tr '\\n' ' ')\n\
+             echo \"$1 $v| $m\" >> {log:?}\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+}

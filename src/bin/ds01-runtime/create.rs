@@ -13,8 +13,9 @@ use ds01::shim::{self, Ctx, Plan, argv::Argv};
 
 use crate::runc;
 
-/// Present wherever the NVIDIA driver is loaded.
+/// Present wherever the NVIDIA driver is loaded (its nodes may be made lazily).
 const DRIVER_NODE: &str = "/dev/nvidiactl";
+const DRIVER_MODULE: &str = "/sys/module/nvidia";
 
 pub fn run(args: &[OsString], argv: &Argv) -> i32 {
     // runc takes a relative bundle (or none) from the working directory.
@@ -56,7 +57,11 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
         Ok(inv) => inv,
         // A host without the NVIDIA driver has no GPU to keep anyone from:
         // a container that asks for none (a --privileged one, say) runs.
-        Err(e) if !access::env_asks(&spec.value) && !Path::new(DRIVER_NODE).exists() => {
+        Err(e)
+            if !access::env_asks(&spec.value)
+                && !Path::new(DRIVER_NODE).exists()
+                && !Path::new(DRIVER_MODULE).exists() =>
+        {
             ds01::log::append(
                 &cfg.log,
                 "warn",
@@ -83,6 +88,14 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
             return runc::exec(&cfg.runc, args, argv);
         }
         Plan::Refuse(msg) => return fail(argv, &msg),
+        Plan::DenyHook => {
+            let mut value = spec.value;
+            ds01::spec::deny_nvidia_hook(&mut value);
+            if let Err(e) = shim::rewrite_json(&path, &value) {
+                return fail(argv, &e.to_string());
+            }
+            return runc::exec(&cfg.runc, args, argv);
+        }
         Plan::Allocate { owner, req } => (owner, req),
     };
     let mut value = spec.value;

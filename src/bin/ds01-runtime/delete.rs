@@ -28,8 +28,14 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
             exe: &exe,
             accounts: &ds01::identity::SystemAccounts,
         };
+        // A record whose create is still in flight (its runtime killed, its
+        // runc orphaned) is not this delete's to free: that runc may still
+        // make the container. It is reclaimed once no process of it is left.
+        let pending = shim::ledger(&cfg).pending_dir();
         shim::release(&ctx, "delete", &id, |r| {
-            r.container_id == id && r.root == root
+            r.container_id == id
+                && r.root == root
+                && !host.create_in_flight(&pending.join(&r.alloc_id))
         });
     }
     code

@@ -1,0 +1,289 @@
+//! The driver's user space for a GPU container (libcuda, libnvidia-ml,
+//! nvidia-smi), for exactly its allocated devices, however it asked:
+//! NVIDIA's CDI spec first, else NVIDIA's prestart hook, else device nodes
+//! only. ds01 decides which devices; these bring the libraries.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use crate::access::is_nvidia_hook;
+use crate::cdi::{self, Edits};
+use crate::config::{Config, DriverInjection};
+use crate::inventory::Inventory;
+use crate::oci::VISIBLE;
+
+/// NVIDIA's prestart hook, as its runtime adds it in legacy mode.
+pub const HOOK_NAME: &str = "nvidia-container-runtime-hook";
+/// NVIDIA's default when a container names no capabilities.
+pub const DEFAULT_CAPABILITIES: &str = "compute,utility";
+pub const CAPABILITIES: &str = "NVIDIA_DRIVER_CAPABILITIES";
+/// Where NVIDIA's hook in its hardened setting reads the devices from.
+pub const DEVICE_LIST_DIR: &str = "/var/run/nvidia-container-devices";
+
+/// How this container gets the driver.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Method {
+    Cdi(Edits),
+    Hook(PathBuf),
+    /// Device nodes only, with why.
+    Nodes(String),
+}
+
+/// Where NVIDIA's hook is installed: on `PATH`, else in the usual places.
+pub fn find_hook() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(
+            ["/usr/bin", "/usr/local/bin", "/usr/sbin", "/usr/local/sbin"]
+                .iter()
+                .map(PathBuf::from),
+        )
+        .map(|d| d.join(HOOK_NAME))
+        .find(|p| is_executable(p))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Picks the way by the config's `driver_injection`. `hook` is where
+/// NVIDIA's hook is installed, if anywhere. A forced way that cannot be
+/// had is an error naming what to install.
+pub fn choose(
+    cfg: &Config,
+    inv: &Inventory,
+    uuids: &[String],
+    hook: Option<PathBuf>,
+) -> Result<Method, String> {
+    let cdi = || cdi::resolve(&cfg.cdi_spec_dirs, inv, uuids);
+    let no_hook = || {
+        format!(
+            "{HOOK_NAME} is not installed; install NVIDIA's container toolkit (nvidia-container-toolkit)"
+        )
+    };
+    match cfg.driver_injection {
+        DriverInjection::None => Ok(Method::Nodes("driver_injection = \"none\"".into())),
+        DriverInjection::Cdi => cdi().map(Method::Cdi).map_err(|e| e.to_string()),
+        DriverInjection::Hook => hook.map(Method::Hook).ok_or_else(no_hook),
+        DriverInjection::Auto => Ok(match cdi() {
+            Ok(e) => Method::Cdi(e),
+            Err(cdi_err) => match hook {
+                Some(h) => Method::Hook(h),
+                None => Method::Nodes(format!("{cdi_err}, and {}", no_hook())),
+            },
+        }),
+    }
+}
+
+/// Gives the spec the driver by `method` for `uuids`. Idempotent: applied
+/// to a spec it already edited, it changes nothing.
+pub fn apply(spec: &mut Value, method: &Method, uuids: &[String]) {
+    let Some(root) = spec.as_object_mut() else {
+        return;
+    };
+    match method {
+        Method::Nodes(_) => {}
+        Method::Cdi(edits) => {
+            // The spec's edits bring the driver: NVIDIA's legacy hook (dockerd
+            // adds it for --gpus) would bring it a second time.
+            if let Some(pre) = root
+                .get_mut("hooks")
+                .and_then(|h| h.get_mut("prestart"))
+                .and_then(Value::as_array_mut)
+            {
+                pre.retain(|h| !is_nvidia_hook(h));
+            }
+            let env = array_in(object_in(root, "process"), "env");
+            for e in &edits.env {
+                let Some((name, _)) = e.split_once('=') else {
+                    continue;
+                };
+                if name == VISIBLE {
+                    continue;
+                }
+                let prefix = format!("{name}=");
+                env.retain(|x| !x.as_str().is_some_and(|s| s.starts_with(&prefix)));
+                env.push(json!(e));
+            }
+            let mounts = array_in(root, "mounts");
+            for m in &edits.mounts {
+                mounts.retain(|x| x.get("destination") != m.get("destination"));
+                mounts.push(m.clone());
+            }
+            let hooks = object_in(root, "hooks");
+            for (phase, list) in &edits.hooks {
+                let at = array_in(hooks, phase);
+                for h in list {
+                    if !at.contains(h) {
+                        at.push(h.clone());
+                    }
+                }
+            }
+        }
+        Method::Hook(path) => {
+            let pre = array_in(object_in(root, "hooks"), "prestart");
+            if !pre.iter().any(is_nvidia_hook) {
+                pre.push(json!({"path": path, "args": [HOOK_NAME, "prestart"]}));
+            }
+            let env = array_in(object_in(root, "process"), "env");
+            let prefix = format!("{CAPABILITIES}=");
+            if !env
+                .iter()
+                .any(|e| e.as_str().is_some_and(|s| s.starts_with(&prefix)))
+            {
+                env.push(json!(format!("{prefix}{DEFAULT_CAPABILITIES}")));
+            }
+            // NVIDIA's hook in its hardened setting ignores the environment
+            // and reads the devices from these mounts.
+            let mounts = array_in(root, "mounts");
+            for u in uuids {
+                let dest = format!("{DEVICE_LIST_DIR}/{u}");
+                mounts.retain(|m| m.get("destination").and_then(Value::as_str) != Some(&dest));
+                mounts.push(json!({
+                    "destination": dest, "type": "bind", "source": "/dev/null",
+                    "options": ["bind", "ro"]
+                }));
+            }
+        }
+    }
+}
+
+fn object_in<'a>(
+    obj: &'a mut serde_json::Map<String, Value>,
+    key: &str,
+) -> &'a mut serde_json::Map<String, Value> {
+    let slot = obj.entry(key).or_insert_with(|| json!({}));
+    if !slot.is_object() {
+        *slot = json!({});
+    }
+    slot.as_object_mut().expect("an object")
+}
+
+fn array_in<'a>(obj: &'a mut serde_json::Map<String, Value>, key: &str) -> &'a mut Vec<Value> {
+    let slot = obj.entry(key).or_insert_with(|| json!([]));
+    if !slot.is_array() {
+        *slot = json!([]);
+    }
+    slot.as_array_mut().expect("an array")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn edits() -> Edits {
+        let mut hooks = BTreeMap::new();
+        hooks.insert(
+            "createContainer".to_string(),
+            vec![json!({"path": "/usr/bin/nvidia-cdi-hook", "args": ["nvidia-cdi-hook", "update-ldcache"]})],
+        );
+        Edits {
+            env: vec!["NVIDIA_VISIBLE_DEVICES=void".into(), "NVIDIA_CTK=1".into()],
+            mounts: vec![
+                json!({"destination": "/usr/lib/libcuda.so.1", "source": "/drv/libcuda.so.1", "type": "bind"}),
+            ],
+            hooks,
+            source: "/etc/cdi/nvidia.yaml".into(),
+        }
+    }
+
+    fn spec() -> Value {
+        json!({
+            "process": {"env": ["PATH=/bin", "NVIDIA_VISIBLE_DEVICES=MIG-a"]},
+            "mounts": [{"destination": "/proc"}],
+            "hooks": {"prestart": [{"path": "/usr/bin/nvidia-container-runtime-hook", "args": ["x", "prestart"]},
+                                   {"path": "/usr/bin/other"}]}
+        })
+    }
+
+    #[test]
+    fn cdi_edits_join_the_spec_once_and_replace_nvidia_s_legacy_hook() {
+        let mut s = spec();
+        let m = Method::Cdi(edits());
+        apply(&mut s, &m, &["MIG-a".into()]);
+        assert_eq!(
+            s["process"]["env"],
+            json!(["PATH=/bin", "NVIDIA_VISIBLE_DEVICES=MIG-a", "NVIDIA_CTK=1"])
+        );
+        assert_eq!(s["mounts"][1]["destination"], "/usr/lib/libcuda.so.1");
+        assert_eq!(s["hooks"]["prestart"], json!([{"path": "/usr/bin/other"}]));
+        assert_eq!(
+            s["hooks"]["createContainer"][0]["path"],
+            "/usr/bin/nvidia-cdi-hook"
+        );
+        let once = s.clone();
+        apply(&mut s, &m, &["MIG-a".into()]);
+        assert_eq!(s, once);
+    }
+
+    #[test]
+    fn the_hook_is_added_once_with_default_capabilities_and_device_mounts() {
+        let mut s = json!({"process": {"env": ["PATH=/bin"]}});
+        let m = Method::Hook("/usr/bin/nvidia-container-runtime-hook".into());
+        apply(&mut s, &m, &["MIG-a".into(), "MIG-b".into()]);
+        assert_eq!(
+            s["hooks"]["prestart"][0]["args"],
+            json!([HOOK_NAME, "prestart"])
+        );
+        assert_eq!(
+            s["process"]["env"][1],
+            "NVIDIA_DRIVER_CAPABILITIES=compute,utility"
+        );
+        assert_eq!(
+            s["mounts"][1]["destination"],
+            "/var/run/nvidia-container-devices/MIG-b"
+        );
+        let once = s.clone();
+        apply(&mut s, &m, &["MIG-a".into(), "MIG-b".into()]);
+        assert_eq!(s, once);
+        // A hook dockerd already put there (--gpus) and the user's capabilities stay.
+        let mut s = spec();
+        s["process"]["env"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("NVIDIA_DRIVER_CAPABILITIES=all"));
+        apply(&mut s, &m, &["MIG-a".into()]);
+        assert_eq!(s["hooks"]["prestart"].as_array().unwrap().len(), 2);
+        assert!(!s["process"]["env"].to_string().contains("compute,utility"));
+    }
+
+    #[test]
+    fn auto_prefers_cdi_then_the_hook_then_nodes_and_forced_ways_say_what_is_missing() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/sim/inventory.toml");
+        let inv = crate::inventory::sim::parse(&p, &std::fs::read_to_string(&p).unwrap()).unwrap();
+        let empty = tempfile::tempdir().unwrap();
+        let mut cfg = Config {
+            cdi_spec_dirs: vec![empty.path().to_path_buf()],
+            ..Config::default()
+        };
+        let u = vec![inv.gpus[0].uuid.clone()];
+        let hook = Some(PathBuf::from("/h/nvidia-container-runtime-hook"));
+        assert!(matches!(
+            choose(&cfg, &inv, &u, hook.clone()),
+            Ok(Method::Hook(_))
+        ));
+        match choose(&cfg, &inv, &u, None) {
+            Ok(Method::Nodes(why)) => {
+                assert!(why.contains("install NVIDIA's container toolkit"), "{why}")
+            }
+            other => panic!("{other:?}"),
+        }
+        cfg.driver_injection = DriverInjection::Cdi;
+        assert!(
+            choose(&cfg, &inv, &u, hook.clone())
+                .unwrap_err()
+                .contains("no CDI spec")
+        );
+        cfg.driver_injection = DriverInjection::Hook;
+        assert!(
+            choose(&cfg, &inv, &u, None)
+                .unwrap_err()
+                .contains("not installed")
+        );
+        cfg.driver_injection = DriverInjection::None;
+        assert!(matches!(choose(&cfg, &inv, &u, hook), Ok(Method::Nodes(_))));
+    }
+}
