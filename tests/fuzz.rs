@@ -197,6 +197,15 @@ proptest! {
     fn reading_any_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
         let _ = ds01::oci::read(&bytes);
         let _ = serde_json::from_slice::<ds01::ledger::Records>(&bytes);
+        let _ = ds01::shim::hook_state(&bytes);
+    }
+
+    #[test]
+    fn hook_state_names_the_container_it_was_given(id in "[a-z0-9]{1,64}", bundle in "/[a-z/]{0,40}") {
+        let state = json!({"ociVersion": "1.0.2", "id": id, "status": "stopped", "bundle": bundle});
+        let (got_id, got_bundle) = ds01::shim::hook_state(state.to_string().as_bytes());
+        prop_assert_eq!(got_id, id);
+        prop_assert_eq!(got_bundle, Some(std::path::PathBuf::from(bundle)));
     }
 
     #[test]

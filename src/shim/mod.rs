@@ -559,16 +559,24 @@ pub fn holds_container(cfg: &Config, root: &Path, id: &str) -> bool {
 
 /// The poststop hook: the OCI state on stdin names the container, the
 /// hook's own argument names the allocation.
-pub fn release_from_hook(ctx: &Ctx, state: &Value, alloc_id: Option<&str>) -> Vec<Record> {
+pub fn release_from_hook(ctx: &Ctx, state: &[u8], alloc_id: Option<&str>) -> Vec<Record> {
+    let (id, bundle) = hook_state(state);
+    release(ctx, "poststop", &id, |r| match alloc_id {
+        Some(a) => r.alloc_id == a,
+        None => r.container_id == id && bundle.as_ref() == Some(&r.bundle),
+    })
+}
+
+/// The container id and bundle the OCI state on a hook's stdin names;
+/// empty and `None` for input that is not such a state.
+pub fn hook_state(input: &[u8]) -> (String, Option<PathBuf>) {
+    let state: Value = serde_json::from_slice(input).unwrap_or(Value::Null);
     let id = state.get("id").and_then(Value::as_str).unwrap_or_default();
     let bundle = state
         .get("bundle")
         .and_then(Value::as_str)
         .map(PathBuf::from);
-    release(ctx, "poststop", id, |r| match alloc_id {
-        Some(a) => r.alloc_id == a,
-        None => r.container_id == id && bundle.as_ref() == Some(&r.bundle),
-    })
+    (id.to_string(), bundle)
 }
 
 /// `ds01 gc`: reclaims every stale record now, and sweeps markers of

@@ -24,12 +24,8 @@ pub fn run(args: &[OsString]) -> i32 {
             return 1;
         }
     };
-    let mut input = String::new();
-    let state = std::io::stdin()
-        .read_to_string(&mut input)
-        .ok()
-        .and_then(|_| serde_json::from_str(&input).ok())
-        .unwrap_or(serde_json::Value::Null);
+    let mut state = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut state);
     let alloc_id = args.get(1).and_then(|a| a.to_str());
     let exe = std::env::current_exe().unwrap_or_default();
     let ctx = Ctx {
