@@ -11,6 +11,10 @@ use crate::fsutil;
 
 pub const DAEMON_JSON: &str = "/etc/docker/daemon.json";
 pub const RUNTIME_NAME: &str = "ds01";
+/// Also a name for ds01-runtime: the Dev Containers CLI honours
+/// `hostRequirements.gpu` only when Docker lists a runtime named so, and
+/// tutorials say `--runtime=nvidia`, which must not go around ds01.
+pub const NVIDIA_NAME: &str = "nvidia";
 /// What registration remembers, for unregistration.
 pub const STATE_FILE: &str = "/var/lib/ds01/docker-registration.json";
 pub const RESTART_HINT: &str =
@@ -38,6 +42,9 @@ pub struct Registration {
     pub previous_default: Option<String>,
     /// Whether daemon.json existed before.
     pub had_file: bool,
+    /// The `nvidia` runtime before ds01 took the name (NVIDIA's own).
+    #[serde(default)]
+    pub previous_nvidia: Option<Value>,
 }
 
 /// Where the files are; tests point these elsewhere.
@@ -118,6 +125,7 @@ pub fn merge_register(
         });
     };
     runtimes.insert(RUNTIME_NAME.into(), serde_json::json!({"path": runtime}));
+    runtimes.insert(NVIDIA_NAME.into(), serde_json::json!({"path": runtime}));
     cfg.insert("default-runtime".into(), Value::String(RUNTIME_NAME.into()));
     Ok(cfg)
 }
@@ -126,7 +134,13 @@ pub fn merge_register(
 pub fn merge_unregister(
     mut cfg: Map<String, Value>,
     previous_default: Option<&str>,
+    previous_nvidia: Option<&Value>,
 ) -> Map<String, Value> {
+    let ours = cfg
+        .get("runtimes")
+        .and_then(|r| r.get(RUNTIME_NAME))
+        .and_then(|r| r.get("path"))
+        .cloned();
     if cfg.get("default-runtime").and_then(Value::as_str) == Some(RUNTIME_NAME) {
         match previous_default.filter(|p| *p != RUNTIME_NAME) {
             Some(p) => {
@@ -139,6 +153,18 @@ pub fn merge_unregister(
     }
     if let Some(runtimes) = cfg.get_mut("runtimes").and_then(Value::as_object_mut) {
         runtimes.remove(RUNTIME_NAME);
+        let nvidia_is_ours = ours.is_some()
+            && runtimes.get(NVIDIA_NAME).and_then(|r| r.get("path")) == ours.as_ref();
+        if nvidia_is_ours {
+            match previous_nvidia {
+                Some(v) => {
+                    runtimes.insert(NVIDIA_NAME.into(), v.clone());
+                }
+                None => {
+                    runtimes.remove(NVIDIA_NAME);
+                }
+            }
+        }
         if runtimes.is_empty() {
             cfg.remove("runtimes");
         }
@@ -206,6 +232,10 @@ pub fn register(paths: &Paths, runtime: &Path) -> Result<Outcome, DockerConfigEr
         let reg = Registration {
             previous_default: previous.clone().filter(|p| p != RUNTIME_NAME),
             had_file: original.is_some(),
+            previous_nvidia: cfg
+                .get("runtimes")
+                .and_then(|r| r.get(NVIDIA_NAME))
+                .cloned(),
         };
         write(
             &paths.state,
@@ -219,28 +249,47 @@ pub fn register(paths: &Paths, runtime: &Path) -> Result<Outcome, DockerConfigEr
     }
     write(path, &render(&merged))?;
     let was = previous.map_or("Docker's built-in runc".to_string(), |p| format!("{p:?}"));
+    let nvidia = match cfg.get("runtimes").and_then(|r| r.get(NVIDIA_NAME)) {
+        Some(v) => format!(
+            "; the name \"nvidia\" runs ds01-runtime now too (NVIDIA's runtime at {} is kept for \
+             unregistering; to run it behind ds01, set runc to it in /etc/ds01/config.toml)",
+            v.get("path").unwrap_or(&Value::Null)
+        ),
+        None => "; the name \"nvidia\" runs ds01-runtime too".to_string(),
+    };
     Ok(Outcome::Changed(format!(
-        "registered ds01-runtime as Docker's default runtime in {path:?} (the default was {was}); {RESTART_HINT}"
+        "registered ds01-runtime as Docker's default runtime in {path:?} (the default was {was}){nvidia}; {RESTART_HINT}"
     )))
 }
 
 /// Undoes [`register`]: the previous default runtime comes back, and the
 /// original file byte for byte when nothing else changed since.
 pub fn unregister(paths: &Paths) -> Result<Outcome, DockerConfigError> {
+    unregister_from(paths, read_optional(&paths.daemon_json)?)
+}
+
+/// [`unregister`] from daemon.json's text as it was before this call
+/// wrote anything.
+fn unregister_from(paths: &Paths, text: Option<String>) -> Result<Outcome, DockerConfigError> {
     let path = &paths.daemon_json;
     let reg: Registration = read_optional(&paths.state)?
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or(Registration {
             previous_default: None,
             had_file: true,
+            previous_nvidia: None,
         });
-    let Some(text) = read_optional(path)? else {
+    let Some(text) = text else {
         return Ok(Outcome::Unchanged(format!(
             "{path:?} does not exist; nothing to undo"
         )));
     };
     let cfg = parse(path, &text)?;
-    let restored = merge_unregister(cfg.clone(), reg.previous_default.as_deref());
+    let restored = merge_unregister(
+        cfg.clone(),
+        reg.previous_default.as_deref(),
+        reg.previous_nvidia.as_ref(),
+    );
     let backup = read_optional(&paths.backup())?;
     if restored == cfg {
         remove_quietly(&paths.state);
@@ -269,6 +318,132 @@ pub fn unregister(paths: &Paths) -> Result<Outcome, DockerConfigError> {
     Ok(Outcome::Changed(format!(
         "removed ds01-runtime from {path:?}; the default runtime is {now} again; {RESTART_HINT}"
     )))
+}
+
+/// What dockerd must reload before the final file is written: a reload
+/// only applies keys the file names, so a file that drops
+/// `default-runtime` would leave ds01 as the default in the running
+/// daemon. The interim file names Docker's built-in `runc` instead.
+pub fn interim_for_reload(restored: &Map<String, Value>) -> Option<Map<String, Value>> {
+    if restored.contains_key("default-runtime") {
+        return None;
+    }
+    let mut interim = restored.clone();
+    interim.insert("default-runtime".into(), Value::String("runc".into()));
+    Some(interim)
+}
+
+/// The running dockerd that reads this daemon.json, by the `pidfile` it
+/// names (Docker's default `/var/run/docker.pid`): `Some(pid)` only when
+/// that process is a live dockerd.
+pub fn running_dockerd(cfg: &Map<String, Value>) -> Option<i32> {
+    let pidfile = cfg
+        .get("pidfile")
+        .and_then(Value::as_str)
+        .unwrap_or("/var/run/docker.pid");
+    let pid: i32 = std::fs::read_to_string(pidfile).ok()?.trim().parse().ok()?;
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    (comm.trim() == "dockerd").then_some(pid)
+}
+
+/// Containers Docker keeps under `data_root`, with their runtime and
+/// whether they run, from Docker's own records (works with dockerd down).
+pub fn containers(data_root: &Path) -> Vec<(String, String, String, bool)> {
+    let Ok(dir) = std::fs::read_dir(data_root.join("containers")) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in dir.flatten() {
+        let read = |f: &str| {
+            std::fs::read(e.path().join(f))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        };
+        let (Some(host), Some(cfg)) = (read("hostconfig.json"), read("config.v2.json")) else {
+            continue;
+        };
+        let runtime = host["Runtime"].as_str().unwrap_or("runc").to_string();
+        let name = cfg["Name"]
+            .as_str()
+            .unwrap_or("")
+            .trim_start_matches('/')
+            .to_string();
+        let running = cfg["State"]["Running"].as_bool().unwrap_or(false);
+        out.push((
+            e.file_name().to_string_lossy().into_owned(),
+            name,
+            runtime,
+            running,
+        ));
+    }
+    out.sort();
+    out
+}
+
+/// Where this daemon.json says Docker keeps its data.
+pub fn data_root(paths: &Paths) -> PathBuf {
+    read_optional(&paths.daemon_json)
+        .ok()
+        .flatten()
+        .and_then(|t| parse(&paths.daemon_json, &t).ok())
+        .and_then(|c| {
+            c.get("data-root")
+                .and_then(Value::as_str)
+                .map(PathBuf::from)
+        })
+        .unwrap_or_else(|| PathBuf::from("/var/lib/docker"))
+}
+
+/// [`unregister`] for a running dockerd: when the restored file would not
+/// reset the default runtime on a reload, an interim file naming `runc` is
+/// written and `reload` called first, then the final file. `reload` gets
+/// the config in effect and returns what it did, if anything.
+pub fn unregister_live(
+    paths: &Paths,
+    reload: impl Fn(&Map<String, Value>) -> Option<String>,
+) -> Result<Outcome, DockerConfigError> {
+    let path = &paths.daemon_json;
+    let text = read_optional(path)?;
+    let current = match &text {
+        Some(t) => parse(path, t)?,
+        None => return unregister(paths),
+    };
+    if current.get("default-runtime").and_then(Value::as_str) != Some(RUNTIME_NAME) {
+        let out = unregister(paths)?;
+        return Ok(with_reload(out, reload(&current)));
+    }
+    let reg: Registration = read_optional(&paths.state)?
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    let restored = merge_unregister(
+        current.clone(),
+        reg.previous_default.as_deref(),
+        reg.previous_nvidia.as_ref(),
+    );
+    let mut did = None;
+    if let Some(interim) = interim_for_reload(&restored)
+        && running_dockerd(&current).is_some()
+    {
+        write(path, &render(&interim))?;
+        did = reload(&interim);
+    }
+    let out = unregister_from(paths, text)?;
+    let after = read_optional(path)?
+        .and_then(|t| parse(path, &t).ok())
+        .unwrap_or_default();
+    let did = did.or_else(|| reload(&after));
+    Ok(with_reload(out, did))
+}
+
+fn with_reload(out: Outcome, did: Option<String>) -> Outcome {
+    match (out, did) {
+        (Outcome::Changed(m), Some(d)) => Outcome::Changed(
+            m.replace(&format!("; {RESTART_HINT}"), "")
+                .replace(RESTART_HINT, "")
+                + &format!("; {d}"),
+        ),
+        (o, _) => o,
+    }
 }
 
 fn remove_quietly(path: &Path) {
@@ -310,6 +485,55 @@ mod tests {
     }
 
     #[test]
+    fn nvidia_s_runtime_comes_back_under_its_name() {
+        let original = "{\"runtimes\": {\"nvidia\": {\"path\": \"/usr/bin/nvidia-container-runtime\"}}, \"debug\": true}";
+        let t = setup(Some(original));
+        let out = register(&t.paths, &t.runtime).unwrap();
+        assert!(
+            out.message()
+                .contains("NVIDIA's runtime at \"/usr/bin/nvidia-container-runtime\""),
+            "{}",
+            out.message()
+        );
+        // Something else changed since: no byte-for-byte backup, the entry still comes back.
+        let mut v = current(&t);
+        v["debug"] = json!(false);
+        std::fs::write(&t.paths.daemon_json, v.to_string()).unwrap();
+        unregister(&t.paths).unwrap();
+        assert_eq!(
+            current(&t),
+            json!({"runtimes": {"nvidia": {"path": "/usr/bin/nvidia-container-runtime"}}, "debug": false})
+        );
+    }
+
+    #[test]
+    fn a_live_unregister_resets_the_default_before_dropping_the_key() {
+        let t = setup(Some("{\"debug\": true}"));
+        register(&t.paths, &t.runtime).unwrap();
+        // Make this test process stand in as the running dockerd? It is not
+        // named dockerd, so no interim: the reload is still asked for.
+        let seen = std::cell::RefCell::new(Vec::new());
+        let out = unregister_live(&t.paths, |cfg| {
+            seen.borrow_mut().push(Value::Object(cfg.clone()));
+            Some("dockerd reloaded".into())
+        })
+        .unwrap();
+        assert!(
+            out.message().ends_with("; dockerd reloaded"),
+            "{}",
+            out.message()
+        );
+        assert_eq!(seen.borrow().as_slice(), [json!({"debug": true})]);
+        let interim = interim_for_reload(
+            &serde_json::from_str::<Map<String, Value>>("{\"debug\": true}").unwrap(),
+        );
+        assert_eq!(interim.unwrap()["default-runtime"], "runc");
+        let mut named = Map::new();
+        named.insert("default-runtime".into(), json!("nvidia"));
+        assert!(interim_for_reload(&named).is_none());
+    }
+
+    #[test]
     fn missing_file_is_created_and_removed_again() {
         let t = setup(None);
         let out = register(&t.paths, &t.runtime).unwrap();
@@ -321,7 +545,7 @@ mod tests {
         );
         assert_eq!(
             current(&t),
-            json!({"runtimes": {"ds01": {"path": "/bin/sh"}}, "default-runtime": "ds01"})
+            json!({"runtimes": {"ds01": {"path": "/bin/sh"}, "nvidia": {"path": "/bin/sh"}}, "default-runtime": "ds01"})
         );
         unregister(&t.paths).unwrap();
         assert!(!t.paths.daemon_json.exists());
@@ -344,7 +568,8 @@ mod tests {
         let v = current(&t);
         assert_eq!(v["log-level"], "warn");
         assert_eq!(v["data-root"], "/srv/docker");
-        assert_eq!(v["runtimes"]["nvidia"]["path"], "nvidia-container-runtime");
+        // `--runtime=nvidia` must not go around ds01: the name is ds01's now.
+        assert_eq!(v["runtimes"]["nvidia"]["path"], "/bin/sh");
         assert_eq!(v["runtimes"]["ds01"]["path"], "/bin/sh");
         assert_eq!(v["default-runtime"], "ds01");
         // Key order is kept: the admin's file still reads as theirs.

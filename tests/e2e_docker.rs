@@ -427,6 +427,78 @@ fn every_way_of_asking_gets_the_driver_from_cdi() {
 }
 
 #[test]
+fn registering_and_unregistering_take_effect_in_a_running_dockerd() {
+    let _g = lock();
+    let Some(mut d) = start("", false) else {
+        return;
+    };
+    // A dockerd started by hand from a daemon.json that knows nothing of ds01.
+    d.stop();
+    let daemon = d.env.path("daemon.json");
+    let mut cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&daemon).unwrap()).unwrap();
+    let obj = cfg.as_object_mut().unwrap();
+    obj.remove("runtimes");
+    obj.remove("default-runtime");
+    std::fs::write(&daemon, cfg.to_string()).unwrap();
+    let original = std::fs::read(&daemon).unwrap();
+    d.launch();
+    // The package's copy of the runtime, which its removal deletes.
+    let runtime = d.env.path("installed/ds01-runtime");
+    std::fs::create_dir_all(runtime.parent().unwrap()).unwrap();
+    std::fs::copy(runtime_bin(), &runtime).unwrap();
+    let admin = |action: &str, extra: &[&str]| {
+        let out = Command::new(cli_bin())
+            .env("DS01_CONFIG", &d.env.config)
+            .args(["admin", action, "--daemon-json"])
+            .arg(&daemon)
+            .arg("--state")
+            .arg(d.env.path("registration.json"))
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let said = admin("register-docker", &["--runtime", runtime.to_str().unwrap()]);
+    assert!(
+        said.contains("reloaded daemon.json: its default runtime is ds01 now"),
+        "{said}"
+    );
+    let info = |f: &str| d.ok(&["info", "-f", f]).trim().to_string();
+    assert_eq!(info("{{.DefaultRuntime}}"), "ds01");
+    // The name "nvidia" reaches ds01 too: the container gets an allocation.
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--runtime",
+        "nvidia",
+        "-e",
+        "NVIDIA_VISIBLE_DEVICES=all",
+        "busybox:local",
+        "sh",
+        "-c",
+        "echo $NVIDIA_VISIBLE_DEVICES",
+    ]);
+    assert!(out.starts_with("MIG-"), "{out}");
+
+    let said = admin("unregister-docker", &[]);
+    assert!(said.contains("its default runtime is runc now"), "{said}");
+    assert_eq!(std::fs::read(&daemon).unwrap(), original, "byte for byte");
+    // The package is gone; Docker was never restarted, and still runs containers.
+    std::fs::remove_file(&runtime).unwrap();
+    assert_eq!(info("{{.DefaultRuntime}}"), "runc");
+    assert_eq!(
+        d.ok(&["run", "--rm", "busybox:local", "echo", "ok"]),
+        "ok\n"
+    );
+}
+
+#[test]
 fn every_exit_path_releases() {
     let _g = lock();
     let Some(d) = start("", false) else { return };

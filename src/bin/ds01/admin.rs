@@ -1,10 +1,13 @@
 //! `ds01 admin register-docker` / `unregister-docker`: the package's
-//! postinst and prerm call these.
+//! postinst and prerm call these. Both reload a running dockerd, so Docker
+//! never keeps pointing at a runtime that is gone, however dockerd was started.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use ds01::docker_config::{self, Outcome, Paths};
+use serde_json::{Map, Value};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -14,7 +17,8 @@ pub struct Args {
 
 #[derive(clap::Subcommand)]
 enum Action {
-    /// Make ds01-runtime Docker's default runtime in daemon.json (keeps every other key)
+    /// Make ds01-runtime Docker's default runtime (and the runtime named
+    /// "nvidia") in daemon.json, keeping every other key, and reload dockerd
     RegisterDocker {
         /// The runtime binary Docker is to run
         #[arg(long, default_value = "/usr/bin/ds01-runtime")]
@@ -22,7 +26,8 @@ enum Action {
         #[command(flatten)]
         files: Files,
     },
-    /// Remove ds01-runtime from daemon.json and restore the previous default runtime
+    /// Remove ds01-runtime from daemon.json, restore the previous default
+    /// runtime, and reload dockerd
     UnregisterDocker {
         #[command(flatten)]
         files: Files,
@@ -49,14 +54,125 @@ impl Files {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let outcome = match args.action {
+    match args.action {
         Action::RegisterDocker { runtime, files } => {
-            docker_config::register(&files.paths(), &runtime)?
+            let paths = files.paths();
+            let outcome = docker_config::register(&paths, &runtime)?;
+            let outcome = match outcome {
+                Outcome::Changed(m) => match reload(&read(&paths)) {
+                    Some(did) => Outcome::Changed(
+                        m.replace(&format!("; {}", docker_config::RESTART_HINT), "")
+                            + &format!("; {did}"),
+                    ),
+                    None => Outcome::Changed(m),
+                },
+                o => o,
+            };
+            println!("ds01: {}", outcome.message());
+            let outside: Vec<_> = docker_config::containers(&docker_config::data_root(&paths))
+                .into_iter()
+                .filter(|c| c.2 != docker_config::RUNTIME_NAME && c.2 != docker_config::NVIDIA_NAME)
+                .collect();
+            if !outside.is_empty() {
+                println!(
+                    "ds01: {} container(s) were created with another runtime and go around ds01 when started again; \
+                     recreate them (docker rm, then docker run or compose up) to put them under ds01:",
+                    outside.len()
+                );
+                for (id, name, runtime, _) in outside {
+                    println!("  {name} ({}) runtime {runtime}", &id[..id.len().min(12)]);
+                }
+            }
         }
-        Action::UnregisterDocker { files } => docker_config::unregister(&files.paths())?,
-    };
-    match outcome {
-        Outcome::Changed(m) | Outcome::Unchanged(m) => println!("ds01: {m}"),
+        Action::UnregisterDocker { files } => {
+            let paths = files.paths();
+            let stopped: Vec<_> = docker_config::containers(&docker_config::data_root(&paths))
+                .into_iter()
+                .filter(|c| {
+                    !c.3 && (c.2 == docker_config::RUNTIME_NAME
+                        || c.2 == docker_config::NVIDIA_NAME)
+                })
+                .collect();
+            let outcome = docker_config::unregister_live(&paths, reload)?;
+            println!("ds01: {}", outcome.message());
+            if !stopped.is_empty() {
+                println!(
+                    "ds01: {} stopped container(s) use runtime ds01; once ds01 is gone, starting them fails with \
+                     'Unknown runtime specified ds01': remove and recreate them:",
+                    stopped.len()
+                );
+                for (id, name, runtime, _) in stopped {
+                    println!("  {name} ({}) runtime {runtime}", &id[..id.len().min(12)]);
+                }
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn read(paths: &Paths) -> Map<String, Value> {
+    std::fs::read(&paths.daemon_json)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+/// Sends SIGHUP to the dockerd that reads this config, then waits until
+/// its default runtime is the one the config names. Returns what happened,
+/// or `None` when no dockerd runs.
+fn reload(cfg: &Map<String, Value>) -> Option<String> {
+    let pid = docker_config::running_dockerd(cfg)?;
+    // SAFETY: kill with a pid read from dockerd's own pidfile.
+    if unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
+        return Some(format!(
+            "could not signal dockerd (pid {pid}): {}; {}",
+            std::io::Error::last_os_error(),
+            docker_config::RESTART_HINT
+        ));
+    }
+    let want = cfg
+        .get("default-runtime")
+        .and_then(Value::as_str)
+        .unwrap_or("runc")
+        .to_string();
+    let socket = cfg
+        .get("hosts")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .find_map(|h| h.strip_prefix("unix://"))
+        .unwrap_or("/var/run/docker.sock")
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = default_runtime(&socket);
+        if now.as_deref() == Some(want.as_str()) {
+            return Some(format!(
+                "dockerd (pid {pid}) reloaded daemon.json: its default runtime is {want} now"
+            ));
+        }
+        if Instant::now() > deadline {
+            return Some(format!(
+                "dockerd (pid {pid}) was asked to reload, but its default runtime is still {}; {}",
+                now.unwrap_or_else(|| "unknown".into()),
+                docker_config::RESTART_HINT
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The default runtime `docker info` reports on this socket.
+fn default_runtime(socket: &str) -> Option<String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    rt.block_on(async {
+        let docker =
+            bollard::Docker::connect_with_unix(socket, 5, bollard::API_DEFAULT_VERSION).ok()?;
+        let docker = docker.negotiate_version().await.ok()?;
+        docker.info().await.ok()?.default_runtime
+    })
 }
