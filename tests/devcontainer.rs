@@ -35,8 +35,14 @@ impl T {
         if !exe.exists() {
             std::os::unix::fs::symlink(CLI, &exe).unwrap();
         }
+        let path = format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
         Command::new(exe)
             .args(args)
+            .env("PATH", path)
             .current_dir(&self.project)
             .env("DS01_CONFIG", &self.env.config)
             .env("HOME", self.env.dir.path())
@@ -60,8 +66,29 @@ fn text(out: &Output) -> String {
 }
 
 #[test]
+fn init_writes_gpus_only_where_docker_can_honour_it() {
+    // Where NVIDIA's toolkit is installed on this machine, there is no
+    // "without" to try.
+    if ds01::driver::find_hook().is_some() {
+        return;
+    }
+    let t = setup();
+    let out = t.run("devcontainer", &["init", "--quick"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let v = ds01::devcontainer::doc::parse(&std::fs::read_to_string(t.file()).unwrap())
+        .unwrap()
+        .value;
+    assert!(!v["runArgs"].to_string().contains("--gpus"), "{v}");
+    assert_eq!(v["containerEnv"]["NVIDIA_VISIBLE_DEVICES"], "all");
+    let out = t.run("devcontainer", &["check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+#[test]
 fn init_quick_writes_a_file_that_checks_clean() {
     let t = setup();
+    // NVIDIA's toolkit is installed here: Docker can honour --gpus.
+    fake_nvidia_hook(&t.env.path("bin"), &t.env.path("hook.log"));
     let out = t.run(
         "devcontainer",
         &[

@@ -176,12 +176,18 @@ pub fn check(text: &str, ctx: &Context) -> Result<Vec<Finding>, SyntaxError> {
     let visible = v
         .pointer("/containerEnv/NVIDIA_VISIBLE_DEVICES")
         .and_then(Value::as_str);
-    let wants_none =
-        host_gpu == Some(&Value::Bool(false)) || matches!(visible, Some("none" | "void" | ""));
+    let says_none = visible.is_some_and(|v| {
+        let v = v.trim();
+        v.is_empty() || v.eq_ignore_ascii_case("none") || v.eq_ignore_ascii_case("void")
+    });
+    let wants_none = host_gpu == Some(&Value::Bool(false)) || says_none;
+    // The environment asks ds01 as well as --gpus does (and works where
+    // Docker has no NVIDIA toolkit to honour --gpus).
     let requested = run_args
         .iter()
         .any(|a| *a == "--gpus" || a.starts_with("--gpus="))
-        || host_gpu.is_some_and(|g| g != &Value::Bool(false));
+        || host_gpu.is_some_and(|g| g != &Value::Bool(false))
+        || (visible.is_some() && !says_none);
     if !requested && !wants_none {
         add(
             "no-gpu-request",
@@ -386,17 +392,20 @@ mod tests {
 
     #[test]
     fn what_init_writes_is_clean() {
-        for gpu in [template::Gpu::Mig, template::Gpu::Full, template::Gpu::None] {
-            let text = template::render(&template::Settings {
-                name: "p".into(),
-                image: cat().rows[0].image.clone(),
-                gpu,
-                user: "alice".into(),
-                home: "/home/alice".into(),
-                extensions: vec![],
-                shm_size: "8g".into(),
-            });
-            assert_eq!(ids(&text), [], "{gpu:?}\n{text}");
+        for docker_gpus in [true, false] {
+            for gpu in [template::Gpu::Mig, template::Gpu::Full, template::Gpu::None] {
+                let text = template::render(&template::Settings {
+                    name: "p".into(),
+                    image: cat().rows[0].image.clone(),
+                    gpu,
+                    user: "alice".into(),
+                    home: "/home/alice".into(),
+                    extensions: vec![],
+                    shm_size: "8g".into(),
+                    docker_gpus,
+                });
+                assert_eq!(ids(&text), [], "{gpu:?}\n{text}");
+            }
         }
     }
 

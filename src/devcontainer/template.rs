@@ -27,6 +27,10 @@ pub struct Settings {
     pub home: PathBuf,
     pub extensions: Vec<String>,
     pub shm_size: String,
+    /// Whether this server's Docker can honour `--gpus` (NVIDIA's
+    /// container toolkit is installed); without it Docker refuses the
+    /// container before ds01 sees it, so the request goes in the environment.
+    pub docker_gpus: bool,
 }
 
 /// The extensions a framework's projects usually want.
@@ -55,7 +59,7 @@ fn list(items: &[String]) -> String {
 
 pub fn render(s: &Settings) -> String {
     let mut run_args: Vec<String> = Vec::new();
-    if s.gpu != Gpu::None {
+    if s.gpu != Gpu::None && s.docker_gpus {
         run_args.extend(["--gpus".into(), "all".into()]);
     }
     run_args.push(format!("--shm-size={}", s.shm_size));
@@ -73,8 +77,11 @@ pub fn render(s: &Settings) -> String {
     out.push_str(&format!("  \"image\": {},\n", j(json!(s.image))));
     match s.gpu {
         Gpu::None => out.push_str("  // No --gpus: this container gets no GPU.\n"),
-        _ => out.push_str(
+        _ if s.docker_gpus => out.push_str(
             "  // --gpus all asks ds01 for a GPU; ds01 picks the device (a MIG slice unless DS01_GPU_PROFILE says otherwise).\n",
+        ),
+        _ => out.push_str(
+            "  // No --gpus: this server's Docker cannot honour it (NVIDIA's container toolkit is not installed);\n  // NVIDIA_VISIBLE_DEVICES in containerEnv asks ds01 for a GPU instead.\n",
         ),
     }
     out.push_str("  // --shm-size gives data loaders shared memory; the label tells ds01 whose container this is.\n");
@@ -84,10 +91,21 @@ pub fn render(s: &Settings) -> String {
         "  \"mounts\": {},\n",
         list(&[home_mount(&s.home)])
     ));
+    let visible = if s.docker_gpus {
+        String::new()
+    } else {
+        "\"NVIDIA_VISIBLE_DEVICES\": \"all\", ".to_string()
+    };
     match s.gpu {
         Gpu::Full => {
             out.push_str("  // A whole GPU instead of a MIG slice (only where your limits allow one: ds01 limits).\n");
-            out.push_str("  \"containerEnv\": {\"DS01_GPU_PROFILE\": \"full\"},\n");
+            out.push_str(&format!(
+                "  \"containerEnv\": {{{visible}\"DS01_GPU_PROFILE\": \"full\"}},\n"
+            ));
+        }
+        Gpu::Mig if !s.docker_gpus => {
+            out.push_str("  // Asks ds01 for a GPU.\n");
+            out.push_str("  \"containerEnv\": {\"NVIDIA_VISIBLE_DEVICES\": \"all\"},\n");
         }
         Gpu::None => {
             out.push_str(
@@ -122,6 +140,7 @@ mod tests {
             home: "/home/alice".into(),
             extensions: default_extensions("pytorch"),
             shm_size: "8g".into(),
+            docker_gpus: true,
         }
     }
 
@@ -164,5 +183,27 @@ mod tests {
             json!(["--shm-size=8g", "--label", "ds01.user=alice"])
         );
         assert_eq!(v["hostRequirements"]["gpu"], false);
+    }
+
+    #[test]
+    fn without_nvidia_s_toolkit_the_request_goes_in_the_environment() {
+        for (gpu, env) in [
+            (Gpu::Mig, json!({"NVIDIA_VISIBLE_DEVICES": "all"})),
+            (
+                Gpu::Full,
+                json!({"NVIDIA_VISIBLE_DEVICES": "all", "DS01_GPU_PROFILE": "full"}),
+            ),
+        ] {
+            let mut s = settings(gpu);
+            s.docker_gpus = false;
+            let text = render(&s);
+            let v = doc::parse(&text).unwrap().value;
+            assert_eq!(
+                v["runArgs"],
+                json!(["--shm-size=8g", "--label", "ds01.user=alice"])
+            );
+            assert_eq!(v["containerEnv"], env);
+            assert!(text.contains("NVIDIA's container toolkit is not installed"));
+        }
     }
 }

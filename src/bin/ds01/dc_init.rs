@@ -153,6 +153,7 @@ fn render(a: Answers, me: &Me) -> String {
         home: me.home.clone(),
         extensions: a.extensions,
         shm_size: "8g".into(),
+        docker_gpus: ds01::driver::find_hook().is_some(),
     })
 }
 
