@@ -13,6 +13,7 @@ pub mod cdi;
 pub mod config;
 pub mod devcontainer;
 pub mod docker_config;
+pub mod doctor;
 pub mod driver;
 pub mod fsutil;
 pub mod host;

@@ -106,3 +106,54 @@ fn generated_man_pages_and_completions() {
     let bash = std::fs::read_to_string(dir.path().join("completions/ds01")).unwrap();
     assert!(bash.contains("complete") && bash.contains("gpus"));
 }
+
+#[test]
+fn doctor_names_each_problem_with_its_fix_and_exits_1_on_a_failure() {
+    let drv = tempfile::tempdir().unwrap();
+    let cdi = fake_cdi(drv.path());
+    let env = Env::new(
+        std::path::Path::new("/usr/sbin/runc"),
+        &format!("cdi_spec_dirs = [{cdi:?}]\n"),
+    );
+    let out = Command::new(CLI)
+        .args(["doctor", "--json"])
+        .env("DS01_CONFIG", &env.config)
+        .env(
+            "DOCKER_HOST",
+            format!("unix://{}", env.path("no-docker.sock").display()),
+        )
+        .env("PATH", env.path("empty-bin"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let status = |id: &str| {
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .map(|c| c["status"].as_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(status("driver"), "ok");
+    assert_eq!(
+        status("cdi"),
+        "ok",
+        "the fake CDI spec covers every device: {v}"
+    );
+    assert_eq!(status("docker"), "fail");
+    assert_eq!(v["ok"], false);
+    assert!(
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["status"] == "ok" || c["fix"].is_string())
+    );
+}

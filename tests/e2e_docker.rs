@@ -499,6 +499,40 @@ fn registering_and_unregistering_take_effect_in_a_running_dockerd() {
 }
 
 #[test]
+fn doctor_sees_ds01_as_docker_s_default_runtime() {
+    let _g = lock();
+    let Some(d) = start("", false) else { return };
+    let out = Command::new(cli_bin())
+        .args(["doctor", "--json"])
+        .env("DS01_CONFIG", &d.env.config)
+        .env(
+            "DOCKER_HOST",
+            format!("unix://{}", d.env.path("docker.sock").display()),
+        )
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let check = |id: &str| {
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(check("docker-runtime")["status"], "ok", "{v}");
+    // The suite's daemon.json names no "nvidia" runtime: the Dev Containers CLI would miss it.
+    assert_eq!(check("nvidia-name")["status"], "warn");
+    assert!(
+        check("docker-version")["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("Docker ")
+    );
+}
+
+#[test]
 fn every_exit_path_releases() {
     let _g = lock();
     let Some(d) = start("", false) else { return };

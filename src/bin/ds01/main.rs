@@ -10,6 +10,7 @@ mod dc_check;
 mod dc_init;
 mod devcontainer;
 mod docker;
+mod doctor;
 mod events;
 mod gc;
 mod generate;
@@ -56,6 +57,8 @@ enum Command {
     Devcontainer(devcontainer::Args),
     /// Administration: register ds01-runtime with Docker, and undo it
     Admin(admin::Args),
+    /// Check this host: driver, MIG, snapshot, CDI, NVIDIA's hook, Docker, files, runc
+    Doctor(doctor::Args),
     #[command(hide = true)]
     GenerateAssets(generate::Args),
 }
@@ -84,6 +87,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Gpus(args) => with_config(|c| gpus::run(c, args, &docker::Engine)),
         Command::Gc(args) => with_config(|c| gc::run(c, args)),
+        Command::Doctor(args) => with_config(|c| doctor::run(c, args)),
         Command::Limits(args) => with_config(|c| limits::run(c, args)),
         Command::Events(args) => with_config(|c| events::run(c, args)),
         Command::Container(args) => with_config(|c| container::run(c, args, &docker::Engine)),
