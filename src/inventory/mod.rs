@@ -268,6 +268,50 @@ fn node(path: &str, major: u32, minor: u32) -> DeviceNode {
     }
 }
 
+/// Makes the nodes that do not exist yet under `root` (`/` on a host), as
+/// `nvidia-modprobe` would: a container in a user namespace gets its
+/// device nodes bind-mounted from the host, and MIG access nodes exist
+/// only once something made them. Returns the paths made.
+pub fn make_missing_nodes(
+    root: &std::path::Path,
+    nodes: &[DeviceNode],
+) -> Result<Vec<String>, String> {
+    let mut made = Vec::new();
+    for n in nodes {
+        let path = root.join(n.path.trim_start_matches('/'));
+        if std::fs::symlink_metadata(&path).is_ok() {
+            continue;
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        // The driver's own modes: MIG capabilities are read-only.
+        let mode = if n.path.starts_with("/dev/nvidia-caps/") {
+            0o444
+        } else {
+            0o666
+        };
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+            .map_err(|e| e.to_string())?;
+        // SAFETY: mknod with a valid C string; makedev has no preconditions.
+        let rc = unsafe {
+            libc::mknod(
+                c.as_ptr(),
+                libc::S_IFCHR | mode,
+                libc::makedev(n.major, n.minor),
+            )
+        };
+        if rc != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::AlreadyExists {
+                return Err(format!("cannot make {}: {e}", path.display()));
+            }
+        }
+        made.push(n.path.clone());
+    }
+    Ok(made)
+}
+
 /// Something that can list this host's GPUs.
 pub trait GpuSource {
     fn scan(&self) -> Result<Inventory, InventoryError>;
@@ -298,6 +342,32 @@ mod tests {
             ]
         );
         assert!(nodes[1..].iter().all(|n| n.major == 236));
+    }
+
+    #[test]
+    fn missing_nodes_are_made_as_the_driver_makes_them() {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return; // mknod needs root; the suite runs as root.
+        }
+        let root = tempfile::tempdir().unwrap();
+        let nodes = mig_nodes(&majors(), &MigMinors::standard(), 1, 7, 0).unwrap();
+        std::fs::create_dir_all(root.path().join("dev")).unwrap();
+        std::fs::write(root.path().join("dev/nvidia1"), "").unwrap();
+        let made = make_missing_nodes(root.path(), &nodes).unwrap();
+        assert_eq!(
+            made,
+            [
+                "/dev/nvidia-caps/nvidia-cap201",
+                "/dev/nvidia-caps/nvidia-cap202"
+            ]
+        );
+        let m = std::fs::metadata(root.path().join("dev/nvidia-caps/nvidia-cap201")).unwrap();
+        assert!(m.file_type().is_char_device());
+        assert_eq!((libc::major(m.rdev()), libc::minor(m.rdev())), (236, 201));
+        assert_eq!(m.permissions().mode() & 0o777, 0o444);
+        assert!(make_missing_nodes(root.path(), &nodes).unwrap().is_empty());
     }
 
     #[test]

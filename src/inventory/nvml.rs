@@ -103,10 +103,12 @@ pub fn scan_with(
         let mig = if g.mig_enabled {
             if table.is_none() {
                 let text = (read_table.take().expect("read once"))()?;
-                table = Some(MigMinors::parse(&text).map_err(|msg| InventoryError::Invalid {
-                    path: minors::PROC_PATH.into(),
-                    msg,
-                })?);
+                table = Some(
+                    MigMinors::parse(&text).map_err(|msg| InventoryError::Invalid {
+                        path: minors::PROC_PATH.into(),
+                        msg,
+                    })?,
+                );
             }
             let table = table.as_ref().expect("just read");
             driver
@@ -156,8 +158,14 @@ fn mig_device(
             m.uuid, m.name
         ))
     })?;
-    let nodes = mig_nodes(majors, table, parent_minor, m.gpu_instance, m.compute_instance)
-        .map_err(|msg| InventoryError::Nvml(format!("gpu {index}: MIG device {}: {msg}", m.uuid)))?;
+    let nodes = mig_nodes(
+        majors,
+        table,
+        parent_minor,
+        m.gpu_instance,
+        m.compute_instance,
+    )
+    .map_err(|msg| InventoryError::Nvml(format!("gpu {index}: MIG device {}: {msg}", m.uuid)))?;
     Ok(MigDevice {
         uuid: m.uuid,
         profile: profile.to_string(),
@@ -188,8 +196,12 @@ impl Driver for NvmlDriver<'_> {
         let mig_enabled =
             mig_enabled(&device).map_err(|e| format!("{}: {e}", what("the MIG mode")))?;
         Ok(GpuAnswers {
-            uuid: device.uuid().map_err(|e| format!("{}: {e}", what("the uuid")))?,
-            name: device.name().map_err(|e| format!("{}: {e}", what("the name")))?,
+            uuid: device
+                .uuid()
+                .map_err(|e| format!("{}: {e}", what("the uuid")))?,
+            name: device
+                .name()
+                .map_err(|e| format!("{}: {e}", what("the name")))?,
             memory_mib: memory_mib(&device)
                 .map_err(|e| format!("{}: {e}", what("the memory size")))?,
             minor: device
@@ -201,7 +213,11 @@ impl Driver for NvmlDriver<'_> {
                 .cuda_compute_capability()
                 .ok()
                 .map(|c| (c.major, c.minor)),
-            slices: if mig_enabled { parent_slices(&device) } else { 0 },
+            slices: if mig_enabled {
+                parent_slices(&device)
+            } else {
+                0
+            },
             pci_bus_id: device.pci_info().ok().map(|p| p.bus_id),
         })
     }
@@ -222,7 +238,10 @@ impl Driver for NvmlDriver<'_> {
                 Err(NvmlError::NotFound | NvmlError::InvalidArg) => continue,
                 Err(e) => return Err(format!("gpu {index}: MIG device {slot}: {e}")),
             };
-            out.push(self.mig(&mig).map_err(|e| format!("gpu {index}: MIG device {slot}: {e}"))?);
+            out.push(
+                self.mig(&mig)
+                    .map_err(|e| format!("gpu {index}: MIG device {slot}: {e}"))?,
+            );
         }
         Ok(out)
     }
@@ -450,7 +469,13 @@ mod tests {
         let pci = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(pci.path().join("0000:17:00.0/drm/card1")).unwrap();
         std::fs::create_dir_all(pci.path().join("0000:17:00.0/drm/renderD128")).unwrap();
-        scan_with(&Recorded(gpus), majors, || Ok(mig_minors_text()), pci.path()).unwrap()
+        scan_with(
+            &Recorded(gpus),
+            majors,
+            || Ok(mig_minors_text()),
+            pci.path(),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -463,14 +488,28 @@ mod tests {
             slices,
         )]);
         let g = &inv.gpus[0];
-        assert_eq!((g.uuid.as_str(), g.minor, g.memory_mib, g.slices), ("GPU-a100", 0, 81920, 7));
+        assert_eq!(
+            (g.uuid.as_str(), g.minor, g.memory_mib, g.slices),
+            ("GPU-a100", 0, 81920, 7)
+        );
         assert_eq!(g.cuda_arch.as_deref(), Some("sm_80"));
         assert_eq!(g.mig.len(), 7);
-        assert!(g.mig.iter().all(|m| m.profile == "1g.10gb" && m.memory_mib == 9856));
+        assert!(
+            g.mig
+                .iter()
+                .all(|m| m.profile == "1g.10gb" && m.memory_mib == 9856)
+        );
         // gpu0/gi7/access is minor 3 + 7*9 = 66, its ci0 67.
         let m = &g.mig[0];
         let paths: Vec<&str> = m.nodes.iter().map(|n| n.path.as_str()).collect();
-        assert_eq!(paths, ["/dev/nvidia0", "/dev/nvidia-caps/nvidia-cap66", "/dev/nvidia-caps/nvidia-cap67"]);
+        assert_eq!(
+            paths,
+            [
+                "/dev/nvidia0",
+                "/dev/nvidia-caps/nvidia-cap66",
+                "/dev/nvidia-caps/nvidia-cap67"
+            ]
+        );
         assert!(m.nodes[1..].iter().all(|n| n.major == 236));
         assert_eq!(inv.units().len(), 7);
         assert_eq!(g.drm.len(), 2, "the GPU's DRM nodes from sysfs");
@@ -494,20 +533,38 @@ mod tests {
             .collect();
         assert_eq!(
             got,
-            [("MIG-3g", "3g.40gb", 40192, 3), ("MIG-2g", "2g.20gb", 19968, 2), ("MIG-1g", "1g.10gb", 9856, 1)]
+            [
+                ("MIG-3g", "3g.40gb", 40192, 3),
+                ("MIG-2g", "2g.20gb", 19968, 2),
+                ("MIG-1g", "1g.10gb", 9856, 1)
+            ]
         );
         // GPU minor 1 is gpu1 in the caps table: 3 + 135 + 2*9 = 156.
         assert_eq!(g.mig[0].nodes[0].path, "/dev/nvidia1");
         assert_eq!(g.mig[0].nodes[1].minor, 156);
-        let eq: Vec<f64> = inv.units().iter().map(|u| (u.gpueq() * 7.0).round()).collect();
-        assert_eq!(eq, [1.0, 2.0, 3.0], "placement walks the smallest slices first");
+        let eq: Vec<f64> = inv
+            .units()
+            .iter()
+            .map(|u| (u.gpueq() * 7.0).round())
+            .collect();
+        assert_eq!(
+            eq,
+            [1.0, 2.0, 3.0],
+            "placement walks the smallest slices first"
+        );
     }
 
     #[test]
     fn h100_and_h200_without_mig_are_whole_gpus() {
         let inv = scan(vec![
-            (gpu("GPU-h100", "NVIDIA H100 80GB HBM3", 81559, 0, false, (9, 0)), vec![]),
-            (gpu("GPU-h200", "NVIDIA H200", 143771, 1, false, (9, 0)), vec![]),
+            (
+                gpu("GPU-h100", "NVIDIA H100 80GB HBM3", 81559, 0, false, (9, 0)),
+                vec![],
+            ),
+            (
+                gpu("GPU-h200", "NVIDIA H200", 143771, 1, false, (9, 0)),
+                vec![],
+            ),
         ]);
         let units = inv.units();
         assert_eq!(units.len(), 2);
@@ -520,7 +577,10 @@ mod tests {
 
     #[test]
     fn mig_on_without_instances_offers_nothing_on_that_gpu() {
-        let inv = scan(vec![(gpu("GPU-empty", "NVIDIA A100-SXM4-80GB", 81920, 0, true, (8, 0)), vec![])]);
+        let inv = scan(vec![(
+            gpu("GPU-empty", "NVIDIA A100-SXM4-80GB", 81920, 0, true, (8, 0)),
+            vec![],
+        )]);
         assert!(inv.gpus[0].mig_enabled && inv.gpus[0].mig.is_empty());
         assert!(inv.units().is_empty());
     }
@@ -531,7 +591,10 @@ mod tests {
         let mut bad = slice("MIG-x", "1g.10gb", 9856, 1, 7);
         bad.name = "NVIDIA A100".into();
         let e = scan_with(
-            &Recorded(vec![(gpu("GPU-a", "A100", 81920, 0, true, (8, 0)), vec![bad])]),
+            &Recorded(vec![(
+                gpu("GPU-a", "A100", 81920, 0, true, (8, 0)),
+                vec![bad],
+            )]),
             majors,
             || Ok(mig_minors_text()),
             Path::new("/nonexistent"),
@@ -540,7 +603,10 @@ mod tests {
         .to_string();
         assert!(e.contains("MIG-x") && e.contains("no profile"), "{e}");
         let e = scan_with(
-            &Recorded(vec![(gpu("GPU-a", "A100", 81920, 0, true, (8, 0)), vec![slice("MIG-y", "1g.10gb", 1, 1, 7)])]),
+            &Recorded(vec![(
+                gpu("GPU-a", "A100", 81920, 0, true, (8, 0)),
+                vec![slice("MIG-y", "1g.10gb", 1, 1, 7)],
+            )]),
             majors,
             || Ok("config 1\nmonitor 2\n".into()),
             Path::new("/nonexistent"),

@@ -357,6 +357,18 @@ pub fn allocate(
 
     let mut all_nodes = inv.common_nodes.clone();
     all_nodes.extend(nodes);
+    // On a real host (not a simulated inventory) the nodes must exist for
+    // runc to bind-mount them into a user namespace, and NVIDIA's hook to find them.
+    if ctx.cfg.inventory == crate::config::InventorySource::Nvml {
+        match crate::inventory::make_missing_nodes(Path::new("/"), &all_nodes) {
+            Ok(made) if !made.is_empty() => ctx.log(
+                "info",
+                &format!("made missing device nodes {}", made.join(", ")),
+            ),
+            Ok(_) => {}
+            Err(e) => ctx.log("warn", &format!("container {id}: {e}")),
+        }
+    }
     let alloc = Allocation {
         uuids: record.devices.clone(),
         nodes: all_nodes,
