@@ -31,6 +31,13 @@ pub struct Edits {
     pub hooks: BTreeMap<String, Vec<Value>>,
     /// The spec file the edits came from.
     pub source: PathBuf,
+    /// Mounts and hooks of the spec's other devices (not allocated): where
+    /// Docker (25 and later) resolved a CDI name itself, they are in the
+    /// spec already and must go.
+    #[serde(default)]
+    pub other_mounts: Vec<Value>,
+    #[serde(default)]
+    pub other_hooks: Vec<Value>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -110,6 +117,7 @@ pub fn resolve(dirs: &[PathBuf], inv: &Inventory, uuids: &[String]) -> Result<Ed
             add(&mut edits, &common);
         }
         let mut missing = None;
+        let mut used = Vec::new();
         for uuid in uuids {
             let dev = inv.unit(uuid).and_then(|u| {
                 names_of(&u)
@@ -118,7 +126,10 @@ pub fn resolve(dirs: &[PathBuf], inv: &Inventory, uuids: &[String]) -> Result<Ed
                     .cloned()
             });
             match dev {
-                Some(d) => add(&mut edits, &d.edits()),
+                Some(d) => {
+                    used.push(device_name(&d));
+                    add(&mut edits, &d.edits());
+                }
                 None => {
                     missing = Some(uuid.clone());
                     break;
@@ -126,7 +137,25 @@ pub fn resolve(dirs: &[PathBuf], inv: &Inventory, uuids: &[String]) -> Result<Ed
             }
         }
         match missing {
-            None => return Ok(edits),
+            None => {
+                let mut others = Edits::default();
+                for d in devices.values().filter(|d| !used.contains(&device_name(d))) {
+                    add(&mut others, &d.edits());
+                }
+                edits.other_mounts = others
+                    .mounts
+                    .into_iter()
+                    .filter(|m| !edits.mounts.contains(m))
+                    .collect();
+                let mine: Vec<&Value> = edits.hooks.values().flatten().collect();
+                edits.other_hooks = others
+                    .hooks
+                    .into_values()
+                    .flatten()
+                    .filter(|h| !mine.contains(&h))
+                    .collect();
+                return Ok(edits);
+            }
             Some(uuid) => {
                 found_spec.get_or_insert(CdiError::NoDevice { path, uuid });
             }
@@ -249,6 +278,13 @@ mod tests {
         assert!(!serde_json::to_string(&e).unwrap().contains("/dev/nvidia"));
         let e = resolve(&dirs, &inv, &[inv.gpus[0].uuid.clone()]).unwrap();
         assert!(e.mounts[1]["destination"] == "/usr/lib/gpu0.so");
+        // The other devices' mounts are known, to take out what Docker added for them.
+        let others: Vec<&str> = e
+            .other_mounts
+            .iter()
+            .map(|m| m["destination"].as_str().unwrap())
+            .collect();
+        assert_eq!(others, ["/usr/lib/mig12.so", "/usr/lib/mig10.so"]);
         let e = resolve(&dirs, &inv, &[inv.gpus[1].mig[0].uuid.clone()]).unwrap();
         assert!(e.mounts[1]["destination"] == "/usr/lib/mig10.so");
         // A slice the spec does not name is an error naming the fix.

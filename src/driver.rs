@@ -108,11 +108,27 @@ pub fn apply(spec: &mut Value, method: &Method, uuids: &[String]) {
                 env.push(json!(e));
             }
             let mounts = array_in(root, "mounts");
+            // What Docker's own CDI resolution added for devices not allocated.
+            mounts.retain(|x| {
+                !edits.other_mounts.iter().any(|o| {
+                    o.get("destination") == x.get("destination")
+                        && o.get("source") == x.get("source")
+                })
+            });
             for m in &edits.mounts {
                 mounts.retain(|x| x.get("destination") != m.get("destination"));
                 mounts.push(m.clone());
             }
             let hooks = object_in(root, "hooks");
+            for list in hooks.values_mut() {
+                if let Some(list) = list.as_array_mut() {
+                    list.retain(|h| {
+                        !edits.other_hooks.iter().any(|o| {
+                            o.get("path") == h.get("path") && o.get("args") == h.get("args")
+                        })
+                    });
+                }
+            }
             for (phase, list) in &edits.hooks {
                 let at = array_in(hooks, phase);
                 for h in list {
@@ -187,6 +203,12 @@ mod tests {
             ],
             hooks,
             source: "/etc/cdi/nvidia.yaml".into(),
+            other_mounts: vec![
+                json!({"destination": "/usr/lib/other.so", "source": "/drv/other.so", "type": "bind"}),
+            ],
+            other_hooks: vec![
+                json!({"path": "/usr/bin/nvidia-cdi-hook", "args": ["nvidia-cdi-hook", "create-symlinks", "--link", "card9"]}),
+            ],
         }
     }
 
@@ -197,6 +219,23 @@ mod tests {
             "hooks": {"prestart": [{"path": "/usr/bin/nvidia-container-runtime-hook", "args": ["x", "prestart"]},
                                    {"path": "/usr/bin/other"}]}
         })
+    }
+
+    #[test]
+    fn what_docker_s_cdi_resolution_added_for_other_devices_goes() {
+        let mut s = json!({
+            "mounts": [{"destination": "/usr/lib/other.so", "source": "/drv/other.so", "type": "bind"},
+                       {"destination": "/data", "source": "/srv"}],
+            "hooks": {"createContainer": [{"path": "/usr/bin/nvidia-cdi-hook",
+                "args": ["nvidia-cdi-hook", "create-symlinks", "--link", "card9"]}]}
+        });
+        apply(&mut s, &Method::Cdi(edits()), &["MIG-a".into()]);
+        let mounts = s["mounts"].to_string();
+        assert!(
+            !mounts.contains("other.so") && mounts.contains("/srv"),
+            "{mounts}"
+        );
+        assert!(!s["hooks"].to_string().contains("card9"));
     }
 
     #[test]
