@@ -68,6 +68,17 @@ impl Runc {
         spec["process"]["terminal"] = false.into();
         spec["process"]["args"] = serde_json::json!(["sh", "-c", script]);
         spec["root"] = serde_json::json!({"path": self.rootfs, "readonly": true});
+        // runc names a container's cgroup after its id unless told: tests
+        // running side by side reuse ids, so each bundle gets its own.
+        let unique = self
+            .env
+            .dir
+            .path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        spec["linux"]["cgroupsPath"] = serde_json::json!(format!("/{unique}-{name}"));
         let env = spec["process"]["env"].as_array_mut().unwrap();
         env.extend(vars.iter().map(|v| serde_json::json!(v)));
         std::fs::write(
@@ -210,7 +221,13 @@ impl Runc {
         assert!(self.env.held().is_empty(), "leaked: {:?}", self.env.held());
         let p = self.bundle("plain-after", "echo plain", &[]);
         let out = self.run(&p, "plain-after");
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "plain\n");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "plain\n",
+            "{}{:?}",
+            String::from_utf8_lossy(&out.stderr),
+            last_oci_error(&p.join("log.json"))
+        );
     }
 }
 
