@@ -22,6 +22,8 @@ pub const RESTART_HINT: &str =
 
 #[derive(Debug, thiserror::Error)]
 pub enum DockerConfigError {
+    #[error("{0}")]
+    Reload(String),
     #[error("{path:?}: invalid JSON ({msg}); fix it or move it aside, nothing was changed")]
     Invalid { path: PathBuf, msg: String },
     #[error("{path:?}: {msg}; nothing was changed")]
@@ -325,11 +327,17 @@ fn unregister_from(paths: &Paths, text: Option<String>) -> Result<Outcome, Docke
 /// `default-runtime` would leave ds01 as the default in the running
 /// daemon. The interim file names Docker's built-in `runc` instead.
 pub fn interim_for_reload(restored: &Map<String, Value>) -> Option<Map<String, Value>> {
-    if restored.contains_key("default-runtime") {
+    if restored.contains_key("default-runtime") && restored.contains_key("runtimes") {
         return None;
     }
     let mut interim = restored.clone();
-    interim.insert("default-runtime".into(), Value::String("runc".into()));
+    interim
+        .entry("default-runtime")
+        .or_insert_with(|| Value::String("runc".into()));
+    // Likewise the runtimes: without the key a reload keeps ds01 and nvidia.
+    interim
+        .entry("runtimes")
+        .or_insert_with(|| Value::Object(Map::new()));
     Some(interim)
 }
 
@@ -400,7 +408,7 @@ pub fn data_root(paths: &Paths) -> PathBuf {
 /// the config in effect and returns what it did, if anything.
 pub fn unregister_live(
     paths: &Paths,
-    reload: impl Fn(&Map<String, Value>) -> Option<String>,
+    reload: impl Fn(&Map<String, Value>) -> Option<Result<String, String>>,
 ) -> Result<Outcome, DockerConfigError> {
     let path = &paths.daemon_json;
     let text = read_optional(path)?;
@@ -410,7 +418,7 @@ pub fn unregister_live(
     };
     if current.get("default-runtime").and_then(Value::as_str) != Some(RUNTIME_NAME) {
         let out = unregister(paths)?;
-        return Ok(with_reload(out, reload(&current)));
+        return with_reload(out, reload(&current));
     }
     let reg: Registration = read_optional(&paths.state)?
         .and_then(|t| serde_json::from_str(&t).ok())
@@ -432,17 +440,23 @@ pub fn unregister_live(
         .and_then(|t| parse(path, &t).ok())
         .unwrap_or_default();
     let did = did.or_else(|| reload(&after));
-    Ok(with_reload(out, did))
+    with_reload(out, did)
 }
 
-fn with_reload(out: Outcome, did: Option<String>) -> Outcome {
+/// The outcome with what the reload did; a reload that failed is an error
+/// (the file is restored, but the running dockerd still points at ds01).
+fn with_reload(
+    out: Outcome,
+    did: Option<Result<String, String>>,
+) -> Result<Outcome, DockerConfigError> {
     match (out, did) {
-        (Outcome::Changed(m), Some(d)) => Outcome::Changed(
+        (_, Some(Err(e))) => Err(DockerConfigError::Reload(e)),
+        (Outcome::Changed(m), Some(Ok(d))) => Ok(Outcome::Changed(
             m.replace(&format!("; {RESTART_HINT}"), "")
                 .replace(RESTART_HINT, "")
                 + &format!("; {d}"),
-        ),
-        (o, _) => o,
+        )),
+        (o, _) => Ok(o),
     }
 }
 
@@ -515,7 +529,7 @@ mod tests {
         let seen = std::cell::RefCell::new(Vec::new());
         let out = unregister_live(&t.paths, |cfg| {
             seen.borrow_mut().push(Value::Object(cfg.clone()));
-            Some("dockerd reloaded".into())
+            Some(Ok("dockerd reloaded".into()))
         })
         .unwrap();
         assert!(
@@ -527,10 +541,21 @@ mod tests {
         let interim = interim_for_reload(
             &serde_json::from_str::<Map<String, Value>>("{\"debug\": true}").unwrap(),
         );
-        assert_eq!(interim.unwrap()["default-runtime"], "runc");
+        let interim = interim.unwrap();
+        assert_eq!(interim["default-runtime"], "runc");
+        assert_eq!(
+            interim["runtimes"],
+            json!({}),
+            "so the reload drops ds01 and nvidia"
+        );
         let mut named = Map::new();
         named.insert("default-runtime".into(), json!("nvidia"));
+        named.insert("runtimes".into(), json!({"nvidia": {"path": "/x"}}));
         assert!(interim_for_reload(&named).is_none());
+        // A reload that did not take is an error: the removal must stop.
+        register(&t.paths, &t.runtime).unwrap();
+        let e = unregister_live(&t.paths, |_| Some(Err("still ds01".into()))).unwrap_err();
+        assert_eq!(e.to_string(), "still ds01");
     }
 
     #[test]

@@ -45,6 +45,9 @@ pub struct DockerFacts {
     pub runtimes: Vec<(String, String)>,
     /// Containers whose runtime is neither ds01 nor nvidia: (name, runtime).
     pub outside: Vec<(String, String)>,
+    /// Where Docker reads CDI specs; `None` from a Docker too old to say,
+    /// empty where its CDI support is off.
+    pub cdi_spec_dirs: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -252,19 +255,22 @@ pub fn judge(f: &Facts) -> Vec<Check> {
                 .next()
                 .and_then(|m| m.parse().ok())
                 .unwrap_or(0);
+            let cdi = match &d.cdi_spec_dirs {
+                Some(dirs) if !dirs.is_empty() => {
+                    format!("resolved by Docker from {}", dirs.join(", "))
+                }
+                Some(_) => "off in this Docker (its \"cdi\" feature)".to_string(),
+                None if major >= 25 => {
+                    "resolved by Docker where its \"cdi\" feature is on".to_string()
+                }
+                None => "not supported: ask with --gpus or NVIDIA_VISIBLE_DEVICES".to_string(),
+            };
             out.push(check(
                 "docker-version",
                 Status::Ok,
                 format!(
-                    "Docker {}; CDI device names (--device nvidia.com/gpu=...) {}",
-                    d.version,
-                    if major >= 28 {
-                        "resolved by Docker"
-                    } else if major >= 25 {
-                        "resolved by Docker where its \"cdi\" feature is on"
-                    } else {
-                        "not supported: ask with --gpus or NVIDIA_VISIBLE_DEVICES"
-                    }
+                    "Docker {}; CDI device names (--device nvidia.com/gpu=...) {cdi}",
+                    d.version
                 ),
                 None,
             ));
@@ -368,6 +374,7 @@ mod tests {
                     ("runc".into(), "runc".into()),
                 ],
                 outside: vec![],
+                cdi_spec_dirs: Some(vec!["/etc/cdi".into(), "/var/run/cdi".into()]),
             }),
             dirs: vec![("state directory", "/run/ds01".into(), None)],
             runc: Ok(("/usr/sbin/runc".into(), "runc version 1.1.5".into())),
@@ -401,6 +408,7 @@ mod tests {
             default_runtime: "runc".into(),
             runtimes: vec![("nvidia".into(), "/usr/bin/nvidia-container-runtime".into())],
             outside: vec![("old".into(), "runc".into())],
+            cdi_spec_dirs: None,
         });
         f.dirs = vec![(
             "state directory",

@@ -201,6 +201,8 @@ const MESSY: &str = r#"// our file
 #[test]
 fn check_reports_then_fix_repairs_in_place() {
     let t = setup();
+    // A server whose Docker can honour --gpus.
+    fake_nvidia_hook(&t.env.path("bin"), &t.env.path("hook.log"));
     std::fs::create_dir_all(t.project.join(".devcontainer")).unwrap();
     std::fs::write(t.file(), MESSY).unwrap();
     let out = t.run("devcontainer", &["check", "--json"]);

@@ -43,6 +43,9 @@ pub struct Context<'a> {
     pub catalog: Option<&'a Catalog>,
     /// The server user's home, for the home mount.
     pub home: &'a Path,
+    /// Whether this server's Docker can honour `--gpus` (NVIDIA's container
+    /// toolkit is installed); without it Docker refuses such a container.
+    pub docker_gpus: bool,
 }
 
 pub const LOCAL_HOME: &str = "${localEnv:HOME}";
@@ -188,6 +191,21 @@ pub fn check(text: &str, ctx: &Context) -> Result<Vec<Finding>, SyntaxError> {
         .any(|a| *a == "--gpus" || a.starts_with("--gpus="))
         || host_gpu.is_some_and(|g| g != &Value::Bool(false))
         || (visible.is_some() && !says_none);
+    let uses_gpus_flag = run_args
+        .iter()
+        .any(|a| *a == "--gpus" || a.starts_with("--gpus="));
+    if uses_gpus_flag && !ctx.docker_gpus {
+        add(
+            "gpus-unsupported",
+            Severity::Warning,
+            "/runArgs",
+            "runArgs asks with --gpus, which this server's Docker refuses (\"could not select device driver\"): \
+             NVIDIA's container toolkit is not installed"
+                .into(),
+            "drop \"--gpus\", \"all\" and set containerEnv NVIDIA_VISIBLE_DEVICES to \"all\", or ask the admin to install nvidia-container-toolkit",
+            false,
+        );
+    }
     if !requested && !wants_none {
         add(
             "no-gpu-request",
@@ -382,6 +400,7 @@ mod tests {
         let ctx = Context {
             catalog: Some(&c),
             home: Path::new("/home/alice"),
+            docker_gpus: true,
         };
         check(text, &ctx)
             .unwrap()
@@ -462,6 +481,7 @@ mod tests {
         let ctx = Context {
             catalog: Some(&c),
             home: Path::new("/home/alice"),
+            docker_gpus: true,
         };
         let found = check(text, &ctx).unwrap();
         let types: Vec<(usize, &str)> = found
@@ -508,6 +528,7 @@ mod tests {
         let ctx = Context {
             catalog: Some(&c),
             home: Path::new("/home/alice"),
+            docker_gpus: true,
         };
         // A missing comma is noticed where the value before it ends.
         let e = check("{\n  \"image\": \"x\"\n  \"name\": \"y\"\n}", &ctx).unwrap_err();

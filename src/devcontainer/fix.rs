@@ -11,10 +11,13 @@ use super::template::home_mount;
 
 /// Applies the fixable findings to `text`. Returns the new text and a line
 /// per change, for the user.
+/// `docker_gpus`: whether Docker can honour `--gpus` here; without it the
+/// GPU request goes in `containerEnv`.
 pub fn apply(
     text: &str,
     findings: &[Finding],
     home: &Path,
+    docker_gpus: bool,
 ) -> Result<(String, Vec<String>), String> {
     let root = CstRootNode::parse(text, &doc::options()).map_err(|e| e.to_string())?;
     let Some(obj) = root.object_value() else {
@@ -75,7 +78,27 @@ pub fn apply(
             }
         }
     }
-    if has("no-gpu-request") {
+    if has("no-gpu-request") && !docker_gpus {
+        let entry = (
+            "NVIDIA_VISIBLE_DEVICES",
+            CstInputValue::String("all".into()),
+        );
+        match obj.object_value("containerEnv") {
+            Some(env) => {
+                env.append(entry.0, entry.1);
+                changes.push("added NVIDIA_VISIBLE_DEVICES=all to containerEnv".to_string());
+            }
+            None => {
+                obj.append(
+                    "containerEnv",
+                    CstInputValue::Object(vec![(entry.0.to_string(), entry.1)]),
+                );
+                changes.push(
+                    "added \"containerEnv\": {\"NVIDIA_VISIBLE_DEVICES\": \"all\"}".to_string(),
+                );
+            }
+        }
+    } else if has("no-gpu-request") {
         let gpus = [
             CstInputValue::String("--gpus".into()),
             CstInputValue::String("all".into()),
@@ -109,6 +132,7 @@ mod tests {
             &Context {
                 catalog: None,
                 home: Path::new("/home/alice"),
+                docker_gpus: true,
             },
         )
         .unwrap()
@@ -128,7 +152,7 @@ mod tests {
 }
 "#;
         let f = findings(text);
-        let (fixed, changes) = apply(text, &f, Path::new("/home/alice")).unwrap();
+        let (fixed, changes) = apply(text, &f, Path::new("/home/alice"), true).unwrap();
         assert_eq!(changes.len(), 3, "{changes:?}");
         for kept in [
             "// my project",
@@ -157,7 +181,8 @@ mod tests {
     #[test]
     fn adds_missing_mounts_and_run_args() {
         let text = "{\n  \"image\": \"x\",\n  \"runArgs\": [\"--shm-size=8g\"]\n}\n";
-        let (fixed, changes) = apply(text, &findings(text), Path::new("/home/alice")).unwrap();
+        let (fixed, changes) =
+            apply(text, &findings(text), Path::new("/home/alice"), true).unwrap();
         assert_eq!(changes.len(), 3, "{changes:?}");
         let v = doc::parse(&fixed).unwrap().value;
         assert_eq!(
@@ -169,5 +194,33 @@ mod tests {
             serde_json::json!(["source=/home/alice,target=/home/alice,type=bind"])
         );
         assert_eq!(v["shutdownAction"], "stopContainer");
+    }
+
+    #[test]
+    fn without_nvidia_s_toolkit_the_fix_asks_in_the_environment() {
+        let text = "{\n  \"image\": \"x\",\n  \"containerEnv\": {\"A\": \"1\"}\n}\n";
+        let (fixed, _) = apply(text, &findings(text), Path::new("/home/alice"), false).unwrap();
+        let v = doc::parse(&fixed).unwrap().value;
+        assert!(v.get("runArgs").is_none(), "{fixed}");
+        assert_eq!(
+            v["containerEnv"],
+            serde_json::json!({"A": "1", "NVIDIA_VISIBLE_DEVICES": "all"})
+        );
+        let text = "{\"image\": \"x\"}";
+        let (fixed, _) = apply(text, &findings(text), Path::new("/home/alice"), false).unwrap();
+        let v = doc::parse(&fixed).unwrap().value;
+        assert_eq!(v["containerEnv"]["NVIDIA_VISIBLE_DEVICES"], "all");
+        // And check warns where --gpus cannot work here.
+        let with_flag = "{\"image\": \"x\", \"runArgs\": [\"--gpus\", \"all\"]}";
+        let f = check(
+            with_flag,
+            &Context {
+                catalog: None,
+                home: Path::new("/home/alice"),
+                docker_gpus: false,
+            },
+        )
+        .unwrap();
+        assert!(f.iter().any(|x| x.id == "gpus-unsupported"), "{f:?}");
     }
 }

@@ -307,6 +307,10 @@ pub fn make_missing_nodes(
                 return Err(format!("cannot make {}: {e}", path.display()));
             }
         }
+        // The umask narrowed mknod's mode.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| format!("cannot set the mode of {}: {e}", path.display()))?;
         made.push(n.path.clone());
     }
     Ok(made)
@@ -367,6 +371,14 @@ mod tests {
         assert!(m.file_type().is_char_device());
         assert_eq!((libc::major(m.rdev()), libc::minor(m.rdev())), (236, 201));
         assert_eq!(m.permissions().mode() & 0o777, 0o444);
+        let all = common_nodes(&majors());
+        make_missing_nodes(root.path(), &all).unwrap();
+        let m = std::fs::metadata(root.path().join("dev/nvidia-uvm")).unwrap();
+        assert_eq!(
+            m.permissions().mode() & 0o777,
+            0o666,
+            "not narrowed by the umask"
+        );
         assert!(make_missing_nodes(root.path(), &nodes).unwrap().is_empty());
     }
 

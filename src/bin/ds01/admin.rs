@@ -58,9 +58,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Action::RegisterDocker { runtime, files } => {
             let paths = files.paths();
             let outcome = docker_config::register(&paths, &runtime)?;
+            // Registering must not fail over a reload: Docker is left valid
+            // either way, and a restart applies it.
             let outcome = match outcome {
                 Outcome::Changed(m) => match reload(&read(&paths)) {
-                    Some(did) => Outcome::Changed(
+                    Some(Ok(did)) | Some(Err(did)) => Outcome::Changed(
                         m.replace(&format!("; {}", docker_config::RESTART_HINT), "")
                             + &format!("; {did}"),
                     ),
@@ -118,18 +120,10 @@ fn read(paths: &Paths) -> Map<String, Value> {
 }
 
 /// Sends SIGHUP to the dockerd that reads this config, then waits until
-/// its default runtime is the one the config names. Returns what happened,
-/// or `None` when no dockerd runs.
-fn reload(cfg: &Map<String, Value>) -> Option<String> {
-    let pid = docker_config::running_dockerd(cfg)?;
-    // SAFETY: kill with a pid read from dockerd's own pidfile.
-    if unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
-        return Some(format!(
-            "could not signal dockerd (pid {pid}): {}; {}",
-            std::io::Error::last_os_error(),
-            docker_config::RESTART_HINT
-        ));
-    }
+/// its default runtime is the one the config names. `None` when no dockerd
+/// runs; an error when one runs that could not be made to take the config
+/// (not found by its pidfile, or still on the old default).
+fn reload(cfg: &Map<String, Value>) -> Option<Result<String, String>> {
     let want = cfg
         .get("default-runtime")
         .and_then(Value::as_str)
@@ -144,20 +138,38 @@ fn reload(cfg: &Map<String, Value>) -> Option<String> {
         .find_map(|h| h.strip_prefix("unix://"))
         .unwrap_or("/var/run/docker.sock")
         .to_string();
+    let Some(pid) = docker_config::running_dockerd(cfg) else {
+        // A dockerd ds01 cannot find by its pidfile may still answer.
+        return match default_runtime(&socket) {
+            Some(now) if now != want => Some(Err(format!(
+                "a dockerd whose pid is not in the daemon.json's pidfile answers on {socket} with default runtime {now}; {}, then retry",
+                docker_config::RESTART_HINT
+            ))),
+            _ => None,
+        };
+    };
+    // SAFETY: kill with a pid read from dockerd's own pidfile.
+    if unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
+        return Some(Err(format!(
+            "could not signal dockerd (pid {pid}): {}; {}, then retry",
+            std::io::Error::last_os_error(),
+            docker_config::RESTART_HINT
+        )));
+    }
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let now = default_runtime(&socket);
         if now.as_deref() == Some(want.as_str()) {
-            return Some(format!(
+            return Some(Ok(format!(
                 "dockerd (pid {pid}) reloaded daemon.json: its default runtime is {want} now"
-            ));
+            )));
         }
         if Instant::now() > deadline {
-            return Some(format!(
-                "dockerd (pid {pid}) was asked to reload, but its default runtime is still {}; {}",
+            return Some(Err(format!(
+                "dockerd (pid {pid}) was asked to reload daemon.json, but its default runtime is still {}; {}, then retry",
                 now.unwrap_or_else(|| "unknown".into()),
                 docker_config::RESTART_HINT
-            ));
+            )));
         }
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -51,9 +51,11 @@ fn check_file(args: &Args) -> anyhow::Result<ExitCode> {
             None
         }
     };
+    let docker_gpus = ds01::driver::find_hook().is_some();
     let ctx = Context {
         catalog: catalog.as_ref(),
         home: &me.home,
+        docker_gpus,
     };
     let mut findings = match check::check(&text, &ctx) {
         Ok(f) => f,
@@ -81,7 +83,7 @@ fn check_file(args: &Args) -> anyhow::Result<ExitCode> {
     let mut fixed = Vec::new();
     if args.fix && findings.iter().any(|f| f.fixable) {
         let (new_text, changes) =
-            fix::apply(&text, &findings, &me.home).map_err(anyhow::Error::msg)?;
+            fix::apply(&text, &findings, &me.home, docker_gpus).map_err(anyhow::Error::msg)?;
         if !changes.is_empty() {
             if let Some(b) = write_file(&file, &new_text)? {
                 notes.push(format!("kept the old file as {}", b.display()));

@@ -131,6 +131,7 @@ fn docker_facts() -> Result<DockerFacts, String> {
         .map(|c| (c.1, c.2))
         .collect();
     Ok(DockerFacts {
+        cdi_spec_dirs: info.cdi_spec_dirs,
         version: info.server_version.unwrap_or_default(),
         default_runtime: info.default_runtime.unwrap_or_default(),
         runtimes,
