@@ -162,17 +162,10 @@ fn every_route_the_container_brought_is_removed() {
         alloc.nodes.len(),
         "an allow rule per allocated node"
     );
-    // The driver's majors are denied first: a wider rule cannot reach other GPUs.
-    assert_eq!(nvidia(false), 3);
-    let first_allow = rules
-        .iter()
-        .position(|r| r["allow"] == true && r["major"] == 195)
-        .unwrap();
-    let last_deny = rules
-        .iter()
-        .rposition(|r| r["allow"] == false && r["major"] == 195)
-        .unwrap();
-    assert!(last_deny < first_allow);
+    // No deny rules on the driver's majors: every rule that opened one was
+    // stripped, and a deny after a user's wildcard would make runc's cgroup
+    // v1 emulator fail ("cannot punch hole").
+    assert_eq!(nvidia(false), 0);
     assert!(
         !after["mounts"]
             .to_string()
