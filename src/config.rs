@@ -150,14 +150,25 @@ pub fn default_runc() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/usr/bin/runc"))
 }
 
-/// The runc to use when the config as a whole is unusable: its `runc` key
-/// if that much can still be read, else the default. A broken config must
-/// not send containers that want no GPU to a different runc.
+/// The runc to use without loading the whole config: the `runc` key if the
+/// file has one (a top-level key, so before the first table), else the
+/// default. Only that line is parsed as TOML, so a pass-through command
+/// (start, kill, state, ...) costs one small read, and a config broken
+/// elsewhere still sends containers to the admin's runc.
 pub fn fallback_runc(path: &Path) -> PathBuf {
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|text| text.parse::<toml::Table>().ok())
-        .and_then(|t| t.get("runc").and_then(|v| absolute(v).ok()))
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return default_runc();
+    };
+    text.lines()
+        .map(str::trim_start)
+        .take_while(|l| !l.starts_with('['))
+        .filter(|l| {
+            l.strip_prefix("runc")
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .filter_map(|l| l.parse::<toml::Table>().ok())
+        .filter_map(|t| t.get("runc").and_then(|v| absolute(v).ok()))
+        .last()
         .unwrap_or_else(default_runc)
 }
 
@@ -507,6 +518,27 @@ mod tests {
         assert!(msg.contains("whole number"), "{msg}");
         let msg = parse("inventory = 3").unwrap_err().to_string();
         assert!(msg.contains("\"nvml\" or the path"), "{msg}");
+    }
+
+    #[test]
+    fn the_runc_key_is_read_alone_and_only_at_the_top_level() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        let read = |text: &str| {
+            std::fs::write(&p, text).unwrap();
+            fallback_runc(&p)
+        };
+        assert_eq!(
+            read("# x\nrunc = \"/opt/runc\" # mine\nbad = [\n"),
+            PathBuf::from("/opt/runc")
+        );
+        assert_eq!(read("runc='/opt/r u'\n"), PathBuf::from("/opt/r u"));
+        assert_eq!(read("[users.runc]\nrunc = \"/x\"\n"), default_runc());
+        assert_eq!(
+            read("runcx = \"/x\"\nrunc = \"relative\"\n"),
+            default_runc()
+        );
+        assert_eq!(fallback_runc(&dir.path().join("missing")), default_runc());
     }
 
     #[test]

@@ -157,3 +157,25 @@ fn doctor_names_each_problem_with_its_fix_and_exits_1_on_a_failure() {
             .all(|c| c["status"] == "ok" || c["fix"].is_string())
     );
 }
+
+#[test]
+fn accounts_answers_from_the_system_user_database() {
+    let ask = |args: &[&str]| {
+        Command::new(CLI)
+            .arg("accounts")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = ask(&["groups", "root"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|g| g == "root")
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&ask(&["name", "0"]).stdout),
+        "root\n"
+    );
+    assert_eq!(ask(&["name", "4294967"]).status.code(), Some(1));
+}

@@ -35,6 +35,13 @@ pub fn load(cfg: &Config) -> Result<Inventory, InventoryError> {
     Ok(inv)
 }
 
+/// The snapshot, when it came from the configured source; never a scan.
+/// The runtime reads only this: NVML (and the dynamic loader it needs)
+/// stays in the `ds01` CLI, which makes a missing snapshot.
+pub fn cached(cfg: &Config) -> Option<Inventory> {
+    read(&cfg.state_dir).filter(|inv| inv.source == cfg.inventory.describe())
+}
+
 /// Scans the configured source and replaces the snapshot (`ds01 gpus refresh`).
 pub fn refresh(cfg: &Config) -> Result<Inventory, InventoryError> {
     let inv = scan(cfg)?;

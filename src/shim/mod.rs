@@ -16,7 +16,7 @@ use crate::config::{Config, ConfigError};
 use crate::fsutil;
 use crate::host::Host;
 use crate::identity::{self, Accounts, Owner};
-use crate::inventory::{Inventory, InventoryError, snapshot};
+use crate::inventory::{Inventory, InventoryError};
 use crate::ledger::{Ledger, LedgerError, Pending, Record, timestamp};
 use crate::log;
 use crate::oci;
@@ -254,6 +254,7 @@ pub fn rewrite_json(path: &Path, value: &Value) -> Result<(), ShimError> {
 /// records first), then rewrites the bundle's spec to expose exactly them.
 /// On any failure after allocating, the allocation is released again.
 /// The returned marker must be handed to runc and finished afterwards.
+#[allow(clippy::too_many_arguments)]
 pub fn allocate(
     ctx: &Ctx,
     argv: &Argv,
@@ -261,8 +262,8 @@ pub fn allocate(
     spec: &mut Value,
     req: &Request,
     owner: &Owner,
+    inv: &Inventory,
 ) -> Result<(Record, Pending), ShimError> {
-    let inv = snapshot::load(ctx.cfg)?;
     let id = argv.id.clone().unwrap_or_default();
     if owner.user.is_none() && ctx.cfg.refuse_unknown_owner {
         return Err(ctx.refuse(
@@ -296,7 +297,7 @@ pub fn allocate(
         let reclaimed = rs.reclaim(ctx.host, &pending_dir);
         let new_root = !rs.records.iter().any(|r| r.root == root);
         let used = allocate::usage(rs, owner.user.as_deref());
-        let chosen = allocate::choose(&inv, rs, req, &who(owner), &limits, &used);
+        let chosen = allocate::choose(inv, rs, req, &who(owner), &limits, &used);
         let result = chosen.map(|units| {
             let record = Record {
                 alloc_id: alloc_id.clone(),
@@ -375,9 +376,9 @@ pub fn allocate(
         hook: poststop_hook(ctx, &record.alloc_id),
         annotation: serde_json::to_string(&Note::of(&record)).expect("notes serialise"),
     };
-    spec::strip_gpu_routes(spec, &NvidiaDevices::of(&inv));
+    spec::strip_gpu_routes(spec, &NvidiaDevices::of(inv));
     spec::inject(spec, &alloc);
-    match crate::driver::choose(ctx.cfg, &inv, &record.devices, crate::driver::find_hook()) {
+    match crate::driver::choose(ctx.cfg, inv, &record.devices, crate::driver::find_hook()) {
         Ok(method) => {
             if let crate::driver::Method::Nodes(why) = &method {
                 ctx.log(

@@ -11,14 +11,19 @@ use crate::runc;
 
 pub fn run(args: &[OsString], argv: &Argv) -> i32 {
     let Ok(cfg) = Config::load() else {
-        return runc::exec(&config::fallback_runc(&Config::locate()), args, argv);
+        return runc::exec(
+            &config::fallback_runc(&Config::locate()),
+            args,
+            argv,
+            &Config::default().log,
+        );
     };
     let root = argv.root_or_default();
     let id = argv.id.clone().unwrap_or_default();
     if !shim::holds_container(&cfg, &root, &id) {
-        return runc::exec(&cfg.runc, args, argv);
+        return runc::exec(&cfg.runc, args, argv, &cfg.log);
     }
-    let code = runc::run(&cfg.runc, args, argv, None);
+    let code = runc::run(&cfg.runc, args, argv, &cfg.log, None);
     let host = RealHost;
     if !host.runc_knows(&root, &id) {
         let exe = std::env::current_exe().unwrap_or_default();
@@ -26,7 +31,7 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
             cfg: &cfg,
             host: &host,
             exe: &exe,
-            accounts: &ds01::identity::SystemAccounts,
+            accounts: &crate::accounts::HelperAccounts::beside(&exe),
         };
         // A record whose create is still in flight (its runtime killed, its
         // runc orphaned) is not this delete's to free: that runc may still

@@ -9,7 +9,12 @@ use crate::runc;
 
 pub fn run(args: &[OsString], argv: &Argv) -> i32 {
     let Ok(cfg) = Config::load() else {
-        return runc::exec(&config::fallback_runc(&Config::locate()), args, argv);
+        return runc::exec(
+            &config::fallback_runc(&Config::locate()),
+            args,
+            argv,
+            &Config::default().log,
+        );
     };
     if let (Some(process), Some(id)) = (&argv.process, &argv.id) {
         // Best effort: the exec itself must not fail over this.
@@ -17,5 +22,5 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
             ds01::log::append(&cfg.log, "warn", &format!("exec in {id}: {e}"));
         }
     }
-    runc::exec(&cfg.runc, args, argv)
+    runc::exec(&cfg.runc, args, argv, &cfg.log)
 }

@@ -32,7 +32,7 @@ pub fn run(args: &[OsString]) -> i32 {
         cfg: &cfg,
         host: &RealHost,
         exe: &exe,
-        accounts: &ds01::identity::SystemAccounts,
+        accounts: &crate::accounts::HelperAccounts::beside(&exe),
     };
     shim::release_from_hook(&ctx, &state, alloc_id);
     0

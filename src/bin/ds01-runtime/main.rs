@@ -5,6 +5,7 @@
 //! Nothing here prints on stdout or stderr while a container is created:
 //! those are the container's streams.
 
+mod accounts;
 mod create;
 mod delete;
 mod exec;
@@ -26,7 +27,14 @@ fn main() {
         Some("create" | "run" | "restore") => create::run(&args, &parsed),
         Some("delete") => delete::run(&args, &parsed),
         Some("exec") => exec::run(&args, &parsed),
-        _ => runc::exec(&runc::path(), &args, &parsed),
+        // Everything else goes to runc as is, with no more than the config's
+        // `runc` line read.
+        _ => runc::exec(
+            &runc::path(),
+            &args,
+            &parsed,
+            &ds01::config::Config::default().log,
+        ),
     };
     std::process::exit(code);
 }

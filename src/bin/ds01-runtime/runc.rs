@@ -10,12 +10,10 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use ds01::config::{self, Config};
 use ds01::shim::argv::Argv;
 
-/// The runc to run: the config's, or the default when the config is unusable
-/// (a broken config must not stop containers that want no GPU).
+/// The runc to run for a command ds01 passes through: the config's `runc`
+/// line alone, never a parse of the whole config.
 pub fn path() -> PathBuf {
-    Config::load()
-        .map(|c| c.runc)
-        .unwrap_or_else(|_| config::fallback_runc(&Config::locate()))
+    config::fallback_runc(&Config::locate())
 }
 
 /// Whether `runc` is this very binary (a `runc` key or symlink pointing
@@ -28,23 +26,25 @@ fn is_self(runc: &Path) -> bool {
     }
 }
 
-fn refuse_self(runc: &Path, argv: &Argv) -> Option<i32> {
+fn refuse_self(runc: &Path, argv: &Argv, log: &Path) -> Option<i32> {
     is_self(runc).then(|| {
         report(
             argv,
+            log,
             &format!("ds01: runc {runc:?} is ds01-runtime itself; set `runc` in the config to the real runc"),
         );
         1
     })
 }
 
-/// Replaces this process with runc. Returns only if that failed.
-pub fn exec(runc: &Path, args: &[OsString], argv: &Argv) -> i32 {
-    if let Some(code) = refuse_self(runc, argv) {
+/// Replaces this process with runc. Returns only if that failed; `log` is
+/// the shim's log for that error.
+pub fn exec(runc: &Path, args: &[OsString], argv: &Argv, log: &Path) -> i32 {
+    if let Some(code) = refuse_self(runc, argv, log) {
         return code;
     }
     let err = Command::new(runc).args(args).exec();
-    report(argv, &format!("ds01: cannot run runc {runc:?}: {err}"));
+    report(argv, log, &format!("ds01: cannot run runc {runc:?}: {err}"));
     127
 }
 
@@ -65,8 +65,8 @@ extern "C" fn forward(sig: libc::c_int) {
 /// `inherit` is a descriptor runc keeps (the create's marker). SIGINT,
 /// SIGTERM and SIGHUP sent to this process are passed on to runc, as if
 /// the caller had run runc itself.
-pub fn run(runc: &Path, args: &[OsString], argv: &Argv, inherit: Option<RawFd>) -> i32 {
-    if let Some(code) = refuse_self(runc, argv) {
+pub fn run(runc: &Path, args: &[OsString], argv: &Argv, log: &Path, inherit: Option<RawFd>) -> i32 {
+    if let Some(code) = refuse_self(runc, argv, log) {
         return code;
     }
     let mut cmd = Command::new(runc);
@@ -86,7 +86,7 @@ pub fn run(runc: &Path, args: &[OsString], argv: &Argv, inherit: Option<RawFd>) 
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
-            report(argv, &format!("ds01: cannot run runc {runc:?}: {e}"));
+            report(argv, log, &format!("ds01: cannot run runc {runc:?}: {e}"));
             return 127;
         }
     };
@@ -102,7 +102,7 @@ pub fn run(runc: &Path, args: &[OsString], argv: &Argv, inherit: Option<RawFd>) 
             Ok(s) => break s,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                report(argv, &format!("ds01: waiting for runc {runc:?}: {e}"));
+                report(argv, log, &format!("ds01: waiting for runc {runc:?}: {e}"));
                 return 1;
             }
         }
@@ -131,11 +131,9 @@ pub fn delete_force(runc: &Path, argv: &Argv) {
 
 /// Tells the caller about an error the way runc would: a JSON line in the
 /// `--log` file (what Docker shows), or stderr when there is no log file.
-pub fn report(argv: &Argv, msg: &str) {
-    let cfg_log = Config::load()
-        .map(|c| c.log)
-        .unwrap_or_else(|_| Config::default().log);
-    ds01::log::append(&cfg_log, "error", msg);
+/// The shim's own log gets it too (`log`: the config's, or the default).
+pub fn report(argv: &Argv, log: &Path, msg: &str) {
+    ds01::log::append(log, "error", msg);
     let written = argv
         .log
         .as_deref()

@@ -4,6 +4,7 @@
 //!
 //! Exit codes: 0 ok, 1 problems found, 2 error.
 
+mod accounts;
 mod admin;
 mod container;
 mod dc_check;
@@ -61,6 +62,9 @@ enum Command {
     Doctor(doctor::Args),
     #[command(hide = true)]
     GenerateAssets(generate::Args),
+    /// User and group look-ups for ds01-runtime (NSS, which a static binary cannot load)
+    #[command(hide = true)]
+    Accounts(accounts::Args),
 }
 
 /// `devcontainer up` is `ds01 devcontainer up`: the name chooses the group.
@@ -87,6 +91,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Gpus(args) => with_config(|c| gpus::run(c, args, &docker::Engine)),
         Command::Gc(args) => with_config(|c| gc::run(c, args)),
+        Command::Accounts(args) => accounts::run(args),
         Command::Doctor(args) => with_config(|c| doctor::run(c, args)),
         Command::Limits(args) => with_config(|c| limits::run(c, args)),
         Command::Events(args) => with_config(|c| events::run(c, args)),
