@@ -3,20 +3,83 @@
 //!
 //!     cargo bench --bench runtime [-- ITERATIONS]
 //!
-//! Four cases per round, in rotating order so drift hits all alike:
+//! Six cases per round, in rotating order so drift hits all alike:
 //! - `runc`: plain runc, a bundle without GPU;
-//! - `ds01 no-gpu`: the shim, same bundle;
+//! - `stub`: a static program that only execs runc (built here): the floor
+//!   for any wrapper, one more exec per runc command;
+//! - `ds01 no-gpu`: the shim, as shipped (statically linked), same bundle;
 //! - `runc +nodes`: plain runc given the spec the shim would write for a
-//!   GPU container (same device nodes, no hook): the baseline for the GPU case;
+//!   GPU container (same device nodes, no hook);
+//! - `stub +nodes`: the stub on that spec: the floor for the GPU case;
 //! - `ds01 gpu`: the shim with `NVIDIA_VISIBLE_DEVICES=all`, simulated inventory.
 //!
-//! Everything lives on tmpfs (/dev/shm), as /run does on a real host.
+//! The static shim is built here too (`cargo rustc ... +crt-static` into
+//! `target/static`), as `packaging/build-deb.sh` builds it. Everything lives
+//! on tmpfs (/dev/shm), as /run does on a real host.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const SHIM: &str = env!("CARGO_BIN_EXE_ds01-runtime");
+const CLI: &str = env!("CARGO_BIN_EXE_ds01");
+
+/// The floor: a static program that only execs runc.
+const STUB: &str = "use std::os::unix::process::CommandExt;\n\
+fn main() {\n\
+    let args: Vec<_> = std::env::args_os().skip(1).collect();\n\
+    let err = std::process::Command::new(env!(\"RUNC\")).args(args).exec();\n\
+    panic!(\"{err}\");\n\
+}\n";
+
+/// Builds the stub and the static shim (beside a copy of the CLI, which it
+/// asks for snapshots and accounts) into `d`.
+fn build_static(d: &Path, runc: &Path) -> (PathBuf, PathBuf) {
+    let src = d.join("stub.rs");
+    std::fs::write(&src, STUB).unwrap();
+    let stub = d.join("stub");
+    let ok = Command::new("rustc")
+        .args(["-O", "-C", "target-feature=+crt-static", "-o"])
+        .arg(&stub)
+        .arg(&src)
+        .env("RUNC", runc)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "cannot build the stub");
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target = manifest.join("target/static");
+    eprintln!(
+        "building the static ds01-runtime (once, into {})",
+        target.display()
+    );
+    let ok = Command::new("cargo")
+        .current_dir(manifest)
+        .env("CARGO_TARGET_DIR", &target)
+        .args([
+            "rustc",
+            "--release",
+            "--locked",
+            "--bin",
+            "ds01-runtime",
+            "--",
+            "-C",
+            "target-feature=+crt-static",
+        ])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "cannot build the static ds01-runtime");
+    let bin = d.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::copy(
+        target.join("release/ds01-runtime"),
+        bin.join("ds01-runtime"),
+    )
+    .unwrap();
+    std::fs::copy(CLI, bin.join("ds01")).unwrap();
+    (stub, bin.join("ds01-runtime"))
+}
 
 struct Case {
     name: &'static str,
@@ -68,36 +131,34 @@ fn main() {
     .unwrap();
     // SAFETY: single-threaded here; the variable is read by the child processes.
     unsafe { std::env::set_var("DS01_CONFIG", &config) };
+    // The snapshot the runtime reads, as the package's install makes it.
+    assert!(
+        Command::new(CLI)
+            .args(["gpus", "refresh"])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    );
 
+    let (stub, shim) = build_static(d, &runc);
     let plain = bundle(&runc, d, "plain", &rootfs, &[]);
     let gpu = bundle(&runc, d, "gpu", &rootfs, &["NVIDIA_VISIBLE_DEVICES=all"]);
     let nodes = patched_baseline(d, &gpu);
 
+    let case = |name, runtime: &Path, bundle: &Path| Case {
+        name,
+        runtime: runtime.to_path_buf(),
+        bundle: bundle.to_path_buf(),
+        times: vec![],
+    };
     let mut cases = vec![
-        Case {
-            name: "runc",
-            runtime: runc.clone(),
-            bundle: plain.clone(),
-            times: vec![],
-        },
-        Case {
-            name: "ds01 no-gpu",
-            runtime: SHIM.into(),
-            bundle: plain,
-            times: vec![],
-        },
-        Case {
-            name: "runc +nodes",
-            runtime: runc.clone(),
-            bundle: nodes,
-            times: vec![],
-        },
-        Case {
-            name: "ds01 gpu",
-            runtime: SHIM.into(),
-            bundle: gpu.clone(),
-            times: vec![],
-        },
+        case("runc", &runc, &plain),
+        case("stub", &stub, &plain),
+        case("ds01 no-gpu", &shim, &plain),
+        case("runc +nodes", &runc, &nodes),
+        case("stub +nodes", &stub, &nodes),
+        case("ds01 gpu", &shim, &gpu),
     ];
     let root = d.join("runc-root");
     // Warm up caches and the inventory snapshot.
@@ -124,16 +185,15 @@ fn main() {
     let ratio =
         |a: usize, b: usize| median(&cases[a]).as_secs_f64() / median(&cases[b]).as_secs_f64();
     println!(
-        "ratio without GPU (ds01 no-gpu / runc):        {:.3}  (target <= 1.03)",
+        "without GPU: ds01 / static stub  {:.3}  (target <= 1.02); ds01 / runc {:.3}; stub / runc {:.3}",
+        ratio(2, 1),
+        ratio(2, 0),
         ratio(1, 0)
     );
     println!(
-        "ratio with GPU    (ds01 gpu / runc +nodes):    {:.3}  (target <= 1.05)",
-        ratio(3, 2)
-    );
-    println!(
-        "ratio with GPU    (ds01 gpu / runc, no nodes): {:.3}",
-        ratio(3, 0)
+        "with GPU:    ds01 / stub +nodes  {:.3}  (target <= 1.05); ds01 / runc +nodes {:.3}",
+        ratio(5, 4),
+        ratio(5, 3)
     );
 }
 
