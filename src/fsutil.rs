@@ -7,9 +7,12 @@ use std::path::{Path, PathBuf};
 
 /// Writes `data` to `path` so that a reader sees either the old or the new
 /// content, never a mix: a temp file in the same directory, fsync, rename,
-/// then fsync of the directory so the rename survives a crash.
+/// then fsync of the directory so the rename survives a crash. On tmpfs
+/// (`/run`, where the state lives on a real host) nothing survives a crash
+/// anyway, so the two fsyncs are skipped; the rename keeps it atomic.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
+    let durable = !on_tmpfs(dir);
     let tmp = temp_name(path);
     let result = (|| {
         let mut f = OpenOptions::new()
@@ -20,9 +23,11 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
         // The umask may have narrowed the mode; the caller's mode is the contract.
         f.set_permissions(fs::Permissions::from_mode(mode))?;
         f.write_all(data)?;
-        f.sync_all()?;
+        if durable {
+            f.sync_all()?;
+        }
         fs::rename(&tmp, path)?;
-        if let Ok(d) = File::open(dir) {
+        if durable && let Ok(d) = File::open(dir) {
             let _ = d.sync_all();
         }
         Ok(())
@@ -31,6 +36,22 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Whether `dir` is on a tmpfs (or ramfs), where fsync buys nothing.
+pub fn on_tmpfs(dir: &Path) -> bool {
+    const TMPFS_MAGIC: i64 = 0x0102_1994;
+    const RAMFS_MAGIC: i64 = 0x8584_58f6;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: statfs fills the struct we own; zeroed is a valid start.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return false;
+    }
+    let t = st.f_type as i64;
+    t == TMPFS_MAGIC || t == RAMFS_MAGIC
 }
 
 fn temp_name(path: &Path) -> PathBuf {
@@ -173,6 +194,13 @@ mod tests {
         assert!(read_trusted(&d.join("open")).is_err());
         fs::set_permissions(d.join("open"), fs::Permissions::from_mode(0o644)).unwrap();
         assert_eq!(read_trusted(&d.join("open")).unwrap(), b"x");
+    }
+
+    #[test]
+    fn tmpfs_is_told_from_a_disk() {
+        assert!(on_tmpfs(Path::new("/dev/shm")));
+        assert!(!on_tmpfs(Path::new("/proc/self")));
+        assert!(!on_tmpfs(Path::new("/nonexistent")));
     }
 
     #[test]

@@ -244,7 +244,15 @@ impl Ledger {
     /// so it is never allocated from: it is rebuilt first from what runc
     /// and the creates in flight know, and an unreadable one is kept aside.
     pub fn update<T>(&self, f: impl FnOnce(&mut Records) -> T) -> Result<T, LedgerError> {
-        let _lock = self.lock()?;
+        let lock = self.lock()?;
+        let held = std::time::Instant::now();
+        let out = self.update_locked(f);
+        drop(lock);
+        trace_hold(held.elapsed());
+        out
+    }
+
+    fn update_locked<T>(&self, f: impl FnOnce(&mut Records) -> T) -> Result<T, LedgerError> {
         let path = self.path();
         let (before, rebuilt) = match self.read() {
             Ok(rs) if path.exists() => (rs, false),
@@ -436,6 +444,24 @@ impl Ledger {
             }
             std::thread::sleep(pause.min(deadline - now));
             pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Where each lock hold time goes when measuring (`benches/lock.rs`): one
+/// line of microseconds per hold, appended. Unset in normal use.
+pub const LOCK_TRACE: &str = "DS01_LOCK_TRACE";
+
+fn trace_hold(held: Duration) {
+    if let Some(path) = std::env::var_os(LOCK_TRACE) {
+        use std::io::Write;
+        let line = format!("{}\n", held.as_micros());
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+        {
+            let _ = f.write_all(line.as_bytes());
         }
     }
 }

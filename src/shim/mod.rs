@@ -294,7 +294,18 @@ pub fn allocate(
     let root = argv.root_or_default();
     let pending_dir = ledger.pending_dir();
     let updated = ledger.update(|rs| {
-        let reclaimed = rs.reclaim(ctx.host, &pending_dir);
+        // Stale records are looked for only when they stand in the way (no
+        // device free, or the owner's share used up): checking every record's
+        // processes on each create would be most of the time the lock is held.
+        let try_choose = |rs: &crate::ledger::Records| {
+            let used = allocate::usage(rs, owner.user.as_deref());
+            allocate::choose(inv, rs, req, &who(owner), &limits, &used)
+                .map(|units| units.iter().map(|u| u.uuid.to_string()).collect::<Vec<_>>())
+        };
+        let mut reclaimed = Vec::new();
+        if try_choose(rs).is_err() {
+            reclaimed = rs.reclaim(ctx.host, &pending_dir);
+        }
         let new_root = !rs.records.iter().any(|r| r.root == root);
         let used = allocate::usage(rs, owner.user.as_deref());
         let chosen = allocate::choose(inv, rs, req, &who(owner), &limits, &used);
