@@ -627,3 +627,106 @@ pub fn gc(cfg: &Config, host: &dyn Host) -> Result<Vec<(Record, String)>, Ledger
     }
     Ok(reclaimed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Groups;
+    use crate::testing::FakeHost;
+    use serde_json::json;
+
+    /// Accounts where `boss` is in the Unix group `ds01-admin`.
+    struct Users;
+    impl Groups for Users {
+        fn groups_of(&self, user: &str) -> Vec<String> {
+            if user == "boss" {
+                vec!["ds01-admin".into()]
+            } else {
+                Vec::new()
+            }
+        }
+    }
+    impl Accounts for Users {
+        fn user_name(&self, _: u32) -> Option<String> {
+            None
+        }
+    }
+
+    fn inv() -> Inventory {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/sim/inventory.toml");
+        crate::inventory::sim::parse(&p, &std::fs::read_to_string(&p).unwrap()).unwrap()
+    }
+
+    /// The plan for a spec, with the audit log in a temp dir.
+    fn plan_of(spec: serde_json::Value) -> (Plan, Vec<Event>) {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config {
+            state_dir: dir.path().join("state"),
+            log: dir.path().join("runtime.log"),
+            audit_log: dir.path().join("events.jsonl"),
+            docker_data_root: dir.path().join("docker"),
+            ..Config::default()
+        };
+        let host = FakeHost::default();
+        let ctx = Ctx {
+            cfg: &cfg,
+            host: &host,
+            exe: Path::new("/usr/bin/ds01-runtime"),
+            accounts: &Users,
+        };
+        let read = oci::read(spec.to_string().as_bytes()).unwrap();
+        let plan = plan(&ctx, "c1", &read, &inv());
+        (plan, audit::read(&cfg.audit_log).unwrap())
+    }
+
+    fn spec(
+        env: &[&str],
+        devices: serde_json::Value,
+        rules: serde_json::Value,
+    ) -> serde_json::Value {
+        json!({"process": {"env": env}, "linux": {"devices": devices, "resources": {"devices": rules}}})
+    }
+
+    const PRIVILEGED: &str = r#"[{"allow": true, "access": "rwm"}]"#;
+
+    #[test]
+    fn nothing_gpu_is_passed_through_and_a_request_is_allocated() {
+        let (p, ev) = plan_of(spec(&["PATH=/bin"], json!([]), json!([])));
+        assert_eq!(p, Plan::PassThrough);
+        assert!(ev.is_empty());
+        let (p, _) = plan_of(spec(
+            &["NVIDIA_VISIBLE_DEVICES=all", "DS01_USER=alice"],
+            json!([]),
+            json!([]),
+        ));
+        match p {
+            Plan::Allocate { owner, req } => {
+                assert_eq!((owner.user.as_deref(), req.count), (Some("alice"), 1));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn privileged_is_a_bypass_for_an_admin_and_a_refusal_for_a_user() {
+        let rules: serde_json::Value = serde_json::from_str(PRIVILEGED).unwrap();
+        let (p, _) = plan_of(spec(&["DS01_USER=boss"], json!([]), rules.clone()));
+        assert!(matches!(p, Plan::Bypass { .. }), "{p:?}");
+        let (p, ev) = plan_of(spec(&["DS01_USER=alice"], json!([]), rules));
+        match p {
+            Plan::Refuse(msg) => assert!(msg.contains("(alice is not)"), "{msg}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(ev.len(), 1);
+        assert_eq!(ev[0].event, audit::Kind::Refuse);
+    }
+
+    #[test]
+    fn nvidia_s_hook_without_a_request_is_denied_devices_and_a_bad_profile_is_refused() {
+        let mut s = spec(&["PATH=/bin"], json!([]), json!([]));
+        s["hooks"] = json!({"prestart": [{"path": "/usr/bin/nvidia-container-runtime-hook"}]});
+        assert_eq!(plan_of(s).0, Plan::DenyHook);
+        let (p, _) = plan_of(spec(&["DS01_GPU_PROFILE=huge"], json!([]), json!([])));
+        assert!(matches!(p, Plan::Refuse(m) if m.contains("not a GPU profile")));
+    }
+}
