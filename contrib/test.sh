@@ -21,6 +21,10 @@ command -v cargo >/dev/null || {
     exit 2
 }
 log=$(mktemp)
+# End-to-end tests that skip (no root, say) are written here, so the closing
+# line counts them as skipped rather than passed.
+export DS01_SKIPPED_LOG
+DS01_SKIPPED_LOG=$(mktemp)
 # The end-to-end tests make the simulated GPUs' device nodes under /dev, as
 # a real GPU server has them; remove the ones they made when the run ends.
 nodes_list=/run/ds01-test-host-nodes
@@ -32,7 +36,7 @@ remove_test_nodes() {
     rmdir /dev/nvidia-caps /dev/dri 2>/dev/null || true
     rm -f "$nodes_list"
 }
-trap 'rm -f "$log"; [ "$(id -u)" -ne 0 ] || remove_test_nodes' EXIT
+trap 'rm -f "$log" "$DS01_SKIPPED_LOG"; [ "$(id -u)" -ne 0 ] || remove_test_nodes' EXIT
 set +e
 DS01_E2E="${DS01_E2E:-1}" cargo test --locked --tests 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
@@ -44,5 +48,6 @@ if [ "$rc" -eq 0 ] && { [ -n "${CI:-}" ] || [ "${DS01_PACKAGE_TEST:-0}" = 1 ]; }
 fi
 set -e
 # One closing line over every test binary.
-grep '^test result:' "$log" | awk '{p += $4; f += $6} END {printf "%d passed, %d failed\n", p, f}'
+skipped=$(wc -l < "$DS01_SKIPPED_LOG")
+grep '^test result:' "$log" | awk -v s="$skipped" '{p += $4; f += $6} END {printf "%d passed, %d failed, %d skipped\n", p - s, f, s}'
 exit "$rc"

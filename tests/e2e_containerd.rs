@@ -47,7 +47,7 @@ fn start() -> Option<Containerd> {
         if std::env::var("DS01_E2E").as_deref() == Ok("1") {
             panic!("DS01_E2E=1 but {why}");
         }
-        eprintln!("skipping containerd end-to-end test: {why}");
+        skip("containerd", why);
         return None;
     }
     host_nodes();

@@ -34,7 +34,7 @@ fn setup(extra: &str) -> Option<Runc> {
         if std::env::var("DS01_E2E").as_deref() == Ok("1") {
             panic!("DS01_E2E=1 but {why}");
         }
-        eprintln!("skipping end-to-end test: {why} (DS01_E2E=1 makes this a failure)");
+        skip("runc", why);
         return None;
     }
     let runc = runc.unwrap();

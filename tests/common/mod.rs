@@ -309,3 +309,22 @@ pub fn fake_nvidia_hook(dir: &Path, log: &Path) {
     .unwrap();
     std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
 }
+
+/// Where skipped end-to-end tests are counted, when set (`contrib/test.sh`
+/// sets it, so its closing line says how many were skipped, not passed).
+pub const SKIPPED_LOG: &str = "DS01_SKIPPED_LOG";
+
+/// Notes an end-to-end test skipped for `why` (no root, no runc, ...).
+pub fn skip(suite: &str, why: &str) {
+    eprintln!("skipping {suite} end-to-end test: {why} (DS01_E2E=1 makes this a failure)");
+    if let Some(path) = std::env::var_os(SKIPPED_LOG) {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+        {
+            let _ = writeln!(f, "{suite}: {why}");
+        }
+    }
+}
