@@ -9,21 +9,32 @@ use ds01::views::{DockerApi, DockerContainer};
 
 pub struct Engine;
 
+/// Runs `f` on a client for `DOCKER_HOST` (or the default socket) that
+/// speaks the daemon's API version, on a single-threaded runtime.
+pub fn with_docker<T, F>(f: impl FnOnce(Docker) -> F) -> Result<T, String>
+where
+    F: std::future::Future<Output = Result<T, String>>,
+{
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let docker = Docker::connect_with_defaults()
+            .map_err(|e| e.to_string())?
+            .with_timeout(Duration::from_secs(10));
+        // Speak the daemon's API version, old or new.
+        let docker = docker
+            .negotiate_version()
+            .await
+            .map_err(|e| e.to_string())?;
+        f(docker).await
+    })
+}
+
 impl DockerApi for Engine {
     fn containers(&self) -> Result<Vec<DockerContainer>, String> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())?;
-        rt.block_on(async {
-            let docker = Docker::connect_with_defaults()
-                .map_err(|e| e.to_string())?
-                .with_timeout(Duration::from_secs(10));
-            // Speak the daemon's API version, old or new.
-            let docker = docker
-                .negotiate_version()
-                .await
-                .map_err(|e| e.to_string())?;
+        with_docker(|docker| async move {
             let list = docker
                 .list_containers(Some(ListContainersOptions {
                     all: true,

@@ -3,7 +3,6 @@
 //! directories, runc) and prints the core's verdict on each.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use ds01::config::Config;
 use ds01::doctor::{self, DirProblem, DockerFacts, Facts, Status};
@@ -101,18 +100,7 @@ fn runc_version(cfg: &Config) -> Result<(std::path::PathBuf, String), String> {
 }
 
 fn docker_facts() -> Result<DockerFacts, String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let info = rt.block_on(async {
-        let docker = bollard::Docker::connect_with_defaults()
-            .map_err(|e| e.to_string())?
-            .with_timeout(Duration::from_secs(10));
-        let docker = docker
-            .negotiate_version()
-            .await
-            .map_err(|e| e.to_string())?;
+    let info = crate::docker::with_docker(|docker| async move {
         docker.info().await.map_err(|e| e.to_string())
     })?;
     let runtimes = info
