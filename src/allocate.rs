@@ -7,10 +7,11 @@
 
 use std::collections::HashSet;
 
-use crate::inventory::{Inventory, Kind, Unit};
+use crate::inventory::{Inventory, Unit, UnitKind};
 use crate::ledger::{Record, Records};
 use crate::policy::Effective;
 use crate::request::{Profile, Request};
+use crate::text::{describe, gpueq_text, short};
 
 /// Why a request cannot be served; the text is what the user reads.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -41,44 +42,12 @@ pub fn usage<'r>(held: &'r Records, user: Option<&str>) -> Usage<'r> {
     }
 }
 
-/// GPU-equivalents for people: 1.0, 0.5, 0.143.
-pub fn gpueq_text(x: f64) -> String {
-    // An empty sum is -0.0; people read 0.0.
-    let x = if x == 0.0 { 0.0 } else { x };
-    let s = format!("{x:.3}");
-    let s = s.trim_end_matches('0');
-    if s.ends_with('.') {
-        format!("{s}0")
-    } else {
-        s.to_string()
-    }
-}
-
-/// How a record's devices read: `full GPU 0`, `MIG 1g.10gb on GPU 1`.
-pub fn describe(inv: &Inventory, r: &Record) -> String {
-    let parts: Vec<String> = r
-        .devices
-        .iter()
-        .map(|uuid| match inv.unit(uuid) {
-            Some(u) if u.kind == Kind::Full => format!("full GPU {}", u.gpu.index),
-            Some(u) => format!("MIG {} on GPU {}", u.profile(), u.gpu.index),
-            None => uuid.clone(),
-        })
-        .collect();
-    parts.join(", ")
-}
-
 fn held_by(inv: &Inventory, records: &[&Record]) -> String {
     records
         .iter()
         .map(|r| format!("{}: {}", short(&r.container_id), describe(inv, r)))
         .collect::<Vec<_>>()
         .join("; ")
-}
-
-/// Docker's short id.
-pub fn short(id: &str) -> &str {
-    id.get(..12).unwrap_or(id)
 }
 
 /// Picks `req.count` free units of one kind for `who`, within `limits`.
@@ -120,7 +89,7 @@ pub fn choose<'a>(
                 )));
             }
             pick(&units, held, req.count, "full GPU", |u| {
-                u.kind == Kind::Full
+                u.kind == UnitKind::Full
             })
         }
         Profile::Mig(name) => {
@@ -139,11 +108,11 @@ pub fn choose<'a>(
         }
         Profile::AnyMig => {
             let mig = pick(&units, held, req.count, "MIG slice", |u| {
-                u.kind == Kind::Mig
+                u.kind == UnitKind::Mig
             });
             match mig {
                 Err(_) if allow_full => pick(&units, held, req.count, "full GPU", |u| {
-                    u.kind == Kind::Full
+                    u.kind == UnitKind::Full
                 })
                 .or(mig),
                 other => other,
@@ -193,13 +162,13 @@ fn pick<'a>(
     // so the inventory's order decides the rest.
     let busy: HashSet<u32> = units
         .iter()
-        .filter(|u| u.kind == Kind::Mig && held.holds(u.uuid))
+        .filter(|u| u.kind == UnitKind::Mig && held.holds(u.uuid))
         .map(|u| u.gpu.index)
         .collect();
     free.sort_by_key(|u| {
         (
             u.mig.map_or(0, |m| m.slices),
-            u.kind == Kind::Mig && !busy.contains(&u.gpu.index),
+            u.kind == UnitKind::Mig && !busy.contains(&u.gpu.index),
         )
     });
     let total = fitting.len();
@@ -344,7 +313,7 @@ mod tests {
         );
         // Where full GPUs are allowed, the default falls back to one.
         let got = choose_for(&inv, &rs, &req(1, Profile::AnyMig), &full_ok()).unwrap();
-        assert_eq!(inv.unit(&got[0]).unwrap().kind, Kind::Full);
+        assert_eq!(inv.unit(&got[0]).unwrap().kind, UnitKind::Full);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::ledger::{Record, timestamp};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Kind {
+pub enum EventKind {
     Allocate,
     Refuse,
     Release,
@@ -23,14 +23,14 @@ pub enum Kind {
     Bypass,
 }
 
-impl Kind {
+impl EventKind {
     pub fn as_str(self) -> &'static str {
         match self {
-            Kind::Allocate => "allocate",
-            Kind::Refuse => "refuse",
-            Kind::Release => "release",
-            Kind::Reclaim => "reclaim",
-            Kind::Bypass => "bypass",
+            EventKind::Allocate => "allocate",
+            EventKind::Refuse => "refuse",
+            EventKind::Release => "release",
+            EventKind::Reclaim => "reclaim",
+            EventKind::Bypass => "bypass",
         }
     }
 }
@@ -39,7 +39,7 @@ impl Kind {
 pub struct Event {
     /// RFC 3339.
     pub time: String,
-    pub event: Kind,
+    pub event: EventKind,
     pub user: Option<String>,
     pub identity_source: Source,
     pub container_id: String,
@@ -50,7 +50,7 @@ pub struct Event {
 
 impl Event {
     /// An event about an allocation record.
-    pub fn of(kind: Kind, r: &Record, reason: Option<String>) -> Event {
+    pub fn of(kind: EventKind, r: &Record, reason: Option<String>) -> Event {
         Event {
             time: timestamp(SystemTime::now()),
             event: kind,
@@ -116,7 +116,7 @@ mod tests {
     fn event(i: usize) -> Event {
         Event {
             time: timestamp(SystemTime::now()),
-            event: Kind::Allocate,
+            event: EventKind::Allocate,
             user: Some(format!("user{i}")),
             identity_source: Source::DockerLabel,
             container_id: format!("c{i}"),

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::inventory::{Inventory, Kind};
+use crate::inventory::{Inventory, UnitKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -336,7 +336,7 @@ pub fn judge(f: &Facts) -> Vec<Check> {
 }
 
 /// The UUIDs a CDI spec must cover: every allocatable unit.
-pub fn units(inv: &Inventory) -> Vec<(String, Kind)> {
+pub fn units(inv: &Inventory) -> Vec<(String, UnitKind)> {
     inv.units()
         .iter()
         .map(|u| (u.uuid.to_string(), u.kind))

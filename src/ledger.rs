@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::fsutil;
 use crate::host::Host;
-use crate::inventory::Kind;
+use crate::inventory::UnitKind;
 
 pub const FILE_NAME: &str = "ledger.json";
 /// Mode 0600 from the start (an earlier `ledger.lock` was readable, so
@@ -48,7 +48,7 @@ pub struct Record {
     pub root: PathBuf,
     /// UUIDs of the allocated GPUs or MIG slices.
     pub devices: Vec<String>,
-    pub kind: Kind,
+    pub kind: UnitKind,
     pub profile: String,
     /// GPU-equivalents of the devices, counted against the owner's share.
     #[serde(default)]
@@ -222,6 +222,16 @@ impl Ledger {
             path: path.to_path_buf(),
             source,
         }
+    }
+
+    /// Whether the ledger holds anything for this container. Reads without
+    /// the lock, so `delete` of a container without a GPU costs one file read.
+    pub fn holds_container(&self, root: &Path, id: &str) -> bool {
+        self.read().is_ok_and(|rs| {
+            rs.records
+                .iter()
+                .any(|r| r.container_id == id && r.root == root)
+        })
     }
 
     /// The records as last written. Needs no lock: the file is only ever replaced whole.

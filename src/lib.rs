@@ -29,4 +29,5 @@ pub mod shim;
 pub mod spec;
 #[cfg(test)]
 pub mod testing;
+pub mod text;
 pub mod views;

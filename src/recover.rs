@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::host::Host;
 use crate::identity::Source;
-use crate::inventory::Kind;
+use crate::inventory::UnitKind;
 use crate::ledger::Record;
 
 /// The annotation that records the allocation in the spec.
@@ -20,7 +20,7 @@ pub const ANNOTATION: &str = "ds01.allocation";
 pub struct Note {
     pub id: String,
     pub devices: Vec<String>,
-    pub kind: Kind,
+    pub kind: UnitKind,
     pub profile: String,
     #[serde(default)]
     pub gpueq: f64,
@@ -146,7 +146,7 @@ mod tests {
         Note {
             id: "a1".into(),
             devices: vec!["MIG-1".into()],
-            kind: Kind::Mig,
+            kind: UnitKind::Mig,
             profile: "1g.10gb".into(),
             gpueq: 1.0 / 7.0,
             user: Some("alice".into()),

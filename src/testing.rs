@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use crate::host::Host;
-use crate::inventory::Kind;
+use crate::inventory::UnitKind;
 use crate::ledger::{Record, timestamp};
 
 #[derive(Default)]
@@ -48,7 +48,7 @@ pub fn record(id: &str, devices: &[&str], host: &FakeHost) -> Record {
         bundle: format!("/b/{id}").into(),
         root: "/run/runc".into(),
         devices: devices.iter().map(|d| d.to_string()).collect(),
-        kind: Kind::Mig,
+        kind: UnitKind::Mig,
         profile: "1g.10gb".into(),
         gpueq: 1.0 / 7.0,
         user: None,

@@ -6,10 +6,10 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::allocate::{describe, short};
 use crate::inventory::Inventory;
 use crate::ledger::{Record, Records};
 use crate::policy::valid_name;
+use crate::text::{describe, short};
 
 /// What Docker's list call says about one container.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -33,7 +33,7 @@ pub trait DockerApi {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Kind {
+pub enum ContainerKind {
     DevContainer,
     Compose,
     Plain,
@@ -49,7 +49,7 @@ pub struct Row {
     pub status: String,
     pub running: bool,
     pub image: String,
-    pub kind: Kind,
+    pub kind: ContainerKind,
     /// `MIG 1g.10gb on GPU 1`, `full GPU 0`, or `none`.
     pub gpu: String,
     pub allocated_since: Option<String>,
@@ -80,13 +80,13 @@ pub fn label_owner(labels: &HashMap<String, String>) -> Option<String> {
     valid_name(user).then(|| user.to_string())
 }
 
-fn kind(labels: &HashMap<String, String>) -> Kind {
+fn kind(labels: &HashMap<String, String>) -> ContainerKind {
     if labels.contains_key(DEVCONTAINER_LABEL) {
-        Kind::DevContainer
+        ContainerKind::DevContainer
     } else if labels.contains_key(COMPOSE_LABEL) {
-        Kind::Compose
+        ContainerKind::Compose
     } else {
-        Kind::Plain
+        ContainerKind::Plain
     }
 }
 
@@ -169,7 +169,7 @@ pub fn list(
             },
             running: true,
             image: String::new(),
-            kind: Kind::Plain,
+            kind: ContainerKind::Plain,
             gpu: gpu_of(Some(r)),
             allocated_since: Some(r.since.clone()),
             uuids: r.devices.clone(),
@@ -258,8 +258,8 @@ mod tests {
         let thesis = &l.rows[1];
         assert_eq!(thesis.gpu, "MIG 1g.10gb on GPU 1");
         assert_eq!(thesis.status, "Running (Up 2 minutes)");
-        assert_eq!(thesis.kind, Kind::Plain);
-        assert_eq!(l.rows[0].kind, Kind::DevContainer);
+        assert_eq!(thesis.kind, ContainerKind::Plain);
+        assert_eq!(l.rows[0].kind, ContainerKind::DevContainer);
         assert_eq!(l.rows[0].project.as_deref(), Some("/home/alice/llm"));
         assert_eq!(l.rows[0].gpu, "none");
         assert_eq!(l.rows[2].status, "Exited (0) 1 hour ago");
@@ -275,7 +275,7 @@ mod tests {
         let web = l.rows.iter().find(|r| r.name == "web").unwrap();
         assert_eq!(
             (web.owner.as_deref(), web.kind),
-            (Some("bob"), Kind::Compose)
+            (Some("bob"), ContainerKind::Compose)
         );
         let anon = l.rows.iter().find(|r| r.name == "anon").unwrap();
         assert_eq!(anon.owner, None);

@@ -100,16 +100,16 @@ pub struct Inventory {
 /// What one allocated unit is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Kind {
+pub enum UnitKind {
     Full,
     Mig,
 }
 
-impl Kind {
+impl UnitKind {
     pub fn as_str(self) -> &'static str {
         match self {
-            Kind::Full => "full",
-            Kind::Mig => "mig",
+            UnitKind::Full => "full",
+            UnitKind::Mig => "mig",
         }
     }
 }
@@ -118,7 +118,7 @@ impl Kind {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Unit<'a> {
     pub uuid: &'a str,
-    pub kind: Kind,
+    pub kind: UnitKind,
     pub gpu: &'a Gpu,
     pub mig: Option<&'a MigDevice>,
 }
@@ -168,14 +168,14 @@ impl Inventory {
                 migs.sort_by_key(|m| (m.slices, m.gpu_instance, m.compute_instance));
                 out.extend(migs.into_iter().map(|m| Unit {
                     uuid: &m.uuid,
-                    kind: Kind::Mig,
+                    kind: UnitKind::Mig,
                     gpu,
                     mig: Some(m),
                 }));
             } else {
                 out.push(Unit {
                     uuid: &gpu.uuid,
-                    kind: Kind::Full,
+                    kind: UnitKind::Full,
                     gpu,
                     mig: None,
                 });

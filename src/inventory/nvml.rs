@@ -568,7 +568,11 @@ mod tests {
         ]);
         let units = inv.units();
         assert_eq!(units.len(), 2);
-        assert!(units.iter().all(|u| u.kind == crate::inventory::Kind::Full));
+        assert!(
+            units
+                .iter()
+                .all(|u| u.kind == crate::inventory::UnitKind::Full)
+        );
         assert_eq!(inv.gpus[1].memory_mib, 143771);
         assert_eq!(inv.gpus[1].nodes[0].path, "/dev/nvidia1");
         assert_eq!(inv.cuda_archs(), ["sm_90"]);

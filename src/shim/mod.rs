@@ -92,7 +92,7 @@ impl Ctx<'_> {
         self.log("info", &format!("refused container {id}: {refusal}"));
         self.audit(&Event {
             time: timestamp(self.host.now()),
-            event: audit::Kind::Refuse,
+            event: audit::EventKind::Refuse,
             user: owner.user.clone(),
             identity_source: owner.source,
             container_id: id.to_string(),
@@ -215,7 +215,7 @@ pub fn record_bypass(ctx: &Ctx, id: &str, owner: &Owner, why: &str, inv: &Invent
     );
     ctx.audit(&Event {
         time: timestamp(ctx.host.now()),
-        event: audit::Kind::Bypass,
+        event: audit::EventKind::Bypass,
         user: owner.user.clone(),
         identity_source: owner.source,
         container_id: id.to_string(),
@@ -356,7 +356,7 @@ pub fn allocate(
                 r.container_id
             ),
         );
-        ctx.audit(&Event::of(audit::Kind::Reclaim, r, Some(why.clone())));
+        ctx.audit(&Event::of(audit::EventKind::Reclaim, r, Some(why.clone())));
         let _ = std::fs::remove_file(pending_dir.join(&r.alloc_id));
     }
     let (record, nodes) = match result {
@@ -431,7 +431,7 @@ pub fn allocate(
             owner.source.as_str()
         ),
     );
-    ctx.audit(&Event::of(audit::Kind::Allocate, &record, None));
+    ctx.audit(&Event::of(audit::EventKind::Allocate, &record, None));
     Ok((record, pending))
 }
 
@@ -519,7 +519,11 @@ pub fn release(
                         r.container_id
                     ),
                 );
-                ctx.audit(&Event::of(audit::Kind::Release, r, Some(why.to_string())));
+                ctx.audit(&Event::of(
+                    audit::EventKind::Release,
+                    r,
+                    Some(why.to_string()),
+                ));
             }
             gone
         }
@@ -568,19 +572,6 @@ pub fn patch_exec_process(
     rewrite_json(process, &proc)
 }
 
-/// Whether the ledger holds anything for this container. Reads without
-/// the lock, so `delete` of a container without a GPU costs one file read.
-pub fn holds_container(cfg: &Config, root: &Path, id: &str) -> bool {
-    Ledger::new(&cfg.state_dir)
-        .read()
-        .map(|rs| {
-            rs.records
-                .iter()
-                .any(|r| r.container_id == id && r.root == root)
-        })
-        .unwrap_or(false)
-}
-
 /// The poststop hook: the OCI state on stdin names the container, the
 /// hook's own argument names the allocation.
 pub fn release_from_hook(ctx: &Ctx, state: &[u8], alloc_id: Option<&str>) -> Vec<Record> {
@@ -620,7 +611,7 @@ pub fn gc(cfg: &Config, host: &dyn Host) -> Result<Vec<(Record, String)>, Ledger
                 r.container_id
             ),
         );
-        let event = Event::of(audit::Kind::Reclaim, r, Some(why.clone()));
+        let event = Event::of(audit::EventKind::Reclaim, r, Some(why.clone()));
         if let Err(e) = audit::append(&cfg.audit_log, &event) {
             log::append(&cfg.log, "error", &e.to_string());
         }
@@ -718,7 +709,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(ev.len(), 1);
-        assert_eq!(ev[0].event, audit::Kind::Refuse);
+        assert_eq!(ev[0].event, audit::EventKind::Refuse);
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
     };
     let root = argv.root_or_default();
     let id = argv.id.clone().unwrap_or_default();
-    if !shim::holds_container(&cfg, &root, &id) {
+    if !shim::ledger(&cfg).holds_container(&root, &id) {
         return runc::exec(&cfg.runc, args, argv, &cfg.log);
     }
     let code = runc::run(&cfg.runc, args, argv, &cfg.log, None);

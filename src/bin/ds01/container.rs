@@ -3,12 +3,12 @@
 
 use std::process::ExitCode;
 
-use ds01::allocate::gpueq_text;
 use ds01::config::Config;
 use ds01::identity::{Accounts, SystemAccounts};
 use ds01::inventory::snapshot;
 use ds01::ledger::Ledger;
-use ds01::views::{self, DockerApi, Kind, Listing};
+use ds01::text::gpueq_text;
+use ds01::views::{self, ContainerKind, DockerApi, Listing};
 
 use crate::style::Style;
 
@@ -85,9 +85,9 @@ fn render(listing: &Listing, all: bool, detailed: bool, style: &Style) -> String
     }
     for (i, r) in listing.rows.iter().enumerate() {
         let kind = match r.kind {
-            Kind::DevContainer => " (dev container)",
-            Kind::Compose => " (compose)",
-            Kind::Plain => "",
+            ContainerKind::DevContainer => " (dev container)",
+            ContainerKind::Compose => " (compose)",
+            ContainerKind::Plain => "",
         };
         out.push_str(&format!("\n{}. {}{kind}\n", i + 1, style.bold(&r.name)));
         if all {

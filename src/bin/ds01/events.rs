@@ -3,9 +3,9 @@
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
-use ds01::allocate::{gpueq_text, short};
 use ds01::audit;
 use ds01::config::Config;
+use ds01::text::{gpueq_text, short};
 
 use crate::style::{Style, table};
 

@@ -6,10 +6,10 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use anyhow::Context;
-use ds01::allocate::short;
 use ds01::config::Config;
 use ds01::inventory::{Gpu, Inventory, snapshot};
 use ds01::ledger::{Ledger, Record, Records};
+use ds01::text::short;
 use ds01::views::DockerApi;
 use serde_json::json;
 

@@ -5,12 +5,13 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use ds01::allocate::{self, describe, gpueq_text, short};
+use ds01::allocate;
 use ds01::config::Config;
 use ds01::identity::{Accounts, SystemAccounts};
 use ds01::inventory::snapshot;
 use ds01::ledger::Ledger;
 use ds01::policy::Value;
+use ds01::text::{describe, gpueq_text, short};
 use serde_json::json;
 
 #[derive(clap::Args)]
