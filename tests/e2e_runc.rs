@@ -352,6 +352,17 @@ fn killed_container_frees_its_slice_on_delete() {
         .parse()
         .unwrap();
     unsafe { libc::kill(pid, libc::SIGKILL) };
+    // Docker deletes once it saw the exit: wait until runc would call it stopped.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| ds01::host::parse_stat_start(&s).is_some())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "init {pid} did not die"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     // Docker's order after an exit: delete, then delete --force.
     let out = r.shim(&b, &["delete", "k1"]);
     assert!(
