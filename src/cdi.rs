@@ -9,7 +9,7 @@
 //! enter a container, and ds01 adds those itself.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use container_device_interface::container_edits::ContainerEdits;
 use container_device_interface::spec::read_spec;
@@ -51,16 +51,14 @@ pub enum CdiError {
 }
 
 /// The CDI spec files in `dirs`, in priority order (a later directory
-/// overrides an earlier one, as in the CDI cache), each with its mtime:
-/// a change of either means the resolved edits are stale.
-pub fn sources(dirs: &[PathBuf]) -> Vec<(PathBuf, i64)> {
-    use std::os::unix::fs::MetadataExt;
+/// overrides an earlier one, as in the CDI cache).
+pub fn spec_files(dirs: &[PathBuf]) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for dir in dirs {
         let Ok(entries) = std::fs::read_dir(dir) else {
             continue;
         };
-        let mut files: Vec<(PathBuf, i64)> = entries
+        let mut files: Vec<PathBuf> = entries
             .flatten()
             .map(|e| e.path())
             .filter(|p| {
@@ -68,10 +66,6 @@ pub fn sources(dirs: &[PathBuf]) -> Vec<(PathBuf, i64)> {
                     p.extension().and_then(|e| e.to_str()),
                     Some("json" | "yaml" | "yml")
                 )
-            })
-            .filter_map(|p| {
-                let m = std::fs::metadata(&p).ok()?;
-                Some((p, m.mtime() * 1_000_000_000 + m.mtime_nsec()))
             })
             .collect();
         files.sort();
@@ -101,7 +95,7 @@ fn names_of(unit: &Unit) -> Vec<String> {
 /// are skipped, as the CDI cache skips them.
 pub fn resolve(dirs: &[PathBuf], inv: &Inventory, uuids: &[String]) -> Result<Edits, CdiError> {
     let mut found_spec = None;
-    for (path, _) in sources(dirs).into_iter().rev() {
+    for path in spec_files(dirs).into_iter().rev() {
         let Ok(mut spec) = read_spec(&path, 0) else {
             continue;
         };
@@ -208,15 +202,11 @@ fn add(out: &mut Edits, edits: &ContainerEdits) {
     }
 }
 
-/// Whether `path` is one of the spec files `sources` lists.
-pub fn is_source(sources: &[(PathBuf, i64)], path: &Path) -> bool {
-    sources.iter().any(|(p, _)| p == path)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::inventory::sim;
+    use std::path::Path;
 
     fn inv() -> Inventory {
         let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/sim/inventory.toml");

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::inventory::{Inventory, UnitKind};
+use crate::inventory::Inventory;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -336,11 +336,8 @@ pub fn judge(f: &Facts) -> Vec<Check> {
 }
 
 /// The UUIDs a CDI spec must cover: every allocatable unit.
-pub fn units(inv: &Inventory) -> Vec<(String, UnitKind)> {
-    inv.units()
-        .iter()
-        .map(|u| (u.uuid.to_string(), u.kind))
-        .collect()
+pub fn units(inv: &Inventory) -> Vec<String> {
+    inv.units().iter().map(|u| u.uuid.to_string()).collect()
 }
 
 /// 0 all fine (warnings allowed), 1 a check failed.
@@ -363,7 +360,7 @@ mod tests {
             source: "nvml".into(),
             scan: Ok(inv.clone()),
             snapshot: Some(inv.clone()),
-            cdi: Ok(units(&inv).into_iter().map(|(u, _)| (u, None)).collect()),
+            cdi: Ok(units(&inv).into_iter().map(|u| (u, None)).collect()),
             hook: Some("/usr/bin/nvidia-container-runtime-hook".into()),
             docker: Ok(DockerFacts {
                 version: "28.1.1".into(),

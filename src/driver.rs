@@ -12,6 +12,7 @@ use crate::cdi::{self, Edits};
 use crate::config::{Config, DriverInjection};
 use crate::inventory::Inventory;
 use crate::oci::VISIBLE;
+use crate::spec::{array_at, object_in};
 
 /// NVIDIA's prestart hook, as its runtime adds it in legacy mode.
 pub const HOOK_NAME: &str = "nvidia-container-runtime-hook";
@@ -95,7 +96,7 @@ pub fn apply(spec: &mut Value, method: &Method, uuids: &[String]) {
             {
                 pre.retain(|h| !is_nvidia_hook(h));
             }
-            let env = array_in(object_in(root, "process"), "env");
+            let env = array_at(object_in(root, "process"), "env");
             for e in &edits.env {
                 let Some((name, _)) = e.split_once('=') else {
                     continue;
@@ -107,7 +108,7 @@ pub fn apply(spec: &mut Value, method: &Method, uuids: &[String]) {
                 env.retain(|x| !x.as_str().is_some_and(|s| s.starts_with(&prefix)));
                 env.push(json!(e));
             }
-            let mounts = array_in(root, "mounts");
+            let mounts = array_at(root, "mounts");
             // What Docker's own CDI resolution added for devices not allocated.
             mounts.retain(|x| {
                 !edits.other_mounts.iter().any(|o| {
@@ -130,7 +131,7 @@ pub fn apply(spec: &mut Value, method: &Method, uuids: &[String]) {
                 }
             }
             for (phase, list) in &edits.hooks {
-                let at = array_in(hooks, phase);
+                let at = array_at(hooks, phase);
                 for h in list {
                     if !at.contains(h) {
                         at.push(h.clone());
@@ -139,11 +140,11 @@ pub fn apply(spec: &mut Value, method: &Method, uuids: &[String]) {
             }
         }
         Method::Hook(path) => {
-            let pre = array_in(object_in(root, "hooks"), "prestart");
+            let pre = array_at(object_in(root, "hooks"), "prestart");
             if !pre.iter().any(is_nvidia_hook) {
                 pre.push(json!({"path": path, "args": [HOOK_NAME, "prestart"]}));
             }
-            let env = array_in(object_in(root, "process"), "env");
+            let env = array_at(object_in(root, "process"), "env");
             let prefix = format!("{CAPABILITIES}=");
             if !env
                 .iter()
@@ -153,7 +154,7 @@ pub fn apply(spec: &mut Value, method: &Method, uuids: &[String]) {
             }
             // NVIDIA's hook in its hardened setting ignores the environment
             // and reads the devices from these mounts.
-            let mounts = array_in(root, "mounts");
+            let mounts = array_at(root, "mounts");
             for u in uuids {
                 let dest = format!("{DEVICE_LIST_DIR}/{u}");
                 mounts.retain(|m| m.get("destination").and_then(Value::as_str) != Some(&dest));
@@ -164,25 +165,6 @@ pub fn apply(spec: &mut Value, method: &Method, uuids: &[String]) {
             }
         }
     }
-}
-
-fn object_in<'a>(
-    obj: &'a mut serde_json::Map<String, Value>,
-    key: &str,
-) -> &'a mut serde_json::Map<String, Value> {
-    let slot = obj.entry(key).or_insert_with(|| json!({}));
-    if !slot.is_object() {
-        *slot = json!({});
-    }
-    slot.as_object_mut().expect("an object")
-}
-
-fn array_in<'a>(obj: &'a mut serde_json::Map<String, Value>, key: &str) -> &'a mut Vec<Value> {
-    let slot = obj.entry(key).or_insert_with(|| json!([]));
-    if !slot.is_array() {
-        *slot = json!([]);
-    }
-    slot.as_array_mut().expect("an array")
 }
 
 #[cfg(test)]

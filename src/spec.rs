@@ -186,7 +186,10 @@ pub fn inject(spec: &mut Value, alloc: &Allocation) {
 }
 
 /// The object at `key`, created when absent or null.
-fn object_in<'a>(obj: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<String, Value> {
+pub(crate) fn object_in<'a>(
+    obj: &'a mut Map<String, Value>,
+    key: &str,
+) -> &'a mut Map<String, Value> {
     let slot = obj.entry(key).or_insert_with(|| Value::Object(Map::new()));
     if !slot.is_object() {
         *slot = Value::Object(Map::new());
@@ -194,7 +197,7 @@ fn object_in<'a>(obj: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<Stri
     slot.as_object_mut().expect("just made an object")
 }
 
-fn array_at<'a>(obj: &'a mut Map<String, Value>, key: &str) -> &'a mut Vec<Value> {
+pub(crate) fn array_at<'a>(obj: &'a mut Map<String, Value>, key: &str) -> &'a mut Vec<Value> {
     let slot = obj.entry(key).or_insert_with(|| Value::Array(Vec::new()));
     if !slot.is_array() {
         *slot = Value::Array(Vec::new());

@@ -23,7 +23,7 @@ pub fn run(cfg: &Config, args: Args) -> anyhow::Result<ExitCode> {
     let cdi = match &scan {
         Ok(inv) => Ok(doctor::units(inv)
             .into_iter()
-            .map(|(u, _)| {
+            .map(|u| {
                 let err = cdi::resolve(&cfg.cdi_spec_dirs, inv, std::slice::from_ref(&u))
                     .err()
                     .map(|e| e.to_string());
