@@ -4,12 +4,20 @@
 //! Each hold is measured inside the runtime (`DS01_LOCK_TRACE`), not
 //! estimated. No root needed:
 //!
-//!     cargo bench --bench lock [-- ROUNDS]      # default 5 rounds of 64
+//!     cargo build --release --workspace && cargo bench --bench lock [-- ROUNDS]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-const SHIM: &str = env!("CARGO_BIN_EXE_ds01-runtime");
+/// The runtime, its own crate, built beside the CLI.
+fn shim() -> PathBuf {
+    let p = Path::new(CLI).with_file_name("ds01-runtime");
+    assert!(
+        p.exists(),
+        "{p:?} is missing: build it first with 'cargo build --release --workspace'"
+    );
+    p
+}
 const CLI: &str = env!("CARGO_BIN_EXE_ds01");
 const CREATES: usize = 64;
 
@@ -61,7 +69,7 @@ fn main() {
                     r#"{"ociVersion":"1.0.2","process":{"env":["NVIDIA_VISIBLE_DEVICES=all"]},"linux":{}}"#,
                 )
                 .unwrap();
-                Command::new(SHIM)
+                Command::new(shim())
                     .env("DS01_CONFIG", &config)
                     .env("DS01_LOCK_TRACE", &trace)
                     .args(["--root", d.join("root").to_str().unwrap(), "create", "--bundle"])
@@ -95,7 +103,6 @@ fn main() {
         pct(0.99),
         holds[holds.len() - 1]
     );
-    let _ = Path::new(SHIM);
 }
 
 /// `gpus` GPUs of seven 1g.10gb slices each.

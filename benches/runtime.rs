@@ -21,7 +21,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const SHIM: &str = env!("CARGO_BIN_EXE_ds01-runtime");
 const CLI: &str = env!("CARGO_BIN_EXE_ds01");
 
 /// The floor: a static program that only execs runc.
@@ -60,6 +59,8 @@ fn build_static(d: &Path, runc: &Path) -> (PathBuf, PathBuf) {
             "rustc",
             "--release",
             "--locked",
+            "-p",
+            "ds01-runtime",
             "--bin",
             "ds01-runtime",
             "--",
@@ -144,7 +145,7 @@ fn main() {
     let (stub, shim) = build_static(d, &runc);
     let plain = bundle(&runc, d, "plain", &rootfs, &[]);
     let gpu = bundle(&runc, d, "gpu", &rootfs, &["NVIDIA_VISIBLE_DEVICES=all"]);
-    let nodes = patched_baseline(d, &gpu);
+    let nodes = patched_baseline(d, &gpu, &shim);
 
     let case = |name, runtime: &Path, bundle: &Path| Case {
         name,
@@ -270,19 +271,15 @@ fn bundle(runc: &Path, d: &Path, name: &str, rootfs: &Path, env: &[&str]) -> Pat
 
 /// A bundle holding what the shim writes for a GPU container, minus the
 /// poststop hook, for plain runc.
-fn patched_baseline(d: &Path, gpu: &Path) -> PathBuf {
+fn patched_baseline(d: &Path, gpu: &Path, shim: &Path) -> PathBuf {
     let root = d.join("probe-root");
     let b = gpu.to_str().unwrap();
     let log = format!("{b}/log.json");
     let global = global_args(&root, &log);
-    run(
-        Path::new(SHIM),
-        &global,
-        &["create", "--bundle", b, "probe"],
-    );
+    run(shim, &global, &["create", "--bundle", b, "probe"]);
     let mut spec: serde_json::Value =
         serde_json::from_slice(&std::fs::read(gpu.join("config.json")).unwrap()).unwrap();
-    run(Path::new(SHIM), &global, &["delete", "--force", "probe"]);
+    run(shim, &global, &["delete", "--force", "probe"]);
     spec["hooks"].as_object_mut().unwrap().remove("poststop");
     let out = d.join("nodes");
     std::fs::create_dir_all(&out).unwrap();

@@ -11,7 +11,7 @@ repo=$(pwd)
 n=${1:-200}
 runs=${2:-30}
 [ "$(id -u)" -eq 0 ] || { echo "bench: starts a Docker daemon, so it needs root" >&2; exit 2; }
-cargo build --release --locked --quiet
+cargo build --release --locked --workspace --quiet
 bin="$repo/target/release"
 work=$(mktemp -d /tmp/ds01-bench.XXXXXX)
 . "$repo/contrib/private-dockerd.sh"

@@ -33,7 +33,7 @@ if ! command -v cargo >/dev/null; then
 fi
 
 say "Building ds01"
-cargo build --release --locked --quiet
+cargo build --release --locked --workspace --quiet
 bin="$repo/target/release"
 runc=$(command -v runc || echo /usr/sbin/runc)
 

@@ -26,7 +26,7 @@ nvidia-smi -L | sed 's/^/  /'
 
 say "building"
 export PATH="$HOME/.cargo/bin:$PATH"
-cargo build --release --locked --bins 2>&1 | tail -n 2
+cargo build --release --locked --workspace --bins 2>&1 | tail -n 2
 shim=$PWD/target/release/ds01-runtime
 cli=$PWD/target/release/ds01
 

@@ -38,8 +38,13 @@ remove_test_nodes() {
 }
 trap 'rm -f "$log" "$DS01_SKIPPED_LOG"; [ "$(id -u)" -ne 0 ] || remove_test_nodes' EXIT
 set +e
-DS01_E2E="${DS01_E2E:-1}" cargo test --locked --tests 2>&1 | tee "$log"
+# The runtime is its own crate: build it beside the CLI the tests run.
+cargo build --locked --workspace 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
+if [ "$rc" -eq 0 ]; then
+    DS01_E2E="${DS01_E2E:-1}" cargo test --locked --workspace --tests 2>&1 | tee -a "$log"
+    rc=${PIPESTATUS[0]}
+fi
 # In CI (or when asked) also the .deb: install, Docker suite, removal. It
 # changes the system (a package, /etc/docker/daemon.json), so not by default.
 if [ "$rc" -eq 0 ] && { [ -n "${CI:-}" ] || [ "${DS01_PACKAGE_TEST:-0}" = 1 ]; }; then

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::fsutil;
+use ds01_core::fsutil;
 
 pub const DAEMON_JSON: &str = "/etc/docker/daemon.json";
 pub const RUNTIME_NAME: &str = "ds01";

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::inventory::Inventory;
+use ds01_core::inventory::Inventory;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -351,7 +351,7 @@ mod tests {
 
     fn inv() -> Inventory {
         let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/sim/inventory.toml");
-        crate::inventory::sim::parse(&p, &std::fs::read_to_string(&p).unwrap()).unwrap()
+        ds01_core::inventory::sim::parse(&p, &std::fs::read_to_string(&p).unwrap()).unwrap()
     }
 
     fn healthy() -> Facts {

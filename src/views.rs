@@ -6,10 +6,10 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::inventory::Inventory;
-use crate::ledger::{Record, Records};
-use crate::policy::valid_name;
-use crate::text::{describe, short};
+use ds01_core::inventory::Inventory;
+use ds01_core::ledger::{Record, Records};
+use ds01_core::policy::valid_name;
+use ds01_core::text::{describe, short};
 
 /// What Docker's list call says about one container.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -188,7 +188,7 @@ pub fn list(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{FakeHost, record};
+    use ds01_core::testing::{FakeHost, record};
 
     fn container(id: &str, name: &str, state: &str, labels: &[(&str, &str)]) -> DockerContainer {
         DockerContainer {
@@ -211,7 +211,7 @@ mod tests {
 
     fn inv() -> Inventory {
         let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/sim/inventory.toml");
-        crate::inventory::sim::parse(&p, &std::fs::read_to_string(&p).unwrap()).unwrap()
+        ds01_core::inventory::sim::parse(&p, &std::fs::read_to_string(&p).unwrap()).unwrap()
     }
 
     fn ledger(inv: &Inventory) -> Records {

@@ -68,7 +68,7 @@ fn register_and_unregister_docker_round_trip() {
             .output()
             .unwrap()
     };
-    let out = admin(&["register-docker", "--runtime", SHIM]);
+    let out = admin(&["register-docker", "--runtime", shim()]);
     assert!(
         out.status.success(),
         "{}",
@@ -77,14 +77,14 @@ fn register_and_unregister_docker_round_trip() {
     let msg = String::from_utf8_lossy(&out.stdout);
     assert!(msg.contains("restart Docker"), "{msg}");
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&daemon).unwrap()).unwrap();
-    assert_eq!(v["runtimes"]["ds01"]["path"], SHIM);
+    assert_eq!(v["runtimes"]["ds01"]["path"], shim());
     assert_eq!(v["default-runtime"], "ds01");
     let out = admin(&["unregister-docker"]);
     assert!(out.status.success());
     assert_eq!(std::fs::read_to_string(&daemon).unwrap(), original);
 
     std::fs::write(&daemon, "{oops").unwrap();
-    let out = admin(&["register-docker", "--runtime", SHIM]);
+    let out = admin(&["register-docker", "--runtime", shim()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid JSON"));
     assert_eq!(std::fs::read_to_string(&daemon).unwrap(), "{oops");

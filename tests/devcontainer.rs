@@ -69,7 +69,7 @@ fn text(out: &Output) -> String {
 fn init_writes_gpus_only_where_docker_can_honour_it() {
     // Where NVIDIA's toolkit is installed on this machine, there is no
     // "without" to try.
-    if ds01::driver::find_hook().is_some() {
+    if ds01_core::driver::find_hook().is_some() {
         return;
     }
     let t = setup();

@@ -97,7 +97,7 @@ impl Containerd {
 
     /// `ctr run --rm` of the busybox rootfs through ds01-runtime.
     fn run(&self, id: &str, env: &[&str], script: &str) -> Output {
-        let mut args = vec!["run", "--rm", "--runc-binary", SHIM, "--env", "PATH=/bin"];
+        let mut args = vec!["run", "--rm", "--runc-binary", shim(), "--env", "PATH=/bin"];
         for e in env {
             args.extend(["--env", e]);
         }

@@ -20,7 +20,7 @@ const DOCKER: &str = "/usr/bin/docker";
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn runtime_bin() -> PathBuf {
-    std::env::var_os("DS01_RUNTIME_BIN").map_or_else(|| PathBuf::from(SHIM), PathBuf::from)
+    std::env::var_os("DS01_RUNTIME_BIN").map_or_else(|| PathBuf::from(shim()), PathBuf::from)
 }
 
 fn cli_bin() -> PathBuf {

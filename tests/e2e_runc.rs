@@ -355,7 +355,7 @@ fn killed_container_frees_its_slice_on_delete() {
     // Docker deletes once it saw the exit: wait until runc would call it stopped.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|s| ds01::host::parse_stat_start(&s).is_some())
+        .is_ok_and(|s| ds01_core::host::parse_stat_start(&s).is_some())
     {
         assert!(
             std::time::Instant::now() < deadline,

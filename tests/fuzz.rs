@@ -11,9 +11,9 @@ use std::path::Path;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-use ds01::access::{self, NvidiaDevices};
-use ds01::inventory::{Inventory, sim};
-use ds01::spec::{self, Allocation, Hook};
+use ds01_core::access::{self, NvidiaDevices};
+use ds01_core::inventory::{Inventory, sim};
+use ds01_core::spec::{self, Allocation, Hook};
 
 fn inventory() -> Inventory {
     let p = common::sim_inventory();
@@ -195,15 +195,15 @@ proptest! {
 
     #[test]
     fn reading_any_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
-        let _ = ds01::oci::read(&bytes);
-        let _ = serde_json::from_slice::<ds01::ledger::Records>(&bytes);
-        let _ = ds01::shim::hook_state(&bytes);
+        let _ = ds01_core::oci::read(&bytes);
+        let _ = serde_json::from_slice::<ds01_core::ledger::Records>(&bytes);
+        let _ = ds01_core::shim::hook_state(&bytes);
     }
 
     #[test]
     fn hook_state_names_the_container_it_was_given(id in "[a-z0-9]{1,64}", bundle in "/[a-z/]{0,40}") {
         let state = json!({"ociVersion": "1.0.2", "id": id, "status": "stopped", "bundle": bundle});
-        let (got_id, got_bundle) = ds01::shim::hook_state(state.to_string().as_bytes());
+        let (got_id, got_bundle) = ds01_core::shim::hook_state(state.to_string().as_bytes());
         prop_assert_eq!(got_id, id);
         prop_assert_eq!(got_bundle, Some(std::path::PathBuf::from(bundle)));
     }
@@ -219,12 +219,12 @@ proptest! {
             let at = cut % bytes.len();
             bytes[at] ^= flip;
         }
-        if let Ok(read) = ds01::oci::read(&bytes) {
+        if let Ok(read) = ds01_core::oci::read(&bytes) {
             let dev = NvidiaDevices::of(&inventory());
             let a = access::judge(&read.value, &dev);
-            let _ = ds01::request::from_spec(&read.value, &a);
+            let _ = ds01_core::request::from_spec(&read.value, &a);
             let _ = access::might_touch_nvidia(&read.value);
-            let _ = ds01::recover::note_of(&read.value);
+            let _ = ds01_core::recover::note_of(&read.value);
         }
     }
 
@@ -232,12 +232,12 @@ proptest! {
     fn every_request_asks_for_at_least_one_device(s in spec_strategy()) {
         let dev = NvidiaDevices::of(&inventory());
         let a = access::judge(&s, &dev);
-        if let Ok(Some(req)) = ds01::request::from_spec(&s, &a) {
+        if let Ok(Some(req)) = ds01_core::request::from_spec(&s, &a) {
             prop_assert!(req.count >= 1);
         }
         // What the first look clears, the full judgement finds no request in.
         if !access::might_touch_nvidia(&s) {
-            prop_assert_eq!(ds01::request::from_spec(&s, &a), Ok(None));
+            prop_assert_eq!(ds01_core::request::from_spec(&s, &a), Ok(None));
             prop_assert!(a.bypass().is_none() && a.nodes.is_empty());
         }
     }
@@ -248,19 +248,19 @@ proptest! {
         id in "[a-f0-9]{12}",
     ) {
         let args: Vec<OsString> = noise.iter().map(OsString::from).collect();
-        let _ = ds01::shim::argv::scan(&args);
+        let _ = ds01_core::shim::argv::scan(&args);
         let docker: Vec<OsString> = [
             "--root", "/run/x", "--log", "/b/log.json", "--log-format", "json",
             "create", "--bundle", "/b", "--pid-file", "/b/init.pid", &id,
         ].iter().map(OsString::from).collect();
-        let a = ds01::shim::argv::scan(&docker);
+        let a = ds01_core::shim::argv::scan(&docker);
         prop_assert_eq!(a.id.as_deref(), Some(id.as_str()));
         prop_assert_eq!(a.command.as_deref(), Some("create"));
     }
 
     #[test]
     fn any_config_text_parses_or_names_the_file(text in "[a-z_=\\[\\]\"0-9 .\n/-]{0,120}") {
-        if let Err(e) = ds01::config::Config::parse(Path::new("/etc/ds01/config.toml"), &text) {
+        if let Err(e) = ds01_core::config::Config::parse(Path::new("/etc/ds01/config.toml"), &text) {
             let msg = e.to_string();
             prop_assert!(msg.contains("/etc/ds01/config.toml"), "{}", msg);
             prop_assert!(!msg.contains('\n'), "one line: {}", msg);

@@ -103,7 +103,7 @@ fn gpu_container_gets_exactly_its_slice_and_hook() {
             && r["access"] == "rwm"));
     }
     let hook = &spec["hooks"]["poststop"][0];
-    assert_eq!(hook["path"], SHIM);
+    assert_eq!(hook["path"], shim());
     assert_eq!(hook["args"][1], "hook");
     assert_eq!(hook["args"][2], "poststop");
     let annotation: serde_json::Value =
@@ -580,7 +580,7 @@ fn a_runc_key_pointing_back_at_the_shim_is_refused_not_looped() {
     let f = Fake::new("");
     let text = std::fs::read_to_string(&f.env.config).unwrap();
     let fake = format!("{:?}", repo().join("tests/fake_runc.sh"));
-    std::fs::write(&f.env.config, text.replace(&fake, &format!("{SHIM:?}"))).unwrap();
+    std::fs::write(&f.env.config, text.replace(&fake, &format!("{:?}", shim()))).unwrap();
     let b = f.bundle("p", "plain.json");
     let out = f.create(&b, "p1", &[]);
     assert_eq!(out.status.code(), Some(1));

@@ -4,9 +4,9 @@
 
 mod common;
 
-use ds01::access::{self, NvidiaDevices};
-use ds01::inventory::sim;
-use ds01::spec::{self, Allocation, Hook};
+use ds01_core::access::{self, NvidiaDevices};
+use ds01_core::inventory::sim;
+use ds01_core::spec::{self, Allocation, Hook};
 use serde_json::{Value, json};
 
 use common::repo;

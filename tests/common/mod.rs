@@ -8,8 +8,21 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-pub const SHIM: &str = env!("CARGO_BIN_EXE_ds01-runtime");
 pub const CLI: &str = env!("CARGO_BIN_EXE_ds01");
+
+/// The runtime, built beside the CLI (`cargo build --workspace`): it is its
+/// own crate, so cargo does not build it for this one's tests.
+pub fn shim() -> &'static str {
+    static SHIM: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let p = Path::new(CLI).with_file_name("ds01-runtime");
+        assert!(
+            p.exists(),
+            "{p:?} is missing: build it first with 'cargo build --workspace'"
+        );
+        p.to_string_lossy().into_owned()
+    });
+    &SHIM
+}
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -69,7 +82,7 @@ impl Env {
     }
 
     pub fn shim(&self) -> Command {
-        let mut c = Command::new(SHIM);
+        let mut c = Command::new(shim());
         c.env("DS01_CONFIG", &self.config).stdin(Stdio::null());
         c
     }
@@ -208,7 +221,7 @@ pub fn host_nodes() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let text = std::fs::read_to_string(sim_inventory()).unwrap();
-        let inv = ds01::inventory::sim::parse(&sim_inventory(), &text).unwrap();
+        let inv = ds01_core::inventory::sim::parse(&sim_inventory(), &text).unwrap();
         let mut nodes = inv.common_nodes.clone();
         for u in inv.units() {
             nodes.extend(u.nodes());
@@ -261,7 +274,7 @@ pub fn fake_cdi(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(&cdi).unwrap();
     std::fs::write(drv.join("libcuda.so.1"), "fake libcuda\n").unwrap();
     let text = std::fs::read_to_string(sim_inventory()).unwrap();
-    let inv = ds01::inventory::sim::parse(&sim_inventory(), &text).unwrap();
+    let inv = ds01_core::inventory::sim::parse(&sim_inventory(), &text).unwrap();
     let mut devices = Vec::new();
     for g in &inv.gpus {
         let mut names = vec![g.index.to_string()];

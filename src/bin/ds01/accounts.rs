@@ -4,8 +4,8 @@
 
 use std::process::ExitCode;
 
-use ds01::identity::{Accounts, SystemAccounts};
-use ds01::policy::Groups;
+use ds01_core::identity::{Accounts, SystemAccounts};
+use ds01_core::policy::Groups;
 
 #[derive(clap::Args)]
 pub struct Args {

@@ -3,12 +3,11 @@
 
 use std::process::ExitCode;
 
-use ds01::config::Config;
-use ds01::identity::{Accounts, SystemAccounts};
-use ds01::inventory::snapshot;
-use ds01::ledger::Ledger;
-use ds01::text::gpueq_text;
 use ds01::views::{self, ContainerKind, DockerApi, Listing};
+use ds01_core::config::Config;
+use ds01_core::identity::{Accounts, SystemAccounts};
+use ds01_core::ledger::Ledger;
+use ds01_core::text::gpueq_text;
 
 use crate::style::Style;
 
@@ -45,7 +44,7 @@ pub fn run(cfg: &Config, args: Args, docker: &dyn DockerApi) -> anyhow::Result<E
     // SAFETY: getuid cannot fail.
     let me = SystemAccounts.user_name(unsafe { libc::getuid() });
     let records = Ledger::new(&cfg.state_dir).read()?;
-    let inv = snapshot::load(cfg).ok();
+    let inv = ds01::scan::load(cfg).ok();
     let filter = if args.all {
         None
     } else {

@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use ds01::config::Config;
 use ds01::devcontainer::check::{self, Context, Finding, Severity};
 use ds01::devcontainer::{catalog, fix, locate};
+use ds01_core::config::Config;
 use serde_json::json;
 
 use crate::dc_init::write_file;
@@ -51,7 +51,7 @@ fn check_file(args: &Args) -> anyhow::Result<ExitCode> {
             None
         }
     };
-    let docker_gpus = ds01::driver::find_hook().is_some();
+    let docker_gpus = ds01_core::driver::find_hook().is_some();
     let ctx = Context {
         catalog: catalog.as_ref(),
         home: &me.home,

@@ -7,11 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use ds01::config::Config;
 use ds01::devcontainer::catalog::{self, Catalog};
 use ds01::devcontainer::template::{self, Gpu, Settings};
-use ds01::fsutil;
-use ds01::inventory::snapshot;
+use ds01_core::config::Config;
+use ds01_core::fsutil;
 
 use crate::me::{Me, me};
 use crate::prompt::{self, Prompter};
@@ -98,7 +97,7 @@ pub fn run(cfg: &Config, args: Args) -> anyhow::Result<ExitCode> {
     }
     let me = me()?;
     let catalog = catalog::load(&cfg.image_catalog).ok();
-    let archs = snapshot::load(cfg)
+    let archs = ds01::scan::load(cfg)
         .map(|i| i.cuda_archs())
         .unwrap_or_default();
     let stdin = std::io::stdin();
@@ -153,7 +152,7 @@ fn render(a: Answers, me: &Me) -> String {
         home: me.home.clone(),
         extensions: a.extensions,
         shm_size: "8g".into(),
-        docker_gpus: ds01::driver::find_hook().is_some(),
+        docker_gpus: ds01_core::driver::find_hook().is_some(),
     })
 }
 
@@ -336,7 +335,7 @@ pub fn write_quick(
     me: &Me,
 ) -> anyhow::Result<PathBuf> {
     let catalog = catalog::load(&cfg.image_catalog).ok();
-    let archs = snapshot::load(cfg)
+    let archs = ds01::scan::load(cfg)
         .map(|i| i.cuda_archs())
         .unwrap_or_default();
     let args = Args {

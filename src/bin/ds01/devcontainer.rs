@@ -6,7 +6,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use ds01::config::Config;
+use ds01_core::config::Config;
 
 use crate::{dc_check, dc_init};
 

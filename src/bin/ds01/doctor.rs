@@ -4,10 +4,11 @@
 
 use std::process::ExitCode;
 
-use ds01::config::Config;
 use ds01::doctor::{self, DirProblem, DockerFacts, Facts, Status};
-use ds01::inventory::snapshot;
-use ds01::{cdi, docker_config, driver, fsutil};
+use ds01::{cdi_read, docker_config};
+use ds01_core::config::Config;
+use ds01_core::inventory::snapshot;
+use ds01_core::{cdi, driver, fsutil};
 
 use crate::style::Style;
 
@@ -19,17 +20,21 @@ pub struct Args {
 }
 
 pub fn run(cfg: &Config, args: Args) -> anyhow::Result<ExitCode> {
-    let scan = snapshot::source(cfg).scan().map_err(|e| e.to_string());
+    let scan = ds01::scan::source(cfg).scan().map_err(|e| e.to_string());
     let cdi = match &scan {
-        Ok(inv) => Ok(doctor::units(inv)
-            .into_iter()
-            .map(|u| {
-                let err = cdi::resolve(&cfg.cdi_spec_dirs, inv, std::slice::from_ref(&u))
-                    .err()
-                    .map(|e| e.to_string());
-                (u, err)
-            })
-            .collect()),
+        Ok(inv) => {
+            let catalog = cdi_read::read(&cfg.cdi_spec_dirs);
+            Ok(doctor::units(inv)
+                .into_iter()
+                .map(|u| {
+                    let err =
+                        cdi::resolve(&catalog, &cfg.cdi_spec_dirs, inv, std::slice::from_ref(&u))
+                            .err()
+                            .map(|e| e.to_string());
+                    (u, err)
+                })
+                .collect())
+        }
         Err(_) => Err("no GPUs to cover (the driver does not answer)".into()),
     };
     let mut dirs = vec![("state directory", cfg.state_dir.clone())];

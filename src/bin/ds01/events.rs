@@ -3,9 +3,9 @@
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
-use ds01::audit;
-use ds01::config::Config;
-use ds01::text::{gpueq_text, short};
+use ds01_core::audit;
+use ds01_core::config::Config;
+use ds01_core::text::{gpueq_text, short};
 
 use crate::style::{Style, table};
 

@@ -2,9 +2,9 @@
 
 use std::process::ExitCode;
 
-use ds01::config::Config;
-use ds01::host::RealHost;
-use ds01::shim;
+use ds01_core::config::Config;
+use ds01_core::host::RealHost;
+use ds01_core::shim;
 
 #[derive(clap::Args)]
 pub struct Args {

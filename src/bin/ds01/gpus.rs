@@ -6,11 +6,11 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use anyhow::Context;
-use ds01::config::Config;
-use ds01::inventory::{Gpu, Inventory, snapshot};
-use ds01::ledger::{Ledger, Record, Records};
-use ds01::text::short;
 use ds01::views::DockerApi;
+use ds01_core::config::Config;
+use ds01_core::inventory::{Gpu, Inventory};
+use ds01_core::ledger::{Ledger, Record, Records};
+use ds01_core::text::short;
 use serde_json::json;
 
 use crate::style::{Style, table};
@@ -26,14 +26,22 @@ pub struct Args {
 
 #[derive(clap::Subcommand)]
 enum Action {
-    /// Rescan the GPUs (NVML or the simulated file) and renew the snapshot
-    Refresh,
+    /// Rescan the GPUs (NVML or the simulated file) and the CDI specs, and renew the snapshot
+    Refresh {
+        /// Print nothing (the runtime runs it so)
+        #[arg(long, short)]
+        quiet: bool,
+    },
 }
 
 pub fn run(cfg: &Config, args: Args, docker: &dyn DockerApi) -> anyhow::Result<ExitCode> {
     let inv = match args.action {
-        Some(Action::Refresh) => snapshot::refresh(cfg)?,
-        None => snapshot::load(cfg)?,
+        Some(Action::Refresh { quiet: true }) => {
+            ds01::scan::refresh(cfg)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Some(Action::Refresh { quiet: false }) => ds01::scan::refresh(cfg)?,
+        None => ds01::scan::load(cfg)?,
     };
     let records = Ledger::new(&cfg.state_dir)
         .read()

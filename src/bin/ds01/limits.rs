@@ -5,13 +5,12 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use ds01::allocate;
-use ds01::config::Config;
-use ds01::identity::{Accounts, SystemAccounts};
-use ds01::inventory::snapshot;
-use ds01::ledger::Ledger;
-use ds01::policy::Value;
-use ds01::text::{describe, gpueq_text, short};
+use ds01_core::allocate;
+use ds01_core::config::Config;
+use ds01_core::identity::{Accounts, SystemAccounts};
+use ds01_core::ledger::Ledger;
+use ds01_core::policy::Value;
+use ds01_core::text::{describe, gpueq_text, short};
 use serde_json::json;
 
 #[derive(clap::Args)]
@@ -44,8 +43,8 @@ pub fn run(cfg: &Config, args: Args) -> anyhow::Result<ExitCode> {
         .collect();
     let records = Ledger::new(&cfg.state_dir).read()?;
     let used = allocate::usage(&records, Some(&user));
-    let inv = snapshot::load(cfg).ok();
-    let held = |r: &ds01::ledger::Record| {
+    let inv = ds01::scan::load(cfg).ok();
+    let held = |r: &ds01_core::ledger::Record| {
         inv.as_ref()
             .map_or_else(|| r.devices.join(","), |i| describe(i, r))
     };

@@ -26,7 +26,7 @@ use std::ffi::OsString;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use ds01::config::Config;
+use ds01_core::config::Config;
 
 #[derive(Parser)]
 #[command(

@@ -5,10 +5,9 @@ use std::path::Path;
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context, bail};
-use ds01::config::Config;
 use ds01::devcontainer::catalog;
-use ds01::inventory::snapshot;
-use ds01::policy::valid_name;
+use ds01_core::config::Config;
+use ds01_core::policy::valid_name;
 
 use crate::dc_init::write_quick;
 use crate::me::me;
@@ -87,7 +86,7 @@ pub fn run(cfg: &Config, args: Args) -> anyhow::Result<ExitCode> {
             );
         }
         "cli" => {
-            let archs = snapshot::load(cfg)
+            let archs = ds01::scan::load(cfg)
                 .map(|i| i.cuda_archs())
                 .unwrap_or_default();
             let image = catalog::load(&cfg.image_catalog)

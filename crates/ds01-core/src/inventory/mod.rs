@@ -1,11 +1,10 @@
 //! The GPUs and MIG slices on this host, and the device nodes each needs.
 //!
-//! Two sources fill an [`Inventory`]: NVML ([`nvml::NvmlSource`]) and a
+//! Two sources fill an [`Inventory`]: NVML (in the `ds01` CLI) and a
 //! simulated file ([`sim::SimFile`]). `create` never asks them directly: it
 //! reads the snapshot kept in the state directory ([`snapshot`]).
 
 pub mod minors;
-pub mod nvml;
 pub mod sim;
 pub mod snapshot;
 

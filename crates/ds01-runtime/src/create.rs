@@ -4,11 +4,12 @@
 use std::ffi::OsString;
 use std::path::Path;
 
-use ds01::access;
-use ds01::config::Config;
-use ds01::host::RealHost;
-use ds01::inventory::snapshot;
-use ds01::shim::{self, Ctx, Plan, argv::Argv};
+use ds01_core::access;
+use ds01_core::config::{Config, DriverInjection};
+use ds01_core::host::RealHost;
+use ds01_core::inventory::snapshot;
+use ds01_core::shim::{self, Ctx, Plan, argv::Argv};
+use ds01_core::{cdi, driver};
 
 use crate::accounts::HelperAccounts;
 use crate::runc;
@@ -57,7 +58,7 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
                 && !Path::new(DRIVER_NODE).exists()
                 && !Path::new(DRIVER_MODULE).exists() =>
         {
-            ds01::log::append(
+            ds01_core::log::append(
                 &cfg.log,
                 "warn",
                 &format!(
@@ -86,7 +87,7 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
         Plan::Refuse(msg) => return fail(argv, &cfg.log, &msg),
         Plan::DenyHook => {
             let mut value = spec.value;
-            ds01::spec::deny_nvidia_hook(&mut value);
+            ds01_core::spec::deny_nvidia_hook(&mut value);
             if let Err(e) = shim::rewrite_json(&path, &value) {
                 return fail(argv, &cfg.log, &e.to_string());
             }
@@ -95,8 +96,9 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
         Plan::Allocate { owner, req } => (owner, req),
     };
     let mut value = spec.value;
+    let found = driver_found(&cfg);
     let (record, pending) =
-        match shim::allocate(&ctx, argv, &bundle, &mut value, &req, &owner, &inv) {
+        match shim::allocate(&ctx, argv, &bundle, &mut value, &req, &owner, &inv, &found) {
             Ok(r) => r,
             Err(e) => return fail(argv, &cfg.log, &e.to_string()),
         };
@@ -129,23 +131,53 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
 /// The inventory snapshot. A missing one is made by `ds01 gpus refresh`
 /// (beside this binary) as a child: NVML needs the dynamic loader, which
 /// this static binary does without.
-fn inventory(cfg: &Config) -> Result<ds01::inventory::Inventory, String> {
+fn inventory(cfg: &Config) -> Result<ds01_core::inventory::Inventory, String> {
     if let Some(inv) = snapshot::cached(cfg) {
         return Ok(inv);
     }
+    let err = refresh();
+    snapshot::cached(cfg).ok_or_else(|| format!("ds01: no inventory snapshot: {err}"))
+}
+
+/// NVIDIA's hook and the CDI specs as last read. Specs that changed since
+/// (or were never read) are read again by `ds01 gpus refresh`: their parser
+/// stays out of this binary.
+fn driver_found(cfg: &Config) -> driver::Found {
+    if cfg.driver_injection == DriverInjection::None {
+        return driver::Found {
+            hook: None,
+            cdi: Err(cdi::stale(&cfg.cdi_spec_dirs)),
+        };
+    }
+    let dirs = &cfg.cdi_spec_dirs;
+    let cdi = cdi::current(&cfg.state_dir, dirs)
+        .or_else(|| {
+            refresh();
+            cdi::current(&cfg.state_dir, dirs)
+        })
+        .ok_or_else(|| cdi::stale(dirs));
+    driver::Found {
+        hook: driver::find_hook(),
+        cdi,
+    }
+}
+
+/// Runs `ds01 gpus refresh --quiet` beside this binary; what went wrong,
+/// in one line, for the caller's error.
+fn refresh() -> String {
     let cli = self_path().with_file_name("ds01");
-    let out = std::process::Command::new(&cli)
-        .args(["gpus", "refresh"])
+    match std::process::Command::new(&cli)
+        .args(["gpus", "refresh", "--quiet"])
         .stdin(std::process::Stdio::null())
         .output()
-        .map_err(|e| format!("ds01: no inventory snapshot, and {cli:?} cannot make one: {e}"))?;
-    snapshot::cached(cfg).ok_or_else(|| {
-        let err = String::from_utf8_lossy(&out.stderr);
-        format!(
-            "ds01: no inventory snapshot: {}",
-            err.lines().next().unwrap_or("run 'ds01 gpus refresh'")
-        )
-    })
+    {
+        Ok(out) => String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .next()
+            .unwrap_or("run 'ds01 gpus refresh'")
+            .to_string(),
+        Err(e) => format!("{cli:?} cannot run: {e}"),
+    }
 }
 
 /// The config's log, or the default one.

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use ds01::identity::Accounts;
-use ds01::policy::Groups;
+use ds01_core::identity::Accounts;
+use ds01_core::policy::Groups;
 
 pub struct HelperAccounts {
     cli: PathBuf,

@@ -4,14 +4,14 @@
 use std::ffi::OsString;
 use std::io::Read;
 
-use ds01::config::Config;
-use ds01::host::RealHost;
-use ds01::shim::{self, Ctx};
+use ds01_core::config::Config;
+use ds01_core::host::RealHost;
+use ds01_core::shim::{self, Ctx};
 
 pub fn run(args: &[OsString]) -> i32 {
     let log_default = Config::default().log;
     if args.first().and_then(|a| a.to_str()) != Some("poststop") {
-        ds01::log::append(&log_default, "error", "hook: only 'poststop' is known");
+        ds01_core::log::append(&log_default, "error", "hook: only 'poststop' is known");
         eprintln!("ds01-runtime: unknown hook; usage: ds01-runtime hook poststop [ALLOC_ID]");
         return 2;
     }
@@ -20,7 +20,7 @@ pub fn run(args: &[OsString]) -> i32 {
         Err(e) => {
             // A failing poststop hook is only logged by runc; stale-record
             // reclaim frees the devices later.
-            ds01::log::append(&log_default, "error", &format!("poststop: {e}"));
+            ds01_core::log::append(&log_default, "error", &format!("poststop: {e}"));
             return 1;
         }
     };

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use crate::access::is_nvidia_hook;
-use crate::cdi::{self, Edits};
+use crate::cdi::{self, Catalog, CdiError, Edits};
 use crate::config::{Config, DriverInjection};
 use crate::inventory::Inventory;
 use crate::oci::VISIBLE;
@@ -49,21 +49,35 @@ fn is_executable(p: &Path) -> bool {
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// Picks the way by the config's `driver_injection`. `hook` is where
-/// NVIDIA's hook is installed, if anywhere. A forced way that cannot be
-/// had is an error naming what to install.
+/// What this host offers for the driver, looked up once per GPU create.
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// NVIDIA's hook, where it is installed.
+    pub hook: Option<PathBuf>,
+    /// The CDI specs as last read, or why they cannot be had.
+    pub cdi: Result<Catalog, CdiError>,
+}
+
+/// Picks the way by the config's `driver_injection`. A forced way that
+/// cannot be had is an error naming what to install.
 pub fn choose(
     cfg: &Config,
     inv: &Inventory,
     uuids: &[String],
-    hook: Option<PathBuf>,
+    found: &Found,
 ) -> Result<Method, String> {
-    let cdi = || cdi::resolve(&cfg.cdi_spec_dirs, inv, uuids);
+    let cdi = || {
+        found
+            .cdi
+            .clone()
+            .and_then(|c| cdi::resolve(&c, &cfg.cdi_spec_dirs, inv, uuids))
+    };
     let no_hook = || {
         format!(
             "{HOOK_NAME} is not installed; install NVIDIA's container toolkit (nvidia-container-toolkit)"
         )
     };
+    let hook = found.hook.clone();
     match cfg.driver_injection {
         DriverInjection::None => Ok(Method::Nodes("driver_injection = \"none\"".into())),
         DriverInjection::Cdi => cdi().map(Method::Cdi).map_err(|e| e.to_string()),
@@ -273,7 +287,7 @@ mod tests {
 
     #[test]
     fn auto_prefers_cdi_then_the_hook_then_nodes_and_forced_ways_say_what_is_missing() {
-        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/sim/inventory.toml");
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contrib/sim/inventory.toml");
         let inv = crate::inventory::sim::parse(&p, &std::fs::read_to_string(&p).unwrap()).unwrap();
         let empty = tempfile::tempdir().unwrap();
         let mut cfg = Config {
@@ -281,12 +295,17 @@ mod tests {
             ..Config::default()
         };
         let u = vec![inv.gpus[0].uuid.clone()];
+        let catalog = cdi::current(empty.path(), &cfg.cdi_spec_dirs).ok_or(cdi::stale(&[]));
+        let none = |hook: Option<PathBuf>| Found {
+            hook,
+            cdi: catalog.clone(),
+        };
         let hook = Some(PathBuf::from("/h/nvidia-container-runtime-hook"));
         assert!(matches!(
-            choose(&cfg, &inv, &u, hook.clone()),
+            choose(&cfg, &inv, &u, &none(hook.clone())),
             Ok(Method::Hook(_))
         ));
-        match choose(&cfg, &inv, &u, None) {
+        match choose(&cfg, &inv, &u, &none(None)) {
             Ok(Method::Nodes(why)) => {
                 assert!(why.contains("install NVIDIA's container toolkit"), "{why}")
             }
@@ -294,17 +313,20 @@ mod tests {
         }
         cfg.driver_injection = DriverInjection::Cdi;
         assert!(
-            choose(&cfg, &inv, &u, hook.clone())
+            choose(&cfg, &inv, &u, &none(hook.clone()))
                 .unwrap_err()
                 .contains("no CDI spec")
         );
         cfg.driver_injection = DriverInjection::Hook;
         assert!(
-            choose(&cfg, &inv, &u, None)
+            choose(&cfg, &inv, &u, &none(None))
                 .unwrap_err()
                 .contains("not installed")
         );
         cfg.driver_injection = DriverInjection::None;
-        assert!(matches!(choose(&cfg, &inv, &u, hook), Ok(Method::Nodes(_))));
+        assert!(matches!(
+            choose(&cfg, &inv, &u, &none(hook)),
+            Ok(Method::Nodes(_))
+        ));
     }
 }

@@ -14,7 +14,7 @@ mod runc;
 
 use std::ffi::OsString;
 
-use ds01::shim::argv;
+use ds01_core::shim::argv;
 
 fn main() {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
@@ -33,7 +33,7 @@ fn main() {
             &runc::path(),
             &args,
             &parsed,
-            &ds01::config::Config::default().log,
+            &ds01_core::config::Config::default().log,
         ),
     };
     std::process::exit(code);

@@ -7,7 +7,7 @@ use std::path::Path;
 use nvml_wrapper::error::{NvmlError, nvml_sym, nvml_try};
 use nvml_wrapper::{Device, Nvml};
 
-use super::{
+use ds01_core::inventory::{
     Gpu, GpuSource, Inventory, InventoryError, Majors, MigDevice, MigMinors, common_nodes,
     gpu_nodes, mig_nodes, minors,
 };
@@ -339,7 +339,7 @@ fn read_proc(path: &str) -> Result<String, InventoryError> {
 /// A GPU's DRM nodes, from sysfs: `<pci>/drm/cardN` and `renderDN`.
 /// NVML reports the bus id in upper case with an 8-digit domain; sysfs
 /// names it in lower case with a 4-digit one.
-pub fn drm_of(pci_root: &Path, bus_id: &str) -> Vec<super::DeviceNode> {
+pub fn drm_of(pci_root: &Path, bus_id: &str) -> Vec<ds01_core::inventory::DeviceNode> {
     let id = bus_id.to_ascii_lowercase();
     let id = match id.split_once(':') {
         Some((dom, rest)) if dom.len() > 4 => format!("{}:{rest}", &dom[dom.len() - 4..]),
@@ -358,7 +358,7 @@ pub fn drm_of(pci_root: &Path, bus_id: &str) -> Vec<super::DeviceNode> {
             render = Some(n);
         }
     }
-    super::drm_nodes(card, render)
+    ds01_core::inventory::drm_nodes(card, render)
 }
 
 /// Whether MIG mode is on now (not pending); GPUs and drivers without MIG say no.
@@ -571,7 +571,7 @@ mod tests {
         assert!(
             units
                 .iter()
-                .all(|u| u.kind == crate::inventory::UnitKind::Full)
+                .all(|u| u.kind == ds01_core::inventory::UnitKind::Full)
         );
         assert_eq!(inv.gpus[1].memory_mib, 143771);
         assert_eq!(inv.gpus[1].nodes[0].path, "/dev/nvidia1");

@@ -209,7 +209,7 @@ mod tests {
     }
 
     fn inv() -> Inventory {
-        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/sim/inventory.toml");
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contrib/sim/inventory.toml");
         inv_from(&std::fs::read_to_string(&p).unwrap())
     }
 

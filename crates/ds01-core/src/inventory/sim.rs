@@ -195,7 +195,7 @@ mod tests {
     }
 
     fn contrib() -> Inventory {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/sim/inventory.toml");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contrib/sim/inventory.toml");
         SimFile { path }.scan().unwrap()
     }
 

@@ -2,8 +2,8 @@
 
 use std::ffi::OsString;
 
-use ds01::config::{self, Config};
-use ds01::shim::{self, argv::Argv};
+use ds01_core::config::{self, Config};
+use ds01_core::shim::{self, argv::Argv};
 
 use crate::runc;
 
@@ -19,7 +19,7 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
     if let (Some(process), Some(id)) = (&argv.process, &argv.id) {
         // Best effort: the exec itself must not fail over this.
         if let Err(e) = shim::patch_exec_process(&cfg, &argv.root_or_default(), id, process) {
-            ds01::log::append(&cfg.log, "warn", &format!("exec in {id}: {e}"));
+            ds01_core::log::append(&cfg.log, "warn", &format!("exec in {id}: {e}"));
         }
     }
     runc::exec(&cfg.runc, args, argv, &cfg.log)

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use ds01::config::{self, Config};
-use ds01::shim::argv::Argv;
+use ds01_core::config::{self, Config};
+use ds01_core::shim::argv::Argv;
 
 /// The runc to run for a command ds01 passes through: the config's `runc`
 /// line alone, never a parse of the whole config.
@@ -133,11 +133,11 @@ pub fn delete_force(runc: &Path, argv: &Argv) {
 /// `--log` file (what Docker shows), or stderr when there is no log file.
 /// The shim's own log gets it too (`log`: the config's, or the default).
 pub fn report(argv: &Argv, log: &Path, msg: &str) {
-    ds01::log::append(log, "error", msg);
+    ds01_core::log::append(log, "error", msg);
     let written = argv
         .log
         .as_deref()
-        .is_some_and(|log| ds01::log::oci_error(log, msg).is_ok());
+        .is_some_and(|log| ds01_core::log::oci_error(log, msg).is_ok());
     if !written {
         eprintln!("{msg}");
     }

@@ -263,6 +263,7 @@ pub fn allocate(
     req: &Request,
     owner: &Owner,
     inv: &Inventory,
+    driver: &crate::driver::Found,
 ) -> Result<(Record, Pending), ShimError> {
     let id = argv.id.clone().unwrap_or_default();
     if owner.user.is_none() && ctx.cfg.refuse_unknown_owner {
@@ -389,7 +390,7 @@ pub fn allocate(
     };
     spec::strip_gpu_routes(spec, &NvidiaDevices::of(inv));
     spec::inject(spec, &alloc);
-    match crate::driver::choose(ctx.cfg, inv, &record.devices, crate::driver::find_hook()) {
+    match crate::driver::choose(ctx.cfg, inv, &record.devices, driver) {
         Ok(method) => {
             if let crate::driver::Method::Nodes(why) = &method {
                 ctx.log(
@@ -644,7 +645,7 @@ mod tests {
     }
 
     fn inv() -> Inventory {
-        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/sim/inventory.toml");
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contrib/sim/inventory.toml");
         crate::inventory::sim::parse(&p, &std::fs::read_to_string(&p).unwrap()).unwrap()
     }
 

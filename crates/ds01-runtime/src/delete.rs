@@ -3,9 +3,9 @@
 
 use std::ffi::OsString;
 
-use ds01::config::{self, Config};
-use ds01::host::{Host, RealHost};
-use ds01::shim::{self, Ctx, argv::Argv};
+use ds01_core::config::{self, Config};
+use ds01_core::host::{Host, RealHost};
+use ds01_core::shim::{self, Ctx, argv::Argv};
 
 use crate::runc;
 

@@ -543,7 +543,7 @@ mod tests {
 
     #[test]
     fn shipped_logrotate_rotates_the_default_logs() {
-        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/logrotate.conf");
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packaging/logrotate.conf");
         let text = std::fs::read_to_string(p).unwrap();
         let d = Config::default();
         let first = text.lines().find(|l| l.starts_with('/')).unwrap();
@@ -554,7 +554,7 @@ mod tests {
 
     #[test]
     fn shipped_config_is_all_defaults() {
-        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/config.toml");
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packaging/config.toml");
         let cfg = Config::load_from(&p).unwrap();
         let d = Config::default();
         assert_eq!(cfg.path, Some(p));
@@ -580,7 +580,7 @@ mod tests {
         assert_eq!(all(cfg), all(d));
         // Every key is documented there.
         let text = std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/config.toml"),
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packaging/config.toml"),
         )
         .unwrap();
         for key in KEYS

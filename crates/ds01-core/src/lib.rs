@@ -1,0 +1,28 @@
+//! ds01-core: what the `ds01-runtime` shim and the `ds01` CLI share, with
+//! no command line, no async and no Docker client in it.
+//!
+//! Side effects sit behind [`host::Host`] (clock, processes, runc state),
+//! [`identity::Accounts`] and [`inventory::GpuSource`] (NVML, in the CLI, or
+//! a simulated file), each with a fake for tests.
+
+pub mod access;
+pub mod allocate;
+pub mod audit;
+pub mod cdi;
+pub mod config;
+pub mod driver;
+pub mod fsutil;
+pub mod host;
+pub mod identity;
+pub mod inventory;
+pub mod ledger;
+pub mod log;
+pub mod oci;
+pub mod policy;
+pub mod recover;
+pub mod request;
+pub mod shim;
+pub mod spec;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+pub mod text;

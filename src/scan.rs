@@ -1,0 +1,104 @@
+//! The GPUs and CDI specs read afresh (NVML or the simulated file; the CDI
+//! crate) and saved in the state directory, where the runtime reads them.
+
+use ds01_core::cdi;
+use ds01_core::config::{Config, InventorySource};
+use ds01_core::inventory::{GpuSource, Inventory, InventoryError, sim::SimFile, snapshot};
+
+use crate::cdi_read;
+use crate::nvml::NvmlSource;
+
+/// The backend the config names.
+pub fn source(cfg: &Config) -> Box<dyn GpuSource> {
+    match &cfg.inventory {
+        InventorySource::Nvml => Box::new(NvmlSource),
+        InventorySource::File(path) => Box::new(SimFile { path: path.clone() }),
+    }
+}
+
+/// The snapshot if it came from the configured source, else a fresh scan,
+/// saved when the state directory is writable (it is a cache: a user
+/// without write access still gets the inventory).
+pub fn load(cfg: &Config) -> Result<Inventory, InventoryError> {
+    if let Some(inv) = snapshot::cached(cfg) {
+        return Ok(inv);
+    }
+    let inv = scan(cfg)?;
+    let _ = snapshot::save(&cfg.state_dir, &inv);
+    Ok(inv)
+}
+
+/// Scans the configured source and replaces the snapshot, and reads the CDI
+/// specs again (`ds01 gpus refresh`).
+pub fn refresh(cfg: &Config) -> Result<Inventory, InventoryError> {
+    let inv = scan(cfg)?;
+    snapshot::save(&cfg.state_dir, &inv)?;
+    let path = cdi::catalog_path(&cfg.state_dir);
+    cdi::save(&cfg.state_dir, &cdi_read::read(&cfg.cdi_spec_dirs))
+        .map_err(|source| InventoryError::Write { path, source })?;
+    Ok(inv)
+}
+
+fn scan(cfg: &Config) -> Result<Inventory, InventoryError> {
+    let mut inv = source(cfg).scan()?;
+    inv.source = cfg.inventory.describe();
+    Ok(inv)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn snapshot_is_reused_until_the_source_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let sim = dir.path().join("inv.toml");
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/sim/inventory.toml"),
+            &sim,
+        )
+        .unwrap();
+        let cfg = Config {
+            state_dir: dir.path().join("state"),
+            inventory: InventorySource::File(sim.clone()),
+            cdi_spec_dirs: vec![dir.path().join("cdi")],
+            ..Config::default()
+        };
+        let first = load(&cfg).unwrap();
+        assert_eq!(first.gpus.len(), 2);
+        // The file changes, but create keeps using the snapshot...
+        std::fs::write(&sim, "[majors]\nuvm = 511\n").unwrap();
+        assert_eq!(load(&cfg).unwrap().gpus.len(), 2);
+        // ...until a refresh.
+        assert_eq!(refresh(&cfg).unwrap().gpus.len(), 0);
+        assert_eq!(load(&cfg).unwrap().gpus.len(), 0);
+    }
+
+    #[test]
+    fn refresh_makes_the_cdi_catalog_current() {
+        let dir = tempfile::tempdir().unwrap();
+        let cdi_dir = dir.path().join("cdi");
+        std::fs::create_dir(&cdi_dir).unwrap();
+        std::fs::write(
+            cdi_dir.join("nvidia.json"),
+            r#"{"cdiVersion": "0.5.0", "kind": "nvidia.com/gpu",
+                "devices": [{"name": "0", "containerEdits": {"env": ["A=1"]}}]}"#,
+        )
+        .unwrap();
+        let cfg = Config {
+            state_dir: dir.path().join("state"),
+            inventory: InventorySource::File(
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/sim/inventory.toml"),
+            ),
+            cdi_spec_dirs: vec![cdi_dir],
+            ..Config::default()
+        };
+        assert_eq!(cdi::current(&cfg.state_dir, &cfg.cdi_spec_dirs), None);
+        refresh(&cfg).unwrap();
+        let c = cdi::current(&cfg.state_dir, &cfg.cdi_spec_dirs).unwrap();
+        assert_eq!(c.specs.len(), 1);
+        assert_eq!(c.specs[0].devices[0].0, "0");
+        assert_eq!(c.specs[0].devices[0].1.env, ["A=1"]);
+    }
+}
