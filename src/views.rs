@@ -6,9 +6,9 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
+use ds01_core::identity::{self, DEVCONTAINER_LABEL};
 use ds01_core::inventory::Inventory;
 use ds01_core::ledger::{Record, Records};
-use ds01_core::policy::valid_name;
 use ds01_core::text::{describe, short};
 
 /// What Docker's list call says about one container.
@@ -66,18 +66,12 @@ pub struct Listing {
     pub warnings: Vec<String>,
 }
 
-const DEVCONTAINER_LABEL: &str = "devcontainer.local_folder";
 const COMPOSE_LABEL: &str = "com.docker.compose.project";
 const COMPOSE_DIR_LABEL: &str = "com.docker.compose.project.working_dir";
 
 /// The owner Docker's labels name, for containers without an allocation.
 pub fn label_owner(labels: &HashMap<String, String>) -> Option<String> {
-    if let Some(u) = labels.get("ds01.user").filter(|u| valid_name(u)) {
-        return Some(u.clone());
-    }
-    let folder = labels.get(DEVCONTAINER_LABEL)?;
-    let user = folder.strip_prefix("/home/")?.split('/').next()?;
-    valid_name(user).then(|| user.to_string())
+    identity::from_labels(|k| labels.get(k).map(String::as_str)).map(|(user, _)| user)
 }
 
 fn kind(labels: &HashMap<String, String>) -> ContainerKind {

@@ -9,7 +9,8 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use crate::identity::Source;
-use crate::ledger::{Record, timestamp};
+use crate::ledger::Record;
+use crate::time::timestamp;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -64,7 +65,7 @@ impl Event {
     }
 
     pub fn time(&self) -> Option<SystemTime> {
-        humantime::parse_rfc3339(&self.time).ok()
+        crate::time::parse(&self.time)
     }
 }
 
@@ -75,6 +76,26 @@ pub enum AuditError {
         path: PathBuf,
         source: std::io::Error,
     },
+}
+
+/// Writes down reclaimed records: a line each in the runtime log and an
+/// event each in the audit log (whose failure is logged, never fatal).
+pub fn note_reclaimed(log: &Path, audit_log: &Path, reclaimed: &[(Record, String)]) {
+    for (r, why) in reclaimed {
+        crate::log::append(
+            log,
+            "info",
+            &format!(
+                "reclaimed {} from container {}: {why}",
+                r.devices.join(","),
+                r.container_id
+            ),
+        );
+        let event = Event::of(EventKind::Reclaim, r, Some(why.clone()));
+        if let Err(e) = append(audit_log, &event) {
+            crate::log::append(log, "error", &e.to_string());
+        }
+    }
 }
 
 /// Appends one event. The log is world-readable, writable by root.

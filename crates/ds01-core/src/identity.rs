@@ -43,6 +43,31 @@ impl Step {
     pub fn parse(s: &str) -> Option<Step> {
         Step::ALL.into_iter().find(|k| k.name() == s)
     }
+
+    /// The config's `identity` list, read; the error names the bad step.
+    pub fn parse_order(names: &[String]) -> Result<Vec<Step>, String> {
+        names
+            .iter()
+            .map(|n| {
+                Step::parse(n).ok_or_else(|| {
+                    let allowed = Step::ALL.map(Step::name).join(", ");
+                    format!("{n:?} is not one of {allowed}")
+                })
+            })
+            .collect()
+    }
+}
+
+/// The config's identity order; a bad step is the config's error.
+pub fn order(cfg: &crate::config::Config) -> Result<Vec<Step>, crate::config::ConfigError> {
+    Step::parse_order(&cfg.identity).map_err(|msg| crate::config::ConfigError::BadValue {
+        path: cfg
+            .path
+            .clone()
+            .unwrap_or_else(crate::config::Config::locate),
+        key: "identity".into(),
+        msg,
+    })
 }
 
 /// What decided the owner; recorded in the ledger and the audit log.
@@ -114,6 +139,8 @@ pub fn resolve(order: &[Step], c: &Container, accounts: &dyn Accounts) -> Owner 
 }
 
 const HOME: &str = "/home";
+/// The label the Dev Containers CLI puts on a dev container: its folder.
+pub const DEVCONTAINER_LABEL: &str = "devcontainer.local_folder";
 
 /// The user named by a `<home>/<user>/...` path.
 fn home_user(path: &str, home: &str) -> Option<String> {
@@ -133,15 +160,16 @@ fn from_docker(c: &Container) -> Option<(String, Source)> {
         .join("config.v2.json");
     let record: Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
     let labels = record.pointer("/Config/Labels")?;
-    if let Some(u) = labels.get("ds01.user").and_then(Value::as_str)
-        && valid_name(u)
-    {
+    from_labels(|k| labels.get(k).and_then(Value::as_str))
+}
+
+/// The owner a container's Docker labels name: `ds01.user`, else a dev
+/// container's [`DEVCONTAINER_LABEL`] under `/home/<user>/`.
+pub fn from_labels<'a>(label: impl Fn(&str) -> Option<&'a str>) -> Option<(String, Source)> {
+    if let Some(u) = label("ds01.user").filter(|u| valid_name(u)) {
         return Some((u.to_string(), Source::DockerLabel));
     }
-    let folder = labels
-        .get("devcontainer.local_folder")
-        .and_then(Value::as_str)?;
-    home_user(folder, HOME).map(|u| (u, Source::DevcontainerFolder))
+    home_user(label(DEVCONTAINER_LABEL)?, HOME).map(|u| (u, Source::DevcontainerFolder))
 }
 
 fn env_user(spec: &Value) -> Option<String> {
@@ -258,6 +286,22 @@ mod tests {
             json!({"Config": {"Labels": labels}}).to_string(),
         )
         .unwrap();
+    }
+
+    #[test]
+    fn the_config_s_order_is_read_here_and_a_bad_step_is_a_config_error() {
+        use crate::config::Config;
+        assert_eq!(order(&Config::default()).unwrap(), Step::ALL);
+        let cfg = Config::parse(
+            Path::new("/etc/ds01/config.toml"),
+            "identity = [\"docker\", \"ldap\"]",
+        )
+        .unwrap();
+        let msg = order(&cfg).unwrap_err().to_string();
+        assert!(
+            msg.contains("\"/etc/ds01/config.toml\": key \"identity\": \"ldap\" is not one of docker, env, home-mount, cgroup"),
+            "{msg}"
+        );
     }
 
     fn resolve_with(order: &[Step], root: &Path, spec: &Value) -> Owner {

@@ -72,7 +72,7 @@ pub struct Record {
 
 impl Record {
     pub fn since_time(&self) -> Option<SystemTime> {
-        humantime::parse_rfc3339(&self.since).ok()
+        crate::time::parse(&self.since)
     }
 
     /// Why this record no longer holds its devices, or `None` while it does.
@@ -226,6 +226,15 @@ impl Ledger {
 
     /// Whether the ledger holds anything for this container. Reads without
     /// the lock, so `delete` of a container without a GPU costs one file read.
+    /// `ds01 gc`: reclaims every stale record now, and sweeps markers of
+    /// creates that died before allocating. Returns what was reclaimed, and why.
+    pub fn gc(&self, host: &dyn Host) -> Result<Vec<(Record, String)>, LedgerError> {
+        let pending = self.pending_dir();
+        let (reclaimed, left) = self.update(|rs| (rs.reclaim(host, &pending), rs.clone()))?;
+        self.sweep_pending(host, &left);
+        Ok(reclaimed)
+    }
+
     pub fn holds_container(&self, root: &Path, id: &str) -> bool {
         self.read().is_ok_and(|rs| {
             rs.records
@@ -312,7 +321,7 @@ impl Ledger {
     /// Renames the ledger to `ledger.json.<what>-<time>`.
     fn keep_aside(&self, what: &str) -> Result<PathBuf, LedgerError> {
         let path = self.path();
-        let stamp = timestamp(SystemTime::now()).replace(':', "");
+        let stamp = crate::time::timestamp(SystemTime::now()).replace(':', "");
         let aside = path.with_file_name(format!("{FILE_NAME}.{what}-{stamp}"));
         std::fs::rename(&path, &aside).map_err(Self::io(&path))?;
         Ok(aside)
@@ -474,11 +483,6 @@ fn trace_hold(held: Duration) {
             let _ = f.write_all(line.as_bytes());
         }
     }
-}
-
-/// RFC 3339 at second precision, for records and logs.
-pub fn timestamp(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::SystemTime;
 
-use crate::ledger::timestamp;
+use crate::time::timestamp;
 
 /// Appends one line to the shim's log. Best effort: a log that cannot be
 /// written must not stop a container.

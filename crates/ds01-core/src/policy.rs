@@ -79,6 +79,47 @@ impl Policy {
             .collect()
     }
 
+    /// Whether `user` is in `admin_group`: its explicit member list
+    /// (`[groups.<admin_group>]`), else the Unix group. An unknown owner never is.
+    pub fn is_admin(&self, admin_group: &str, user: Option<&str>, groups: &dyn Groups) -> bool {
+        let Some(user) = user else {
+            return false;
+        };
+        let unix = groups.groups_of(user);
+        match self.groups.iter().find(|g| g.name == admin_group) {
+            Some(g) => g.contains(user, &unix),
+            None => unix.iter().any(|g| g == admin_group),
+        }
+    }
+
+    /// May a container whose device rules open NVIDIA devices around the
+    /// allocator (`rule`; `wide`: every device, as `--privileged` gives) run
+    /// for `user`? Only for an admin; otherwise the reason, for the user.
+    pub fn check_privileged(
+        &self,
+        admin_group: &str,
+        user: Option<&str>,
+        groups: &dyn Groups,
+        rule: &str,
+        wide: bool,
+    ) -> Result<(), String> {
+        if self.is_admin(admin_group, user, groups) {
+            return Ok(());
+        }
+        let what = if wide {
+            format!(
+                "may open every device (device rule {rule:?}, as --privileged gives), which reaches every GPU"
+            )
+        } else {
+            format!("has device rules that open NVIDIA devices ({rule})")
+        };
+        Err(format!(
+            "this container {what} around the allocator; only members of {admin_group} may start such \
+             containers ({} is not); drop --privileged and --device-cgroup-rule, and ask for a GPU with --gpus",
+            user.unwrap_or("an unknown owner")
+        ))
+    }
+
     /// Resolves each limit for `user` (`None`: an unknown owner, who gets the defaults).
     pub fn effective(&self, user: Option<&str>, groups: &dyn Groups) -> Effective {
         let mut layers: Vec<(String, &Limits)> = Vec::new();
@@ -220,6 +261,38 @@ mod tests {
             ],
             users: vec![("alice".into(), limits(Some(1.0), None, None))],
         }
+    }
+
+    #[test]
+    fn admins_come_from_the_group_s_member_list_else_the_unix_group() {
+        let groups = FakeGroups(vec![("alice", "staff"), ("carol", "students")]);
+        let p = policy();
+        // No [groups.staff] members list: the Unix group decides.
+        assert!(p.is_admin("staff", Some("alice"), &groups));
+        assert!(!p.is_admin("staff", Some("bob"), &groups));
+        // A members list overrides the Unix group: dave is listed, not in it.
+        assert!(p.is_admin("students", Some("dave"), &groups));
+        assert!(p.is_admin("students", Some("carol"), &groups));
+        assert!(!p.is_admin("students", None, &groups));
+        assert!(
+            p.check_privileged("staff", Some("alice"), &groups, "a *:* rwm", true)
+                .is_ok()
+        );
+        let why = p
+            .check_privileged("staff", Some("bob"), &groups, "a *:* rwm", true)
+            .unwrap_err();
+        assert!(
+            why.contains("every GPU") && why.contains("only members of staff"),
+            "{why}"
+        );
+        assert!(why.contains("(bob is not)"), "{why}");
+        let why = p
+            .check_privileged("staff", None, &groups, "c 195:* rw", false)
+            .unwrap_err();
+        assert!(
+            why.contains("(c 195:* rw)") && why.contains("an unknown owner"),
+            "{why}"
+        );
     }
 
     #[test]

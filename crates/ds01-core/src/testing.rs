@@ -8,7 +8,8 @@ use std::time::{Duration, SystemTime};
 
 use crate::host::Host;
 use crate::inventory::UnitKind;
-use crate::ledger::{Record, timestamp};
+use crate::ledger::Record;
+use crate::time::timestamp;
 
 #[derive(Default)]
 pub struct FakeHost {

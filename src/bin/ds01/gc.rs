@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use ds01_core::config::Config;
 use ds01_core::host::RealHost;
-use ds01_core::shim;
+use ds01_core::{audit, shim};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -37,7 +37,8 @@ pub fn run(cfg: &Config, args: Args) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let reclaimed = shim::gc(cfg, &RealHost)?;
+    let reclaimed = shim::ledger(cfg).gc(&RealHost)?;
+    audit::note_reclaimed(&cfg.log, &cfg.audit_log, &reclaimed);
     if args.json {
         let out: Vec<_> = reclaimed
             .iter()

@@ -82,8 +82,11 @@ fn args_by_name() -> Vec<OsString> {
 }
 
 /// Runs `f` with the config in effect.
+/// A bad identity order is a config error here too, as in the runtime.
 fn with_config(f: impl FnOnce(&Config) -> anyhow::Result<ExitCode>) -> anyhow::Result<ExitCode> {
-    f(&Config::load()?)
+    let cfg = Config::load()?;
+    ds01_core::identity::order(&cfg)?;
+    f(&cfg)
 }
 
 fn main() -> ExitCode {

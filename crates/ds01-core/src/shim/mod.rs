@@ -17,12 +17,13 @@ use crate::fsutil;
 use crate::host::Host;
 use crate::identity::{self, Accounts, Owner};
 use crate::inventory::{Inventory, InventoryError};
-use crate::ledger::{Ledger, LedgerError, Pending, Record, timestamp};
+use crate::ledger::{Ledger, LedgerError, Pending, Record};
 use crate::log;
 use crate::oci;
 use crate::recover::Note;
 use crate::request::{self, Request, RequestError};
 use crate::spec::{self, Allocation, Hook};
+use crate::time::timestamp;
 use argv::Argv;
 
 #[derive(Debug, thiserror::Error)]
@@ -109,17 +110,24 @@ pub fn ledger(cfg: &Config) -> Ledger {
     Ledger::new(&cfg.state_dir).wait(Duration::from_secs(cfg.lock_wait_secs))
 }
 
-/// Whose container this is, by the config's identity order.
-pub fn owner(cfg: &Config, accounts: &dyn Accounts, id: &str, spec: &Value) -> Owner {
-    identity::resolve(
-        &cfg.identity,
+/// Whose container this is, by the config's identity order; an error is
+/// the config's, naming the bad step.
+pub fn owner(
+    cfg: &Config,
+    accounts: &dyn Accounts,
+    id: &str,
+    spec: &Value,
+) -> Result<Owner, ConfigError> {
+    let order = identity::order(cfg)?;
+    Ok(identity::resolve(
+        &order,
         &identity::Container {
             id,
             spec,
             docker_data_root: &cfg.docker_data_root,
         },
         accounts,
-    )
+    ))
 }
 
 /// How an owner is named in messages.
@@ -130,53 +138,32 @@ pub fn who(owner: &Owner) -> String {
         .unwrap_or_else(|| "an unknown owner".into())
 }
 
-/// Whether `owner` is in the config's admin group (an explicit member
-/// list of `[groups.<admin_group>]`, else the Unix group).
-pub fn is_admin(cfg: &Config, accounts: &dyn Accounts, owner: &Owner) -> bool {
-    let Some(user) = owner.user.as_deref() else {
-        return false;
-    };
-    match cfg.policy.groups.iter().find(|g| g.name == cfg.admin_group) {
-        Some(g) => g.contains(user, &accounts.groups_of(user)),
-        None => accounts
-            .groups_of(user)
-            .iter()
-            .any(|g| g == &cfg.admin_group),
-    }
-}
-
 /// Decides what happens to a container whose spec [`access::might_touch_nvidia`]
 /// could not clear: judged by device numbers against the inventory.
 pub fn plan(ctx: &Ctx, id: &str, spec: &oci::Spec, inv: &Inventory) -> Plan {
     let access = access::judge(&spec.value, &NvidiaDevices::of(inv));
-    let owner = owner(ctx.cfg, ctx.accounts, id, &spec.value);
+    let owner = match owner(ctx.cfg, ctx.accounts, id, &spec.value) {
+        Ok(o) => o,
+        Err(e) => return Plan::Refuse(ShimError::from(e).to_string()),
+    };
     if let Some(rule) = access.bypass() {
         if inv.gpus.is_empty() {
             return Plan::PassThrough;
         }
-        if is_admin(ctx.cfg, ctx.accounts, &owner) {
-            return Plan::Bypass {
+        let user = owner.user.as_deref();
+        return match ctx.cfg.policy.check_privileged(
+            &ctx.cfg.admin_group,
+            user,
+            ctx.accounts,
+            &rule,
+            access.wide.is_some(),
+        ) {
+            Ok(()) => Plan::Bypass {
                 owner,
                 why: format!("device rule {rule:?} opens NVIDIA devices"),
-            };
-        }
-        let what = if access.wide.is_some() {
-            format!(
-                "may open every device (device rule {rule:?}, as --privileged gives), which reaches every GPU"
-            )
-        } else {
-            format!("has device rules that open NVIDIA devices ({rule})")
+            },
+            Err(why) => Plan::Refuse(ctx.refuse_text(&owner, id, why)),
         };
-        return Plan::Refuse(ctx.refuse_text(
-            &owner,
-            id,
-            format!(
-                "this container {what} around the allocator; only members of {} may start such \
-                 containers ({} is not); drop --privileged and --device-cgroup-rule, and ask for a GPU with --gpus",
-                ctx.cfg.admin_group,
-                who(&owner)
-            ),
-        ));
     }
     let req = match request::from_spec(&spec.value, &access) {
         Ok(Some(req)) => req,
@@ -348,16 +335,8 @@ pub fn allocate(
             return Err(e.into());
         }
     };
-    for (r, why) in &reclaimed {
-        ctx.log(
-            "info",
-            &format!(
-                "reclaimed {} from container {}: {why}",
-                r.devices.join(","),
-                r.container_id
-            ),
-        );
-        ctx.audit(&Event::of(audit::EventKind::Reclaim, r, Some(why.clone())));
+    audit::note_reclaimed(&ctx.cfg.log, &ctx.cfg.audit_log, &reclaimed);
+    for (r, _) in &reclaimed {
         let _ = std::fs::remove_file(pending_dir.join(&r.alloc_id));
     }
     let (record, nodes) = match result {
@@ -593,31 +572,6 @@ pub fn hook_state(input: &[u8]) -> (String, Option<PathBuf>) {
         .and_then(Value::as_str)
         .map(PathBuf::from);
     (id.to_string(), bundle)
-}
-
-/// `ds01 gc`: reclaims every stale record now, and sweeps markers of
-/// creates that died before allocating.
-pub fn gc(cfg: &Config, host: &dyn Host) -> Result<Vec<(Record, String)>, LedgerError> {
-    let ledger = ledger(cfg);
-    let pending = ledger.pending_dir();
-    let (reclaimed, left) = ledger.update(|rs| (rs.reclaim(host, &pending), rs.clone()))?;
-    ledger.sweep_pending(host, &left);
-    for (r, why) in &reclaimed {
-        log::append(
-            &cfg.log,
-            "info",
-            &format!(
-                "gc reclaimed {} from container {}: {why}",
-                r.devices.join(","),
-                r.container_id
-            ),
-        );
-        let event = Event::of(audit::EventKind::Reclaim, r, Some(why.clone()));
-        if let Err(e) = audit::append(&cfg.audit_log, &event) {
-            log::append(&cfg.log, "error", &e.to_string());
-        }
-    }
-    Ok(reclaimed)
 }
 
 #[cfg(test)]
