@@ -7,9 +7,10 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use ds01_core::identity::{self, DEVCONTAINER_LABEL};
-use ds01_core::inventory::Inventory;
+use ds01_core::inventory::{Gpu, Inventory};
 use ds01_core::ledger::{Record, Records};
 use ds01_core::text::{describe, short};
+use serde_json::json;
 
 /// What Docker's list call says about one container.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -177,6 +178,111 @@ pub fn list(
     }
     rows.sort_by(|a, b| (!a.running, &a.owner, &a.name).cmp(&(!b.running, &b.owner, &b.name)));
     Listing { rows, warnings }
+}
+
+/// The container's name where Docker told it, else its short id.
+pub fn holder_name<'a>(r: &'a Record, names: &'a HashMap<String, String>) -> &'a str {
+    names
+        .get(&r.container_id)
+        .map_or_else(|| short(&r.container_id), String::as_str)
+}
+
+/// Who holds a record, for people.
+pub fn holder_user(r: &Record) -> &str {
+    r.user.as_deref().unwrap_or("unknown")
+}
+
+/// (devices held, devices in all, holders as `user (name)`) for one GPU.
+fn gpu_use(
+    inv: &Inventory,
+    gpu: &Gpu,
+    records: &Records,
+    names: &HashMap<String, String>,
+) -> (usize, usize, Vec<String>) {
+    let units: Vec<_> = inv
+        .units()
+        .into_iter()
+        .filter(|u| u.gpu.index == gpu.index)
+        .collect();
+    let mut holders: Vec<String> = units
+        .iter()
+        .filter_map(|u| records.holder(u.uuid))
+        .map(|r| format!("{} ({})", holder_user(r), holder_name(r, names)))
+        .collect();
+    holders.dedup();
+    let used = units.iter().filter(|u| records.holds(u.uuid)).count();
+    (used, units.len(), holders)
+}
+
+/// The one line a person reads for a GPU (`ds01 gpus`).
+pub fn gpu_summary(
+    inv: &Inventory,
+    gpu: &Gpu,
+    records: &Records,
+    names: &HashMap<String, String>,
+) -> String {
+    let (used, total, holders) = gpu_use(inv, gpu, records, names);
+    let who = holders.join(", ");
+    match (gpu.mig_enabled, used) {
+        (false, 0) => "full GPU, free".to_string(),
+        (false, _) => format!("full GPU, in use by {who}"),
+        (true, 0) => format!("MIG, {total} slices, all free"),
+        (true, _) => format!(
+            "MIG, {used} of {total} slices in use by {who}, {} free",
+            total - used
+        ),
+    }
+}
+
+/// `ds01 gpus --json`: each GPU, and each device with who holds it.
+pub fn gpus_json(
+    inv: &Inventory,
+    records: &Records,
+    names: &HashMap<String, String>,
+) -> serde_json::Value {
+    let devices: Vec<_> = inv
+        .units()
+        .iter()
+        .map(|u| {
+            let held_by = records.holder(u.uuid).map(|r| {
+                json!({
+                    "container_id": r.container_id,
+                    "name": holder_name(r, names),
+                    "user": r.user,
+                    "identity_source": r.identity_source,
+                    "since": r.since,
+                    "pid": r.pid,
+                    "bundle": r.bundle,
+                })
+            });
+            json!({
+                "uuid": u.uuid,
+                "gpu": u.gpu.index,
+                "kind": u.kind,
+                "profile": u.profile(),
+                "gpu_instance": u.mig.map(|m| m.gpu_instance),
+                "compute_instance": u.mig.map(|m| m.compute_instance),
+                "memory_mib": u.mig.map_or(u.gpu.memory_mib, |m| m.memory_mib),
+                "gpueq": u.gpueq(),
+                "nodes": u.nodes().iter().map(|n| &n.path).collect::<Vec<_>>(),
+                "held_by": held_by,
+            })
+        })
+        .collect();
+    let gpus: Vec<_> = inv
+        .gpus
+        .iter()
+        .map(|g| {
+            let (used, total, holders) = gpu_use(inv, g, records, names);
+            json!({
+                "index": g.index, "uuid": g.uuid, "name": g.name, "memory_mib": g.memory_mib,
+                "minor": g.minor, "mig_enabled": g.mig_enabled,
+                "devices_in_use": used, "devices": total, "holders": holders,
+                "summary": gpu_summary(inv, g, records, names),
+            })
+        })
+        .collect();
+    json!({"source": inv.source, "gpus": gpus, "devices": devices})
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ pub mod check;
 pub mod doc;
 pub mod fix;
 pub mod template;
+pub mod write;
 
 use std::path::{Path, PathBuf};
 

@@ -158,6 +158,15 @@ pub struct Ledger {
 pub const LOCK_WAIT: Duration = Duration::from_secs(10);
 /// Where markers of creates in flight live, in the state directory.
 pub const PENDING_DIR: &str = "pending";
+/// Where init pids are noted until the ledger's next write takes them in.
+pub const PIDS_DIR: &str = "pids";
+
+/// An init process as [`Ledger::note_pid`] notes it.
+#[derive(Debug, Serialize, Deserialize)]
+struct PidNote {
+    pid: u32,
+    start: u64,
+}
 /// The runc roots ds01 has allocated under, one per line: where a rebuild looks.
 const ROOTS_NAME: &str = "roots";
 /// Roots a rebuild always looks in: Docker's, containerd's, runc's own.
@@ -224,8 +233,6 @@ impl Ledger {
         }
     }
 
-    /// Whether the ledger holds anything for this container. Reads without
-    /// the lock, so `delete` of a container without a GPU costs one file read.
     /// `ds01 gc`: reclaims every stale record now, and sweeps markers of
     /// creates that died before allocating. Returns what was reclaimed, and why.
     pub fn gc(&self, host: &dyn Host) -> Result<Vec<(Record, String)>, LedgerError> {
@@ -235,6 +242,8 @@ impl Ledger {
         Ok(reclaimed)
     }
 
+    /// Whether the ledger holds anything for this container. Reads without
+    /// the lock, so `delete` of a container without a GPU costs one file read.
     pub fn holds_container(&self, root: &Path, id: &str) -> bool {
         self.read().is_ok_and(|rs| {
             rs.records
@@ -244,15 +253,81 @@ impl Ledger {
     }
 
     /// The records as last written. Needs no lock: the file is only ever replaced whole.
+    /// Init pids noted beside the ledger ([`Ledger::note_pid`]) are filled in.
     pub fn read(&self) -> Result<Records, LedgerError> {
         let path = self.path();
-        match fsutil::read_nofollow(&path) {
+        let mut records: Records = match fsutil::read_nofollow(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| LedgerError::Corrupt {
                 path,
                 msg: e.to_string(),
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Records::default()),
-            Err(source) => Err(LedgerError::Io { path, source }),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Records::default(),
+            Err(source) => return Err(LedgerError::Io { path, source }),
+        };
+        for (alloc_id, note) in self.pid_notes() {
+            if let Some(r) = records
+                .records
+                .iter_mut()
+                .find(|r| r.alloc_id == alloc_id && r.pid.is_none())
+            {
+                r.pid = Some(note.pid);
+                r.pid_start = Some(note.start);
+            }
+        }
+        Ok(records)
+    }
+
+    pub fn pids_dir(&self) -> PathBuf {
+        self.dir.join(PIDS_DIR)
+    }
+
+    /// Notes a record's init process beside the ledger, without its lock or
+    /// a rewrite: one small file, folded into the ledger at its next write.
+    /// Safe unlocked because the record's create still holds its marker, so
+    /// no one reclaims the record meanwhile, and [`Ledger::read`] sees the
+    /// note from the moment it is renamed into place.
+    pub fn note_pid(&self, alloc_id: &str, pid: u32, start: u64) -> Result<(), LedgerError> {
+        let dir = self.pids_dir();
+        fsutil::ensure_dir(&dir).map_err(Self::io(&dir))?;
+        let path = dir.join(alloc_id);
+        let data = serde_json::to_vec(&PidNote { pid, start }).expect("notes serialise");
+        fsutil::write_atomic(&path, &data, 0o644).map_err(Self::io(&path))
+    }
+
+    /// The pid notes, by allocation id; unreadable ones are skipped.
+    fn pid_notes(&self) -> Vec<(String, PidNote)> {
+        let Ok(dir) = std::fs::read_dir(self.pids_dir()) else {
+            return Vec::new();
+        };
+        dir.flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_str()?.to_string();
+                if name.starts_with('.') {
+                    return None;
+                }
+                let bytes = fsutil::read_nofollow(&e.path()).ok()?;
+                Some((name, serde_json::from_slice(&bytes).ok()?))
+            })
+            .collect()
+    }
+
+    /// After a write: the notes now in the ledger, or of records gone, go.
+    fn drop_pid_notes(&self, written: &Records) {
+        let Ok(dir) = std::fs::read_dir(self.pids_dir()) else {
+            return;
+        };
+        for e in dir.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            let pending = written
+                .records
+                .iter()
+                .any(|r| r.alloc_id == name && r.pid.is_none());
+            if !pending {
+                let _ = std::fs::remove_file(e.path());
+            }
         }
     }
 
@@ -286,6 +361,7 @@ impl Ledger {
         let out = f(&mut records);
         if rebuilt || records != before {
             self.write(&records)?;
+            self.drop_pid_notes(&records);
         }
         Ok(out)
     }
@@ -501,6 +577,38 @@ pub(crate) mod tests {
 
     fn stale(r: &Record, h: &FakeHost) -> Option<String> {
         r.stale_reason(h, Path::new(PENDING))
+    }
+
+    #[test]
+    fn a_noted_pid_is_read_at_once_and_folded_in_at_the_next_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Ledger::new(dir.path());
+        let h = host();
+        l.update(|rs| {
+            rs.records.push(record("c1", &["MIG-1"], &h));
+            rs.records.push(record("c2", &["MIG-2"], &h));
+        })
+        .unwrap();
+        l.note_pid("c1-1", 100, 42).unwrap();
+        // Seen by every reader (and so by a reclaimer) before any rewrite.
+        let rs = l.read().unwrap();
+        assert_eq!(
+            (rs.records[0].pid, rs.records[0].pid_start),
+            (Some(100), Some(42))
+        );
+        assert_eq!(rs.records[1].pid, None);
+        let on_disk = std::fs::read_to_string(l.path()).unwrap();
+        assert!(on_disk.contains("\"pid\": null"), "{on_disk}");
+        // The next write takes the note in and drops it.
+        l.update(|rs| rs.records.retain(|r| r.container_id != "c2"))
+            .unwrap();
+        let on_disk = std::fs::read_to_string(l.path()).unwrap();
+        assert!(on_disk.contains("\"pid\": 100"), "{on_disk}");
+        assert!(!l.pids_dir().join("c1-1").exists());
+        // A note whose record is gone goes at the next write too.
+        l.note_pid("gone-1", 7, 7).unwrap();
+        l.update(|rs| rs.records.clear()).unwrap();
+        assert!(!l.pids_dir().join("gone-1").exists());
     }
 
     #[test]

@@ -7,8 +7,6 @@
 mod accounts;
 mod admin;
 mod container;
-mod dc_check;
-mod dc_init;
 mod devcontainer;
 mod docker;
 mod doctor;

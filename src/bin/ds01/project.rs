@@ -9,7 +9,7 @@ use ds01::devcontainer::catalog;
 use ds01_core::config::Config;
 use ds01_core::policy::valid_name;
 
-use crate::dc_init::write_quick;
+use crate::devcontainer::write_quick;
 use crate::me::me;
 use crate::prompt::{self, Prompter};
 

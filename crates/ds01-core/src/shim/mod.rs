@@ -454,17 +454,21 @@ pub fn note_init_pid(ctx: &Ctx, record: &Record, pid_file: Option<&Path>) -> Res
             ),
         );
     }
-    let found = ctx.ledger().update(|rs| {
-        let r = rs
-            .records
-            .iter_mut()
-            .find(|r| r.alloc_id == record.alloc_id)?;
-        if start.is_some() {
-            r.pid = pid;
-            r.pid_start = start;
-        }
-        Some(())
+    let ledger = ctx.ledger();
+    // The create still holds its marker, so no one reclaims the record
+    // meanwhile: a read without the lock tells whether it is still there.
+    let found = ledger.read().map(|rs| {
+        rs.records
+            .iter()
+            .any(|r| r.alloc_id == record.alloc_id)
+            .then_some(())
     });
+    let found = match (found, pid.zip(start)) {
+        (Ok(Some(())), Some((pid, start))) => ledger
+            .note_pid(&record.alloc_id, pid, start)
+            .map(|()| Some(())),
+        (found, _) => found,
+    };
     match found {
         Ok(Some(())) => Ok(()),
         Ok(None) => Err(format!(

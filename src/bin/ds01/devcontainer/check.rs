@@ -9,9 +9,9 @@ use ds01::devcontainer::{catalog, fix, locate};
 use ds01_core::config::Config;
 use serde_json::json;
 
-use crate::dc_init::write_file;
 use crate::me::me;
 use crate::style::Style;
+use ds01::devcontainer::write::write_file;
 
 #[derive(clap::Args)]
 pub struct Args {

@@ -8,7 +8,10 @@ use std::process::ExitCode;
 
 use ds01_core::config::Config;
 
-use crate::{dc_check, dc_init};
+mod check;
+mod init;
+
+pub use init::write_quick;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -19,9 +22,9 @@ pub struct Args {
 #[derive(clap::Subcommand)]
 enum Command {
     /// Write a .devcontainer/devcontainer.json fit for this server (a wizard on a terminal)
-    Init(dc_init::Args),
+    Init(init::Args),
     /// Check a devcontainer.json against this server's rules; --fix repairs what it safely can
-    Check(dc_check::Args),
+    Check(check::Args),
     /// Any Dev Containers CLI command (up, build, exec, ...), passed to it unchanged
     #[command(external_subcommand)]
     External(Vec<OsString>),
@@ -29,8 +32,8 @@ enum Command {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
-        Command::Init(a) => dc_init::run(&Config::load()?, a),
-        Command::Check(a) => Ok(dc_check::run(a)),
+        Command::Init(a) => init::run(&Config::load()?, a),
+        Command::Check(a) => Ok(check::run(a)),
         Command::External(argv) => pass_on(argv),
     }
 }

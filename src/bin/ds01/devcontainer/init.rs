@@ -6,11 +6,11 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use ds01::devcontainer::catalog::{self, Catalog};
 use ds01::devcontainer::template::{self, Gpu, Settings};
+use ds01::devcontainer::write::write_file;
 use ds01_core::config::Config;
-use ds01_core::fsutil;
 
 use crate::me::{Me, me};
 use crate::prompt::{self, Prompter};
@@ -154,29 +154,6 @@ fn render(a: Answers, me: &Me) -> String {
         shm_size: "8g".into(),
         docker_gpus: ds01_core::driver::find_hook().is_some(),
     })
-}
-
-/// Writes the file, keeping any earlier one as `<file>.bak`, whose path
-/// is returned.
-pub fn write_file(file: &Path, text: &str) -> anyhow::Result<Option<PathBuf>> {
-    if let Some(dir) = file.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {dir:?}"))?;
-    }
-    let mut backup = None;
-    if file.exists() {
-        let b = backup_path(file);
-        std::fs::copy(file, &b).with_context(|| format!("cannot keep a backup at {b:?}"))?;
-        backup = Some(b);
-    }
-    fsutil::write_atomic(file, text.as_bytes(), 0o644)
-        .with_context(|| format!("cannot write {file:?}"))?;
-    Ok(backup)
-}
-
-pub fn backup_path(file: &Path) -> PathBuf {
-    let mut name = file.file_name().unwrap_or_default().to_os_string();
-    name.push(".bak");
-    file.with_file_name(name)
 }
 
 /// A project: a git repository, a folder with a dev container, or a folder in ~/workspace.
