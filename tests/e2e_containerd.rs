@@ -127,9 +127,5 @@ fn ctr_runs_gpu_and_plain_containers_through_ds01() {
 
     let out = c.run("plain", &[], "echo plain");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "plain\n");
-    assert!(
-        c.env.shim_log().contains("allocated"),
-        "{}",
-        c.env.shim_log()
-    );
+    c.env.assert_log_contains(&["allocated"]);
 }

@@ -840,11 +840,7 @@ fn owners_are_held_to_their_own_shares() {
     } else {
         assert!(!err.contains("ds01:") && err.contains("caps"), "{err}");
     }
-    assert!(
-        d.env.shim_log().contains("sees every GPU"),
-        "{}",
-        d.env.shim_log()
-    );
+    d.env.assert_log_contains(&["sees every GPU"]);
 
     d.ok(&["rm", "-f", "alice1", "bob1", "bob2"]);
     d.expect_held(0);

@@ -371,11 +371,7 @@ fn killed_container_frees_its_slice_on_delete() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(r.env.held().is_empty());
-    assert!(
-        r.env.shim_log().contains("released"),
-        "{}",
-        r.env.shim_log()
-    );
+    r.env.assert_log_contains(&["released"]);
 }
 
 #[test]
@@ -418,7 +414,7 @@ fn shim_killed_before_runc_ran_is_reclaimed_by_the_next_create() {
         );
     }
     assert!(r.env.held().iter().all(|h| h.1 != "s1"));
-    assert!(r.env.shim_log().contains("reclaimed"));
+    r.env.assert_log_contains(&["reclaimed"]);
     for (i, b) in bundles.iter().enumerate() {
         r.shim(b, &["delete", "--force", &format!("n{i}")]);
     }
@@ -709,9 +705,6 @@ fn without_cdi_or_hook_a_gpu_container_gets_its_nodes_and_the_log_says_so() {
     let b = r.bundle("n", "ls /dev/nvidia1", &["NVIDIA_VISIBLE_DEVICES=all"]);
     let out = r.run(&b, "n");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "/dev/nvidia1\n");
-    let log = r.env.shim_log();
-    assert!(
-        log.contains("no driver libraries injected") && log.contains("nvidia-container-toolkit"),
-        "{log}"
-    );
+    r.env
+        .assert_log_contains(&["no driver libraries injected", "nvidia-container-toolkit"]);
 }

@@ -540,11 +540,8 @@ fn a_runtime_killed_mid_create_holds_the_slice_while_its_runc_lives() {
     let b = f.bundle("after", "gpu.json");
     let out = f.create(&b, "after", &[("FAKE_PID", &me())]);
     assert!(out.status.success(), "{}", error_of(&b));
-    assert!(
-        f.env
-            .shim_log()
-            .contains("create ended before runc made the container")
-    );
+    f.env
+        .assert_log_contains(&["create ended before runc made the container"]);
 }
 
 #[test]
@@ -615,7 +612,7 @@ fn an_unreadable_inventory_refuses_bypasses_only_where_a_driver_is_loaded() {
     } else {
         // No driver, no GPU to protect: the privileged container runs.
         assert!(out.status.success(), "{}", error_of(&b));
-        assert!(f.env.shim_log().contains("passed to runc unjudged"));
+        f.env.assert_log_contains(&["passed to runc unjudged"]);
     }
     // A GPU request fails plainly either way.
     let g = f.bundle("gpu", "gpu.json");

@@ -176,11 +176,7 @@ fn failed_create_releases_and_keeps_runc_status() {
     quiet(&out);
     assert_eq!(out.status.code(), Some(1));
     assert!(f.env.held().is_empty());
-    assert!(
-        f.env.shim_log().contains("create failed"),
-        "{}",
-        f.env.shim_log()
-    );
+    f.env.assert_log_contains(&["create failed"]);
 }
 
 #[test]
@@ -307,11 +303,7 @@ fn shim_killed_between_allocating_and_runc_is_reclaimed() {
         );
     }
     assert!(!f.env.held().iter().any(|h| h.1 == "slow"));
-    assert!(
-        f.env.shim_log().contains("reclaimed"),
-        "{}",
-        f.env.shim_log()
-    );
+    f.env.assert_log_contains(&["reclaimed"]);
 }
 
 #[test]

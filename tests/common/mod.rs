@@ -140,6 +140,16 @@ impl Env {
     pub fn shim_log(&self) -> String {
         std::fs::read_to_string(self.path("runtime.log")).unwrap_or_default()
     }
+
+    /// Asserts the runtime's log holds every one of `parts`; on failure
+    /// the whole log is shown.
+    #[track_caller]
+    pub fn assert_log_contains(&self, parts: &[&str]) {
+        let log = self.shim_log();
+        for p in parts {
+            assert!(log.contains(p), "the runtime log lacks {p:?}:\n{log}");
+        }
+    }
 }
 
 /// The last error line runc's `--log` file holds, as Docker would show it.
