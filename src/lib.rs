@@ -6,5 +6,6 @@ pub mod devcontainer;
 pub mod docker_config;
 pub mod doctor;
 pub mod nvml;
+pub mod reap;
 pub mod scan;
 pub mod views;

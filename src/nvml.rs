@@ -29,6 +29,54 @@ const MIB: u64 = 1024 * 1024;
 /// Scans the host's GPUs through `libnvidia-ml.so.1`.
 pub struct NvmlSource;
 
+/// Compute activity per device through NVML. A MIG slice's UUID gives the
+/// MIG device's own handle, whose running compute processes are that
+/// slice's alone (whole-GPU utilisation cannot tell slices apart).
+pub struct NvmlActivity {
+    nvml: Result<Nvml, String>,
+}
+
+impl NvmlActivity {
+    pub fn new() -> NvmlActivity {
+        NvmlActivity {
+            nvml: Nvml::init().map_err(|e| format!("cannot load NVML (libnvidia-ml.so.1): {e}")),
+        }
+    }
+
+    fn device(&self, uuid: &str) -> Result<Device<'_>, String> {
+        let nvml = self.nvml.as_ref().map_err(Clone::clone)?;
+        nvml.device_by_uuid(uuid)
+            .map_err(|e| format!("nvml: device {uuid}: {e}"))
+    }
+}
+
+impl Default for NvmlActivity {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ds01_core::activity::Activity for NvmlActivity {
+    fn processes(&self, uuid: &str) -> Result<Vec<u32>, String> {
+        let dev = self.device(uuid)?;
+        let procs = dev
+            .running_compute_processes()
+            .map_err(|e| format!("nvml: compute processes on {uuid}: {e}"))?;
+        Ok(procs.into_iter().map(|p| p.pid).collect())
+    }
+
+    fn utilization(&self, uuid: &str) -> Option<u32> {
+        if uuid.starts_with("MIG-") {
+            return None;
+        }
+        self.device(uuid)
+            .ok()?
+            .utilization_rates()
+            .ok()
+            .map(|u| u.gpu)
+    }
+}
+
 impl GpuSource for NvmlSource {
     fn scan(&self) -> Result<Inventory, InventoryError> {
         // nvml-wrapper dlopens the library, so a host without a driver gets

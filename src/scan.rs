@@ -16,6 +16,17 @@ pub fn source(cfg: &Config) -> Box<dyn GpuSource> {
     }
 }
 
+/// Where GPU activity is read, by the config's `activity`.
+pub fn activity(cfg: &Config) -> Box<dyn ds01_core::activity::Activity> {
+    use ds01_core::activity::{NoActivity, SimActivity};
+    use ds01_core::config::ActivitySource;
+    match &cfg.activity {
+        ActivitySource::Nvml => Box::new(crate::nvml::NvmlActivity::new()),
+        ActivitySource::File(path) => Box::new(SimActivity { path: path.clone() }),
+        ActivitySource::None => Box::new(NoActivity),
+    }
+}
+
 /// The snapshot if it came from the configured source, else a fresh scan,
 /// saved when the state directory is writable (it is a cache: a user
 /// without write access still gets the inventory).

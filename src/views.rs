@@ -30,6 +30,8 @@ pub struct DockerContainer {
 /// Docker, as far as the views need it: one list call.
 pub trait DockerApi {
     fn containers(&self) -> Result<Vec<DockerContainer>, String>;
+    /// A normal `docker stop` (SIGTERM, then SIGKILL after its grace time).
+    fn stop(&self, id: &str) -> Result<(), String>;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

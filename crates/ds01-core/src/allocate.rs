@@ -449,6 +449,7 @@ mod tests {
             allow_full_gpu: Some(true),
             max_gpu_containers: Some(3),
             max_devices_per_container: Some(2),
+            ..Limits::default()
         });
         let rs = held(&inv, "alice", &[&full]);
         let e = choose_for(&inv, &rs, &req(1, Profile::AnyMig), &l).unwrap_err();

@@ -22,6 +22,12 @@ pub enum EventKind {
     /// A container that sees every GPU around the allocator (an admin's
     /// `--privileged` one): let through, never allocated, written down.
     Bypass,
+    /// `ds01 reap` warned the owner of an idle or long-running container.
+    Warn,
+    /// `ds01 reap` stopped it.
+    Reap,
+    /// A create waited in the GPU queue (its reason says how long).
+    Queue,
 }
 
 impl EventKind {
@@ -31,6 +37,9 @@ impl EventKind {
             EventKind::Refuse => "refuse",
             EventKind::Release => "release",
             EventKind::Reclaim => "reclaim",
+            EventKind::Warn => "warn",
+            EventKind::Reap => "reap",
+            EventKind::Queue => "queue",
             EventKind::Bypass => "bypass",
         }
     }

@@ -98,6 +98,25 @@ pub struct Config {
     pub driver_injection: DriverInjection,
     /// Where CDI specs are looked for, lowest priority first.
     pub cdi_spec_dirs: Vec<PathBuf>,
+    /// How long ahead of a stop `ds01 reap` warns the owner.
+    pub reap_warning: std::time::Duration,
+    /// CPU use (percent of one core) under which a container counts as idle.
+    pub idle_cpu_percent: f64,
+    /// Where GPU activity (compute processes) is read for idle detection.
+    pub activity: ActivitySource,
+    /// How long a GPU create waits for a device when none is free and the
+    /// container names no wait of its own (`DS01_GPU_WAIT`).
+    pub gpu_wait: std::time::Duration,
+}
+
+/// Where GPU activity comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ActivitySource {
+    Nvml,
+    /// A simulated-activity file (tests, demos).
+    File(PathBuf),
+    /// None: only CPU use tells activity.
+    None,
 }
 
 impl Default for Config {
@@ -120,6 +139,10 @@ impl Default for Config {
             image_catalog: PathBuf::from("/etc/ds01/images.toml"),
             driver_injection: DriverInjection::Auto,
             cdi_spec_dirs: vec![PathBuf::from("/etc/cdi"), PathBuf::from("/var/run/cdi")],
+            reap_warning: std::time::Duration::from_secs(30 * 60),
+            idle_cpu_percent: 5.0,
+            activity: ActivitySource::Nvml,
+            gpu_wait: std::time::Duration::ZERO,
         }
     }
 }
@@ -298,6 +321,48 @@ impl Config {
                 .map(|d| absolute(d).map_err(|m| bad(key, m)))
                 .collect::<Result<_, _>>()?;
         }
+        // A simulated inventory has no NVML to ask: no GPU activity unless
+        // the config names a file.
+        if matches!(cfg.inventory, InventorySource::File(_)) {
+            cfg.activity = ActivitySource::None;
+        }
+        if let Some(v) = &file.activity {
+            let what = "\"nvml\", \"none\" or the path of a simulated-activity file";
+            cfg.activity = match string(v).map_err(|m| bad("activity", format!("{m} ({what})")))? {
+                "nvml" => ActivitySource::Nvml,
+                "none" => ActivitySource::None,
+                "" => return Err(bad("activity", format!("must be {what}, got \"\""))),
+                p => ActivitySource::File(base.join(p)),
+            };
+        }
+        for (key, value, slot) in [
+            ("reap_warning", &file.reap_warning, &mut cfg.reap_warning),
+            ("gpu_wait", &file.gpu_wait, &mut cfg.gpu_wait),
+        ] {
+            if let Some(v) = value {
+                *slot = string(v)
+                    .ok()
+                    .and_then(|s| crate::idle::parse(s).ok().flatten())
+                    .ok_or_else(|| {
+                        bad(
+                            key,
+                            format!("must be a duration such as \"30m\" or \"0s\", got {v}"),
+                        )
+                    })?;
+            }
+        }
+        if let Some(v) = &file.idle_cpu_percent {
+            cfg.idle_cpu_percent = v
+                .as_float()
+                .or_else(|| v.as_integer().map(|i| i as f64))
+                .filter(|n| n.is_finite() && *n >= 0.0)
+                .ok_or_else(|| {
+                    bad(
+                        "idle_cpu_percent",
+                        format!("must be a percentage of one core, 0 or more, got {v}"),
+                    )
+                })?;
+        }
         if let Some(v) = &file.defaults {
             let t = section(v).map_err(|m| bad("defaults", m))?;
             cfg.policy.defaults =
@@ -358,6 +423,10 @@ struct File {
     image_catalog: Option<toml::Value>,
     driver_injection: Option<toml::Value>,
     cdi_spec_dirs: Option<toml::Value>,
+    reap_warning: Option<toml::Value>,
+    idle_cpu_percent: Option<toml::Value>,
+    activity: Option<toml::Value>,
+    gpu_wait: Option<toml::Value>,
     defaults: Option<toml::Value>,
     groups: Option<toml::Value>,
     users: Option<toml::Value>,

@@ -251,6 +251,23 @@ impl Groups for SystemAccounts {
     }
 }
 
+/// A user's uid, primary gid and home directory, through libc (NSS).
+pub fn account(user: &str) -> Option<(u32, u32, String)> {
+    let name = CString::new(user).ok()?;
+    // SAFETY: getpwnam returns a pointer into static storage or null; the
+    // fields are copied at once.
+    unsafe {
+        let pw = libc::getpwnam(name.as_ptr());
+        (!pw.is_null()).then(|| {
+            (
+                (*pw).pw_uid,
+                (*pw).pw_gid,
+                CStr::from_ptr((*pw).pw_dir).to_string_lossy().into_owned(),
+            )
+        })
+    }
+}
+
 impl Accounts for SystemAccounts {
     fn user_name(&self, uid: u32) -> Option<String> {
         // SAFETY: as above.

@@ -6,6 +6,7 @@
 //! a simulated file), each with a fake for tests.
 
 pub mod access;
+pub mod activity;
 pub mod allocate;
 pub mod audit;
 pub mod cdi;
@@ -14,11 +15,13 @@ pub mod driver;
 pub mod fsutil;
 pub mod host;
 pub mod identity;
+pub mod idle;
 pub mod inventory;
 pub mod ledger;
 pub mod log;
 pub mod oci;
 pub mod policy;
+pub mod queue;
 pub mod recover;
 pub mod request;
 pub mod shim;

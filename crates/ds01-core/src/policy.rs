@@ -10,6 +10,9 @@ pub const LIMIT_KEYS: &[&str] = &[
     "max_devices_per_container",
     "allow_full_gpu",
     "max_gpu_containers",
+    "idle_timeout",
+    "max_runtime",
+    "allow_keep_alive",
 ];
 
 /// Limits as one section sets them; unset keys fall through.
@@ -19,6 +22,21 @@ pub struct Limits {
     pub max_devices_per_container: Option<u32>,
     pub allow_full_gpu: Option<bool>,
     pub max_gpu_containers: Option<u32>,
+    /// `Some(None)`: set to `never`, overriding a less specific value.
+    pub idle_timeout: Option<Option<Span>>,
+    pub max_runtime: Option<Option<Span>>,
+    /// Whether the owner's `ds01.keep-alive=true` label lifts the idle timeout.
+    pub allow_keep_alive: Option<bool>,
+}
+
+/// A duration as config.toml writes it (`2h`, `30m`), shown the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span(pub std::time::Duration);
+
+impl Serialize for Span {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&crate::idle::text(self.0))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -52,6 +70,10 @@ pub struct Effective {
     pub max_devices_per_container: Value<Option<u32>>,
     pub allow_full_gpu: Value<bool>,
     pub max_gpu_containers: Value<Option<u32>>,
+    /// `None` means never.
+    pub idle_timeout: Value<Option<Span>>,
+    pub max_runtime: Value<Option<Span>>,
+    pub allow_keep_alive: Value<bool>,
 }
 
 /// Who is in which Unix group; behind a trait so tests need no accounts.
@@ -159,6 +181,9 @@ impl Policy {
             ),
             allow_full_gpu: pick(&layers, |l| l.allow_full_gpu, false),
             max_gpu_containers: pick(&layers, |l| l.max_gpu_containers.map(Some), None),
+            idle_timeout: pick(&layers, |l| l.idle_timeout, None),
+            max_runtime: pick(&layers, |l| l.max_runtime, None),
+            allow_keep_alive: pick(&layers, |l| l.allow_keep_alive, false),
         }
     }
 }
@@ -185,6 +210,25 @@ pub fn parse_limits(table: &toml::Table, extra_ok: &[&str]) -> Result<Limits, (S
             }
             "max_devices_per_container" => l.max_devices_per_container = Some(count()?),
             "max_gpu_containers" => l.max_gpu_containers = Some(count()?),
+            "idle_timeout" | "max_runtime" => {
+                let span = value
+                    .as_str()
+                    .ok_or_else(|| bad(format!("must be a duration such as \"2h\" or \"30m\", or \"never\", got {value}")))
+                    .and_then(|s| crate::idle::parse(s).map_err(bad))?
+                    .map(Span);
+                if key == "idle_timeout" {
+                    l.idle_timeout = Some(span);
+                } else {
+                    l.max_runtime = Some(span);
+                }
+            }
+            "allow_keep_alive" => {
+                l.allow_keep_alive = Some(
+                    value
+                        .as_bool()
+                        .ok_or_else(|| bad(format!("must be true or false, got {value}")))?,
+                )
+            }
             "allow_full_gpu" => {
                 l.allow_full_gpu = Some(
                     value
@@ -241,6 +285,7 @@ mod tests {
             max_devices_per_container: None,
             allow_full_gpu: full,
             max_gpu_containers: containers,
+            ..Limits::default()
         }
     }
 
@@ -261,6 +306,51 @@ mod tests {
             ],
             users: vec![("alice".into(), limits(Some(1.0), None, None))],
         }
+    }
+
+    #[test]
+    fn idle_timeout_and_max_runtime_resolve_like_the_others_and_never_overrides() {
+        let t: toml::Table = toml::from_str(
+            "idle_timeout = \"2h\"\nmax_runtime = \"never\"\nallow_keep_alive = true",
+        )
+        .unwrap();
+        let l = parse_limits(&t, &[]).unwrap();
+        let two_h = Span(std::time::Duration::from_secs(7200));
+        assert_eq!(
+            (l.idle_timeout, l.max_runtime, l.allow_keep_alive),
+            (Some(Some(two_h)), Some(None), Some(true))
+        );
+        let p = Policy {
+            defaults: Limits {
+                idle_timeout: Some(Some(two_h)),
+                max_runtime: Some(Some(two_h)),
+                ..Limits::default()
+            },
+            groups: vec![],
+            users: vec![("alice".into(), l)],
+        };
+        let none = FakeGroups(vec![]);
+        let alice = p.effective(Some("alice"), &none);
+        assert_eq!(
+            (alice.idle_timeout.value, alice.idle_timeout.from.as_str()),
+            (Some(two_h), "user alice")
+        );
+        assert_eq!(
+            (alice.max_runtime.value, alice.max_runtime.from.as_str()),
+            (None, "user alice")
+        );
+        let bob = p.effective(Some("bob"), &none);
+        assert_eq!(
+            (bob.max_runtime.value, bob.allow_keep_alive.value),
+            (Some(two_h), false)
+        );
+        assert_eq!(
+            serde_json::to_value(&bob.idle_timeout).unwrap()["value"],
+            "2h"
+        );
+        let t: toml::Table = toml::from_str("idle_timeout = \"soon\"").unwrap();
+        let (k, m) = parse_limits(&t, &[]).unwrap_err();
+        assert!(k == "idle_timeout" && m.contains("\"30m\""), "{m}");
     }
 
     #[test]
@@ -409,7 +499,7 @@ mod tests {
         );
         let (key, msg) = t("max_gpus = 1").unwrap_err();
         assert_eq!(key, "max_gpus");
-        assert!(msg.contains("max_gpu_equivalents, max_devices_per_container, allow_full_gpu, max_gpu_containers, members"));
+        assert!(msg.contains("max_gpu_equivalents, max_devices_per_container, allow_full_gpu, max_gpu_containers, idle_timeout, max_runtime, allow_keep_alive, members"), "{msg}");
     }
 
     #[test]

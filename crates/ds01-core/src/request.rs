@@ -34,8 +34,15 @@ pub struct Request {
     pub profile: Profile,
 }
 
+/// How long a create may wait in the GPU queue, from the container's env.
+pub const WAIT: &str = "DS01_GPU_WAIT";
+/// The same, as an OCI annotation (`--annotation ds01.gpu-wait=30m`).
+pub const WAIT_ANNOTATION: &str = "ds01.gpu-wait";
+
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum RequestError {
+    #[error("{0}: {1}")]
+    BadWait(&'static str, String),
     #[error(
         "{PROFILE}={0:?} is not a GPU profile; use \"full\" or a MIG profile such as \"1g.10gb\""
     )]
@@ -109,6 +116,31 @@ pub fn from_spec(
         count,
         profile: profile(&env)?,
     }))
+}
+
+/// How long the container will wait for a device when none is free:
+/// `DS01_GPU_WAIT` in its env, else its `ds01.gpu-wait` annotation; `None`
+/// when it names neither (the config's `gpu_wait` then applies).
+pub fn wait(spec: &serde_json::Value) -> Result<Option<std::time::Duration>, RequestError> {
+    let env = oci::env(spec);
+    let (name, text) = match oci::env_value(&env, WAIT) {
+        Some(v) => (WAIT, v.to_string()),
+        None => match spec
+            .pointer("/annotations")
+            .and_then(|a| a.get(WAIT_ANNOTATION))
+            .and_then(serde_json::Value::as_str)
+        {
+            Some(v) => (WAIT_ANNOTATION, v.to_string()),
+            None => return Ok(None),
+        },
+    };
+    match crate::idle::parse(text.trim()) {
+        Ok(Some(d)) => Ok(Some(d)),
+        _ => Err(RequestError::BadWait(
+            name,
+            format!("{text:?} is not a wait; write it like \"30m\", \"60s\" or \"0s\""),
+        )),
+    }
 }
 
 fn profile(env: &[&str]) -> Result<Profile, RequestError> {

@@ -78,7 +78,7 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
         accounts: &accounts,
     };
     let id = argv.id.clone().unwrap_or_default();
-    let (owner, req) = match shim::plan(&ctx, &id, &spec, &inv) {
+    let (owner, req, wait) = match shim::plan(&ctx, &id, &spec, &inv) {
         Plan::PassThrough => return runc::exec(&cfg.runc, args, argv, &cfg.log),
         Plan::Bypass { owner, why } => {
             shim::record_bypass(&ctx, &id, &owner, &why, &inv);
@@ -93,15 +93,16 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
             }
             return runc::exec(&cfg.runc, args, argv, &cfg.log);
         }
-        Plan::Allocate { owner, req } => (owner, req),
+        Plan::Allocate { owner, req, wait } => (owner, req, wait),
     };
     let mut value = spec.value;
     let found = driver_found(&cfg);
-    let (record, pending) =
-        match shim::allocate(&ctx, argv, &bundle, &mut value, &req, &owner, &inv, &found) {
-            Ok(r) => r,
-            Err(e) => return fail(argv, &cfg.log, &e.to_string()),
-        };
+    let (record, pending) = match shim::allocate(
+        &ctx, argv, &bundle, &mut value, &req, wait, &owner, &inv, &found,
+    ) {
+        Ok(r) => r,
+        Err(e) => return fail(argv, &cfg.log, &e.to_string()),
+    };
     // runc inherits the marker: while it runs, even if this process is
     // killed, the allocation counts as a create in flight.
     let code = runc::run(&cfg.runc, args, argv, &cfg.log, Some(pending.fd()));

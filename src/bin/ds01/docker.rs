@@ -33,6 +33,16 @@ where
 }
 
 impl DockerApi for Engine {
+    fn stop(&self, id: &str) -> Result<(), String> {
+        let id = id.to_string();
+        with_docker(|docker| async move {
+            docker
+                .stop_container(&id, None::<bollard::query_parameters::StopContainerOptions>)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
     fn containers(&self) -> Result<Vec<DockerContainer>, String> {
         with_docker(|docker| async move {
             let list = docker

@@ -18,6 +18,8 @@ mod limits;
 mod me;
 mod project;
 mod prompt;
+mod queue;
+mod reap;
 mod style;
 
 use std::ffi::OsString;
@@ -58,6 +60,10 @@ enum Command {
     Admin(admin::Args),
     /// Check this host: driver, MIG, snapshot, CDI, NVIDIA's hook, Docker, files, runc
     Doctor(doctor::Args),
+    /// Warn, then stop, idle and over-time GPU containers (one pass; run every minute)
+    Reap(reap::Args),
+    /// The creates waiting for a GPU, in the order they will be served
+    Queue(queue::Args),
     #[command(hide = true)]
     GenerateAssets(generate::Args),
     /// User and group look-ups for ds01-runtime (NSS, which a static binary cannot load)
@@ -94,6 +100,8 @@ fn main() -> ExitCode {
         Command::Gc(args) => with_config(|c| gc::run(c, args)),
         Command::Accounts(args) => accounts::run(args),
         Command::Doctor(args) => with_config(|c| doctor::run(c, args)),
+        Command::Reap(args) => with_config(|c| reap::run(c, args)),
+        Command::Queue(args) => with_config(|c| queue::run(c, args)),
         Command::Limits(args) => with_config(|c| limits::run(c, args)),
         Command::Events(args) => with_config(|c| events::run(c, args)),
         Command::Container(args) => with_config(|c| container::run(c, args, &docker::Engine)),

@@ -5,7 +5,7 @@
 pub mod argv;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use serde_json::Value;
 
@@ -16,10 +16,12 @@ use crate::config::{Config, ConfigError};
 use crate::fsutil;
 use crate::host::Host;
 use crate::identity::{self, Accounts, Owner};
+use crate::idle;
 use crate::inventory::{Inventory, InventoryError};
 use crate::ledger::{Ledger, LedgerError, Pending, Record};
 use crate::log;
 use crate::oci;
+use crate::queue;
 use crate::recover::Note;
 use crate::request::{self, Request, RequestError};
 use crate::spec::{self, Allocation, Hook};
@@ -52,13 +54,29 @@ pub enum Plan {
     /// and written down in the audit log.
     Bypass { owner: Owner, why: String },
     /// Allocate for the request and run runc on the patched spec.
-    Allocate { owner: Owner, req: Request },
+    /// `wait`: how long it may wait in the GPU queue when nothing is free.
+    Allocate {
+        owner: Owner,
+        req: Request,
+        wait: Duration,
+    },
     /// No request, but NVIDIA's hook is in the spec: tell it to give no
     /// device (`NVIDIA_VISIBLE_DEVICES=void`), then runc.
     DenyHook,
     /// Refused, with the reason (already audited).
     Refuse(String),
 }
+
+/// How often a waiting create tries again.
+const QUEUE_POLL: Duration = Duration::from_millis(200);
+
+/// Why a create got no device: none free now (it may wait), or not for
+/// waiting (a limit, a profile the host lacks).
+enum Unserved {
+    Full(String),
+    NotFull(Refusal),
+}
+use Unserved::{Full, NotFull};
 
 /// What the shim works with.
 pub struct Ctx<'a> {
@@ -180,6 +198,10 @@ pub fn plan(ctx: &Ctx, id: &str, spec: &oci::Spec, inv: &Inventory) -> Plan {
         Ok(None) => return Plan::PassThrough,
         Err(e) => return Plan::Refuse(ctx.refuse_text(&owner, id, e.to_string())),
     };
+    let wait = match request::wait(&spec.value) {
+        Ok(w) => w.unwrap_or(ctx.cfg.gpu_wait),
+        Err(e) => return Plan::Refuse(ctx.refuse_text(&owner, id, e.to_string())),
+    };
     if spec.lossy {
         return Plan::Refuse(
             ctx.refuse_text(
@@ -191,7 +213,7 @@ pub fn plan(ctx: &Ctx, id: &str, spec: &oci::Spec, inv: &Inventory) -> Plan {
             ),
         );
     }
-    Plan::Allocate { owner, req }
+    Plan::Allocate { owner, req, wait }
 }
 
 /// Writes down an admin's container that sees every GPU.
@@ -248,6 +270,7 @@ pub fn allocate(
     bundle: &Path,
     spec: &mut Value,
     req: &Request,
+    wait: Duration,
     owner: &Owner,
     inv: &Inventory,
     driver: &crate::driver::Found,
@@ -281,64 +304,138 @@ pub fn allocate(
     let pending = ledger.begin(&alloc_id)?;
     let root = argv.root_or_default();
     let pending_dir = ledger.pending_dir();
-    let updated = ledger.update(|rs| {
-        // Stale records are looked for only when they stand in the way (no
-        // device free, or the owner's share used up): checking every record's
-        // processes on each create would be most of the time the lock is held.
-        let try_choose = |rs: &crate::ledger::Records| {
-            let used = allocate::usage(rs, owner.user.as_deref());
-            allocate::choose(inv, rs, req, &who(owner), &limits, &used)
-                .map(|units| units.iter().map(|u| u.uuid.to_string()).collect::<Vec<_>>())
-        };
-        let mut reclaimed = Vec::new();
-        if try_choose(rs).is_err() {
-            reclaimed = rs.reclaim(ctx.host, &pending_dir);
-        }
-        let new_root = !rs.records.iter().any(|r| r.root == root);
-        let used = allocate::usage(rs, owner.user.as_deref());
-        let chosen = allocate::choose(inv, rs, req, &who(owner), &limits, &used);
-        let result = chosen.map(|units| {
-            let record = Record {
-                alloc_id: alloc_id.clone(),
-                container_id: id.clone(),
-                bundle: bundle.to_path_buf(),
-                root: root.clone(),
-                devices: units.iter().map(|u| u.uuid.to_string()).collect(),
-                kind: units[0].kind,
-                profile: units[0].profile().to_string(),
-                gpueq: units.iter().map(|u| u.gpueq()).sum(),
-                user: owner.user.clone(),
-                identity_source: owner.source,
-                since: timestamp(now),
-                boot_id: ctx.host.boot_id(),
-                pid: None,
-                pid_start: None,
-                shim_pid,
-                shim_start: ctx.host.process_start(shim_pid),
+    let state_dir = &ctx.cfg.state_dir;
+    let me = queue::Entry::new(&alloc_id, &id, owner.user.as_deref(), idle::ms(now), req);
+    let waiting_since = Instant::now();
+    let mut waiter: Option<queue::Waiter> = None;
+    let (result, position) = loop {
+        let updated = ledger.update(|rs| {
+            // Stale records are looked for only when they stand in the way (no
+            // device free, or the owner's share used up): checking every record's
+            // processes on each create would be most of the time the lock is held.
+            let try_choose = |rs: &crate::ledger::Records| {
+                let used = allocate::usage(rs, owner.user.as_deref());
+                allocate::choose(inv, rs, req, &who(owner), &limits, &used)
+                    .map(|units| units.iter().map(|u| u.uuid.to_string()).collect::<Vec<_>>())
             };
-            rs.records.push(record.clone());
-            pending.describe(&record);
-            (
-                record,
-                units.iter().flat_map(|u| u.nodes()).collect::<Vec<_>>(),
-            )
+            let mut reclaimed = Vec::new();
+            if try_choose(rs).is_err() {
+                reclaimed = rs.reclaim(ctx.host, &pending_dir);
+            }
+            // Waiters ahead that could take a device now are served first.
+            let waiters = queue::live(state_dir, ctx.host);
+            let position = queue::position(&waiters, &me, rs);
+            let ahead = queue::ahead_that_fit(&waiters, &me, rs, inv);
+            let used = allocate::usage(rs, owner.user.as_deref());
+            let chosen = if ahead > 0 {
+                Err(Full(format!(
+                    "the devices free now are promised to {ahead} container(s) ahead of it in the GPU queue"
+                )))
+            } else {
+                allocate::choose(inv, rs, req, &who(owner), &limits, &used).map_err(|refusal| {
+                    // Only a request that would fit on an idle server waits:
+                    // a limit reached is not cured by waiting.
+                    let empty = crate::ledger::Records::default();
+                    if allocate::choose(inv, &empty, req, &who(owner), &limits, &used).is_ok() {
+                        Full(refusal.0)
+                    } else {
+                        NotFull(refusal)
+                    }
+                })
+            };
+            let new_root = !rs.records.iter().any(|r| r.root == root);
+            let result = chosen.map(|units| {
+                let record = Record {
+                    alloc_id: alloc_id.clone(),
+                    container_id: id.clone(),
+                    bundle: bundle.to_path_buf(),
+                    root: root.clone(),
+                    devices: units.iter().map(|u| u.uuid.to_string()).collect(),
+                    kind: units[0].kind,
+                    profile: units[0].profile().to_string(),
+                    gpueq: units.iter().map(|u| u.gpueq()).sum(),
+                    user: owner.user.clone(),
+                    identity_source: owner.source,
+                    since: timestamp(ctx.host.now()),
+                    boot_id: ctx.host.boot_id(),
+                    pid: None,
+                    pid_start: None,
+                    shim_pid,
+                    shim_start: ctx.host.process_start(shim_pid),
+                };
+                rs.records.push(record.clone());
+                pending.describe(&record);
+                (
+                    record,
+                    units.iter().flat_map(|u| u.nodes()).collect::<Vec<_>>(),
+                )
+            });
+            if result.is_ok() && new_root {
+                ledger.remember_root(&root)?;
+            }
+            Ok((result, reclaimed, position))
         });
-        if result.is_ok() && new_root {
-            ledger.remember_root(&root)?;
+        let (result, reclaimed, position) = match updated.and_then(|r| r) {
+            Ok(x) => x,
+            Err(e) => {
+                pending.finish();
+                return Err(e.into());
+            }
+        };
+        audit::note_reclaimed(&ctx.cfg.log, &ctx.cfg.audit_log, &reclaimed);
+        for (r, _) in &reclaimed {
+            let _ = std::fs::remove_file(pending_dir.join(&r.alloc_id));
         }
-        Ok((result, reclaimed))
-    });
-    let (result, reclaimed) = match updated.and_then(|r| r) {
-        Ok(x) => x,
-        Err(e) => {
-            pending.finish();
-            return Err(e.into());
+        let waited = waiting_since.elapsed();
+        match result {
+            Err(Full(why)) if waited < wait => {
+                // Wait without the lock: in the queue, so creates behind
+                // this one yield to it, and out of it the moment this
+                // process dies.
+                if waiter.is_none() {
+                    match queue::join(state_dir, &me) {
+                        Ok(w) => waiter = Some(w),
+                        Err(e) => ctx.log(
+                            "warn",
+                            &format!("container {id}: cannot join the GPU queue: {e}"),
+                        ),
+                    }
+                    ctx.log(
+                        "info",
+                        &format!("container {id} waits (number {position} in the GPU queue, up to {}): {why}", idle::text(wait)),
+                    );
+                }
+                std::thread::sleep(QUEUE_POLL.min(wait - waited));
+            }
+            Err(Full(why)) if !wait.is_zero() => {
+                pending.finish();
+                let refusal = Refusal(format!(
+                    "no {} came free within its wait of {} (it was number {position} in the GPU queue; see 'ds01 queue'): {why}",
+                    queue::Entry::new("", "", None, 0, req)
+                        .wants()
+                        .trim_start_matches("a "),
+                    idle::text(wait),
+                ));
+                return Err(ctx.refuse(owner, &id, refusal));
+            }
+            Err(Full(why)) => {
+                pending.finish();
+                let hint = if position > 1 {
+                    "; wait for one with DS01_GPU_WAIT=30m, see 'ds01 queue'"
+                } else {
+                    "; wait for one with DS01_GPU_WAIT=30m"
+                };
+                return Err(ctx.refuse(owner, &id, Refusal(format!("{why}{hint}"))));
+            }
+            Err(NotFull(refusal)) => {
+                pending.finish();
+                return Err(ctx.refuse(owner, &id, refusal));
+            }
+            Ok(x) => break (Ok::<_, Refusal>(x), position),
         }
     };
-    audit::note_reclaimed(&ctx.cfg.log, &ctx.cfg.audit_log, &reclaimed);
-    for (r, _) in &reclaimed {
-        let _ = std::fs::remove_file(pending_dir.join(&r.alloc_id));
-    }
+    drop(waiter);
+    let waited = waiting_since.elapsed();
     let (record, nodes) = match result {
         Ok(x) => x,
         Err(refusal) => {
@@ -346,6 +443,16 @@ pub fn allocate(
             return Err(ctx.refuse(owner, &id, refusal));
         }
     };
+    if waited >= QUEUE_POLL {
+        ctx.audit(&Event::of(
+            audit::EventKind::Queue,
+            &record,
+            Some(format!(
+                "waited {} in the GPU queue (number {position})",
+                idle::text(waited)
+            )),
+        ));
+    }
 
     let mut all_nodes = inv.common_nodes.clone();
     all_nodes.extend(nodes);
@@ -650,7 +757,7 @@ mod tests {
             json!([]),
         ));
         match p {
-            Plan::Allocate { owner, req } => {
+            Plan::Allocate { owner, req, .. } => {
                 assert_eq!((owner.user.as_deref(), req.count), (Some("alice"), 1));
             }
             other => panic!("{other:?}"),
