@@ -1126,3 +1126,211 @@ fn device_rules_around_the_allocator_are_refused() {
     ]);
     d.expect_held(0);
 }
+
+impl Dockerd {
+    /// `ds01 ARGS` against this dockerd.
+    fn ds01(&self, args: &[&str]) -> Output {
+        Command::new(cli_bin())
+            .env("DS01_CONFIG", &self.env.config)
+            .env("NO_COLOR", "1")
+            .env(
+                "DOCKER_HOST",
+                format!("unix://{}", self.env.path("docker.sock").display()),
+            )
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn state_of(&self, name: &str) -> String {
+        self.ok(&["inspect", "-f", "{{.State.Status}}", name])
+            .trim()
+            .to_string()
+    }
+}
+
+#[test]
+fn an_idle_container_is_warned_then_stopped_and_an_active_one_runs_on() {
+    let _g = lock();
+    let activity_dir = tempfile::tempdir().unwrap();
+    let activity = activity_dir.path().join("activity.json");
+    let extra = format!(
+        "reap_warning = \"2s\"\nactivity = {activity:?}\n[defaults]\nidle_timeout = \"4s\"\n"
+    );
+    let Some(d) = start(&extra, false) else {
+        return;
+    };
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "idle",
+        "--label",
+        "ds01.user=alice",
+        "-e",
+        "NVIDIA_VISIBLE_DEVICES=all",
+        "busybox:local",
+        "sleep",
+        "300",
+    ]);
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "busy",
+        "--label",
+        "ds01.user=bob",
+        "-e",
+        "NVIDIA_VISIBLE_DEVICES=all",
+        "busybox:local",
+        "sleep",
+        "300",
+    ]);
+    let held = d.expect_held(2);
+    let busy_id = d.full_id("busy");
+    let busy_dev = held.iter().find(|h| h.1 == busy_id).unwrap().0.clone();
+    // A compute process on busy's slice, as NVML would report it.
+    std::fs::write(
+        &activity,
+        format!("{{\"{busy_dev}\": {{\"processes\": [4242]}}}}"),
+    )
+    .unwrap();
+
+    let reap = |args: &[&str]| {
+        let mut a = vec!["reap", "--json"];
+        a.extend(args);
+        let out = d.ds01(&a);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                (
+                    a["name"].as_str().unwrap_or("").to_string(),
+                    a["action"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert!(reap(&[]).is_empty(), "first sample: nothing idle long yet");
+    std::thread::sleep(Duration::from_millis(2500));
+    // Within the warning time of its timeout: a dry run says so, the pass warns.
+    assert_eq!(
+        reap(&["--dry-run"]),
+        [("idle".to_string(), "warn".to_string())]
+    );
+    assert_eq!(reap(&[]), [("idle".to_string(), "warn".to_string())]);
+    assert_eq!(d.state_of("idle"), "running");
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(reap(&[]), [("idle".to_string(), "stop".to_string())]);
+    assert_eq!(d.state_of("idle"), "exited");
+    assert_eq!(d.state_of("busy"), "running");
+    // A normal stop: the usual release freed the slice.
+    let left = d.expect_held(1);
+    assert_eq!(left[0].1, busy_id);
+    let events = std::fs::read_to_string(d.env.path("events.jsonl")).unwrap();
+    assert!(
+        events.contains("\"event\":\"warn\"") && events.contains("\"event\":\"reap\""),
+        "{events}"
+    );
+    d.ok(&["rm", "-f", "idle", "busy"]);
+    d.expect_held(0);
+}
+
+#[test]
+fn a_full_server_queues_a_create_that_asks_to_wait() {
+    let _g = lock();
+    let Some(d) = start("", false) else { return };
+    for i in 0..7 {
+        d.run_gpu(&format!("s{i}"), &["sleep", "300"]);
+    }
+    d.expect_held(7);
+    // An 8th waits up to a minute; it is in the queue while it waits.
+    let sock = d.env.path("docker.sock");
+    let waiter = std::thread::spawn(move || {
+        Command::new(DOCKER)
+            .arg("-H")
+            .arg(format!("unix://{}", sock.display()))
+            .args([
+                "run",
+                "-d",
+                "--name",
+                "eighth",
+                "-e",
+                "NVIDIA_VISIBLE_DEVICES=all",
+                "-e",
+                "DS01_GPU_WAIT=60s",
+                "busybox:local",
+                "sleep",
+                "300",
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = d.ds01(&["queue", "--json"]);
+        let q: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if q.as_array().is_some_and(|a| a.len() == 1) {
+            assert_eq!(q[0]["position"], 1);
+            assert_eq!(q[0]["wants"], "a MIG slice");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the 8th never queued: {}",
+            d.env.shim_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // One removed: the waiter starts within a second.
+    d.ok(&["rm", "-f", "s0"]);
+    let freed = Instant::now();
+    let out = waiter.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        freed.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        freed.elapsed()
+    );
+    assert_eq!(d.state_of("eighth"), "running");
+    d.expect_held(7);
+    // A 9th that waits past its deadline fails, saying where it stood.
+    let out = d.docker(&[
+        "run",
+        "--name",
+        "ninth",
+        "-e",
+        "NVIDIA_VISIBLE_DEVICES=all",
+        "-e",
+        "DS01_GPU_WAIT=2s",
+        "busybox:local",
+        "true",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "no MIG slice came free within its wait of 2s (it was number 1 in the GPU queue"
+        ),
+        "{stderr}"
+    );
+    let q = d.ds01(&["queue", "--json"]);
+    assert_eq!(
+        String::from_utf8_lossy(&q.stdout).trim(),
+        "[]",
+        "the queue is empty again"
+    );
+    let events = std::fs::read_to_string(d.env.path("events.jsonl")).unwrap();
+    assert!(events.contains("\"event\":\"queue\""), "{events}");
+}

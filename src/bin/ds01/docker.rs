@@ -15,6 +15,14 @@ pub fn with_docker<T, F>(f: impl FnOnce(Docker) -> F) -> Result<T, String>
 where
     F: std::future::Future<Output = Result<T, String>>,
 {
+    with_docker_for(Duration::from_secs(10), f)
+}
+
+/// As [`with_docker`], with requests allowed `timeout`.
+pub fn with_docker_for<T, F>(timeout: Duration, f: impl FnOnce(Docker) -> F) -> Result<T, String>
+where
+    F: std::future::Future<Output = Result<T, String>>,
+{
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -22,7 +30,7 @@ where
     rt.block_on(async {
         let docker = Docker::connect_with_defaults()
             .map_err(|e| e.to_string())?
-            .with_timeout(Duration::from_secs(10));
+            .with_timeout(timeout);
         // Speak the daemon's API version, old or new.
         let docker = docker
             .negotiate_version()
@@ -35,7 +43,9 @@ where
 impl DockerApi for Engine {
     fn stop(&self, id: &str) -> Result<(), String> {
         let id = id.to_string();
-        with_docker(|docker| async move {
+        // Docker's own grace time (10 s unless the container sets one) and
+        // then some: the stop call returns when the container has exited.
+        with_docker_for(Duration::from_secs(70), |docker| async move {
             docker
                 .stop_container(&id, None::<bollard::query_parameters::StopContainerOptions>)
                 .await
