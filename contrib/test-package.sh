@@ -38,6 +38,17 @@ grep -q '"default-runtime": "ds01"' "$daemon" || { echo "package: daemon.json do
 grep -q '"nvidia"' "$daemon" || { echo "package: the nvidia runtime was lost from daemon.json" >&2; exit 1; }
 [ -x /usr/bin/ds01-runtime ] && [ -x /usr/bin/ds01 ] && [ -L /usr/bin/devcontainer ] && [ -L /usr/bin/container ] && [ -L /usr/bin/project ] && [ -f /etc/ds01/images.toml ]
 /usr/bin/container ls --all --json >/dev/null
+for f in /usr/lib/systemd/system/ds01-reap.service /usr/lib/systemd/system/ds01-reap.timer /etc/profile.d/ds01.sh; do
+    [ -f "$f" ] || { echo "package: $f is not installed" >&2; exit 1; }
+done
+# The login snippet shows a pending notice once.
+home=$(mktemp -d)
+mkdir "$home/.ds01" && echo "ds01: your container x will be stopped in 30m" > "$home/.ds01/notices"
+shown=$(HOME="$home" sh -c '. /etc/profile.d/ds01.sh')
+again=$(HOME="$home" sh -c '. /etc/profile.d/ds01.sh')
+rm -rf "$home"
+[ "$shown" = "ds01: your container x will be stopped in 30m" ] && [ -z "$again" ] || {
+    echo "package: the login snippet showed '$shown', then '$again'" >&2; exit 1; }
 echo "package: installed $deb; daemon.json names ds01 as default runtime"
 
 DS01_E2E=1 DS01_RUNTIME_BIN=/usr/bin/ds01-runtime DS01_CLI_BIN=/usr/bin/ds01 \

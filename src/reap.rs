@@ -73,7 +73,7 @@ pub fn rules_for(
     cfg: &Config,
     groups: &dyn Groups,
     user: Option<&str>,
-    labels: &HashMap<String, String>,
+    keep_alive_label: bool,
 ) -> Rules {
     let limits = cfg.policy.effective(user, groups);
     Rules {
@@ -81,9 +81,30 @@ pub fn rules_for(
         max_runtime: limits.max_runtime.value.map(|s| s.0),
         warning: cfg.reap_warning,
         cpu_percent: cfg.idle_cpu_percent,
-        keep_alive: limits.allow_keep_alive.value
-            && labels.get(KEEP_ALIVE_LABEL).is_some_and(|v| v == "true"),
+        keep_alive: limits.allow_keep_alive.value && keep_alive_label,
     }
+}
+
+/// For `container ls`: how long a container has been idle and how long it
+/// has left, as the last pass saw it.
+pub fn timing(
+    cfg: &Config,
+    groups: &dyn Groups,
+    tracks: &Tracks,
+    r: &Record,
+    keep_alive_label: bool,
+    now: SystemTime,
+) -> (Option<Duration>, Option<Duration>) {
+    let Some(track) = tracks.get(&r.container_id) else {
+        return (None, None);
+    };
+    let rules = rules_for(cfg, groups, r.user.as_deref(), keep_alive_label);
+    let idle = track
+        .idle_since_ms
+        .map(|s| now.duration_since(idle::from_ms(s)).unwrap_or_default());
+    let left = idle::deadline(track, r.since_time().unwrap_or(now), &rules)
+        .map(|d| d.duration_since(now).unwrap_or_default());
+    (idle, left)
 }
 
 /// One pass. With `dry_run` nothing is written, nobody is told, nothing stops.
@@ -158,7 +179,8 @@ pub fn pass(cfg: &Config, w: &World, dry_run: bool) -> Result<Vec<Action>, Strin
             gpu_busy,
             cpu_usec: r.pid.and_then(|p| (w.cpu_usec)(p)),
         };
-        let rules = rules_for(cfg, w.groups, r.user.as_deref(), &c.labels);
+        let keep_alive = c.labels.get(KEEP_ALIVE_LABEL).is_some_and(|v| v == "true");
+        let rules = rules_for(cfg, w.groups, r.user.as_deref(), keep_alive);
         let mut track = idle::observe(before.get(&r.container_id), &sample, rules.cpu_percent);
         let started = r.since_time().unwrap_or(w.now);
         match idle::judge(&track, started, w.now, &rules) {

@@ -7,6 +7,8 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use ds01_core::identity::{self, DEVCONTAINER_LABEL};
+
+use crate::reap::KEEP_ALIVE_LABEL;
 use ds01_core::inventory::{Gpu, Inventory};
 use ds01_core::ledger::{Record, Records};
 use ds01_core::text::{describe, short};
@@ -60,6 +62,12 @@ pub struct Row {
     pub gpueq: f64,
     pub mounts: Vec<String>,
     pub project: Option<String>,
+    /// Its `ds01.keep-alive=true` label.
+    pub keep_alive: bool,
+    /// How long it has been idle, as `ds01 reap` last saw it (seconds).
+    pub idle_secs: Option<u64>,
+    /// How long until `ds01 reap` stops it (seconds), if ever.
+    pub time_left_secs: Option<u64>,
 }
 
 /// The rows, and what could not be learnt (Docker unreachable, say).
@@ -142,6 +150,9 @@ pub fn list(
                         .get(DEVCONTAINER_LABEL)
                         .or_else(|| c.labels.get(COMPOSE_DIR_LABEL))
                         .cloned(),
+                    keep_alive: c.labels.get(KEEP_ALIVE_LABEL).is_some_and(|v| v == "true"),
+                    idle_secs: None,
+                    time_left_secs: None,
                 });
             }
         }
@@ -173,6 +184,9 @@ pub fn list(
             gpueq: r.gpueq,
             mounts: Vec::new(),
             project: None,
+            keep_alive: false,
+            idle_secs: None,
+            time_left_secs: None,
         });
     }
     if let Some(me) = me {

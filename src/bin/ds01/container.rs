@@ -50,7 +50,16 @@ pub fn run(cfg: &Config, args: Args, docker: &dyn DockerApi) -> anyhow::Result<E
     } else {
         me.as_deref().or(Some(""))
     };
-    let listing = views::list(docker.containers(), &records, inv.as_ref(), filter);
+    let mut listing = views::list(docker.containers(), &records, inv.as_ref(), filter);
+    let tracks = ds01::reap::tracks(&cfg.state_dir);
+    let now = std::time::SystemTime::now();
+    for row in listing.rows.iter_mut().filter(|r| r.running) {
+        if let Some(rec) = records.records.iter().find(|r| r.container_id == row.id) {
+            let (idle, left) = ds01::reap::timing(cfg, &SystemAccounts, &tracks, rec, row.keep_alive, now);
+            row.idle_secs = idle.map(|d| d.as_secs());
+            row.time_left_secs = left.map(|d| d.as_secs());
+        }
+    }
     if args.json {
         let out = serde_json::json!({
             "user": me,
@@ -110,6 +119,14 @@ fn render(listing: &Listing, all: bool, detailed: bool, style: &Style) -> String
             style.green(&r.gpu)
         };
         out.push_str(&format!("   GPU:    {gpu}\n"));
+        if r.idle_secs.is_some() || r.time_left_secs.is_some() {
+            let secs = |s: u64| ds01_core::idle::text(std::time::Duration::from_secs(s));
+            let idle = r.idle_secs.map_or("active".to_string(), |s| format!("idle {}", secs(s)));
+            let left = r.time_left_secs.map_or("no time limit".to_string(), |s| {
+                style.yellow(&format!("stopped in {}", secs(s)))
+            });
+            out.push_str(&format!("   Use:    {idle}, {left}\n"));
+        }
         if detailed {
             if let Some(since) = &r.allocated_since {
                 out.push_str(&format!("   Since:  {since}\n"));

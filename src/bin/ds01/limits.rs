@@ -75,6 +75,9 @@ pub fn run(cfg: &Config, args: Args) -> anyhow::Result<ExitCode> {
         v.value
             .map_or("(no limit)".to_string(), |m| format!("of {m}"))
     };
+    let span = |v: &Option<ds01_core::policy::Span>| {
+        v.map_or("never".to_string(), |s| ds01_core::idle::text(s.0))
+    };
     let groups_text = if groups.is_empty() {
         "none".to_string()
     } else {
@@ -117,6 +120,26 @@ pub fn run(cfg: &Config, args: Args) -> anyhow::Result<ExitCode> {
             }
             .to_string(),
             &limits.allow_full_gpu.from,
+        ),
+        (
+            "idle timeout",
+            span(&limits.idle_timeout.value),
+            &limits.idle_timeout.from,
+        ),
+        (
+            "maximum runtime",
+            span(&limits.max_runtime.value),
+            &limits.max_runtime.from,
+        ),
+        (
+            "keep-alive label",
+            if limits.allow_keep_alive.value {
+                "honoured"
+            } else {
+                "ignored"
+            }
+            .to_string(),
+            &limits.allow_keep_alive.from,
         ),
     ];
     for (name, value, from) in lines {
