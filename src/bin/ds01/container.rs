@@ -55,7 +55,8 @@ pub fn run(cfg: &Config, args: Args, docker: &dyn DockerApi) -> anyhow::Result<E
     let now = std::time::SystemTime::now();
     for row in listing.rows.iter_mut().filter(|r| r.running) {
         if let Some(rec) = records.records.iter().find(|r| r.container_id == row.id) {
-            let (idle, left) = ds01::reap::timing(cfg, &SystemAccounts, &tracks, rec, row.keep_alive, now);
+            let (idle, left) =
+                ds01::reap::timing(cfg, &SystemAccounts, &tracks, rec, row.keep_alive, now);
             row.idle_secs = idle.map(|d| d.as_secs());
             row.time_left_secs = left.map(|d| d.as_secs());
         }
@@ -121,7 +122,9 @@ fn render(listing: &Listing, all: bool, detailed: bool, style: &Style) -> String
         out.push_str(&format!("   GPU:    {gpu}\n"));
         if r.idle_secs.is_some() || r.time_left_secs.is_some() {
             let secs = |s: u64| ds01_core::idle::text(std::time::Duration::from_secs(s));
-            let idle = r.idle_secs.map_or("active".to_string(), |s| format!("idle {}", secs(s)));
+            let idle = r
+                .idle_secs
+                .map_or("active".to_string(), |s| format!("idle {}", secs(s)));
             let left = r.time_left_secs.map_or("no time limit".to_string(), |s| {
                 style.yellow(&format!("stopped in {}", secs(s)))
             });
