@@ -250,11 +250,20 @@ pub fn gpu_summary(
     }
 }
 
-/// `ds01 gpus --json`: each GPU, and each device with who holds it.
+/// A compute process on a device, and the container it runs in.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeviceProcess {
+    pub pid: u32,
+    pub container_id: Option<String>,
+}
+
+/// `ds01 gpus --json`: each GPU, and each device with who holds it and
+/// the compute processes on it.
 pub fn gpus_json(
     inv: &Inventory,
     records: &Records,
     names: &HashMap<String, String>,
+    processes: &HashMap<String, Vec<DeviceProcess>>,
 ) -> serde_json::Value {
     let devices: Vec<_> = inv
         .units()
@@ -282,6 +291,7 @@ pub fn gpus_json(
                 "gpueq": u.gpueq(),
                 "nodes": u.nodes().iter().map(|n| &n.path).collect::<Vec<_>>(),
                 "held_by": held_by,
+                "processes": processes.get(u.uuid).cloned().unwrap_or_default(),
             })
         })
         .collect();

@@ -150,17 +150,23 @@ fn home_user(path: &str, home: &str) -> Option<String> {
 }
 
 fn from_docker(c: &Container) -> Option<(String, Source)> {
-    if c.id.is_empty() || c.id.contains('/') {
+    let labels = docker_labels(c.docker_data_root, c.id)?;
+    from_labels(|k| labels.get(k).and_then(Value::as_str))
+}
+
+/// A container's labels as Docker recorded them
+/// (`<docker_data_root>/containers/<id>/config.v2.json`): Docker does not
+/// pass them to the runtime.
+pub fn docker_labels(docker_data_root: &Path, id: &str) -> Option<Value> {
+    if id.is_empty() || id.contains('/') {
         return None;
     }
-    let path = c
-        .docker_data_root
+    let path = docker_data_root
         .join("containers")
-        .join(c.id)
+        .join(id)
         .join("config.v2.json");
     let record: Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
-    let labels = record.pointer("/Config/Labels")?;
-    from_labels(|k| labels.get(k).and_then(Value::as_str))
+    record.pointer("/Config/Labels").cloned()
 }
 
 /// The owner a container's Docker labels name: `ds01.user`, else a dev

@@ -36,8 +36,8 @@ pub struct Request {
 
 /// How long a create may wait in the GPU queue, from the container's env.
 pub const WAIT: &str = "DS01_GPU_WAIT";
-/// The same, as an OCI annotation (`--annotation ds01.gpu-wait=30m`).
-pub const WAIT_ANNOTATION: &str = "ds01.gpu-wait";
+/// The same, as a Docker label or an OCI annotation (`--label ds01.gpu-wait=30m`).
+pub const WAIT_LABEL: &str = "ds01.gpu-wait";
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum RequestError {
@@ -119,20 +119,22 @@ pub fn from_spec(
 }
 
 /// How long the container will wait for a device when none is free:
-/// `DS01_GPU_WAIT` in its env, else its `ds01.gpu-wait` annotation; `None`
-/// when it names neither (the config's `gpu_wait` then applies).
-pub fn wait(spec: &serde_json::Value) -> Result<Option<std::time::Duration>, RequestError> {
+/// `DS01_GPU_WAIT` in its env, else its `ds01.gpu-wait` annotation, else
+/// `label` (its Docker label); `None` when it names none (the config's
+/// `gpu_wait` then applies).
+pub fn wait(
+    spec: &serde_json::Value,
+    label: Option<&str>,
+) -> Result<Option<std::time::Duration>, RequestError> {
     let env = oci::env(spec);
-    let (name, text) = match oci::env_value(&env, WAIT) {
-        Some(v) => (WAIT, v.to_string()),
-        None => match spec
-            .pointer("/annotations")
-            .and_then(|a| a.get(WAIT_ANNOTATION))
-            .and_then(serde_json::Value::as_str)
-        {
-            Some(v) => (WAIT_ANNOTATION, v.to_string()),
-            None => return Ok(None),
-        },
+    let annotation = spec
+        .pointer("/annotations")
+        .and_then(|a| a.get(WAIT_LABEL))
+        .and_then(serde_json::Value::as_str);
+    let (name, text) = match (oci::env_value(&env, WAIT), annotation.or(label)) {
+        (Some(v), _) => (WAIT, v.to_string()),
+        (None, Some(v)) => (WAIT_LABEL, v.to_string()),
+        (None, None) => return Ok(None),
     };
     match crate::idle::parse(text.trim()) {
         Ok(Some(d)) => Ok(Some(d)),
@@ -195,6 +197,28 @@ mod tests {
             count,
             profile: Profile::AnyMig,
         })
+    }
+
+    #[test]
+    fn a_wait_comes_from_the_env_then_the_annotation_then_the_label() {
+        use std::time::Duration;
+        let spec = json!({"process": {"env": ["DS01_GPU_WAIT=30m"]}, "annotations": {"ds01.gpu-wait": "1h"}});
+        assert_eq!(wait(&spec, Some("2h")), Ok(Some(Duration::from_secs(1800))));
+        let spec = json!({"process": {"env": []}, "annotations": {"ds01.gpu-wait": "1h"}});
+        assert_eq!(wait(&spec, Some("2h")), Ok(Some(Duration::from_secs(3600))));
+        let spec = json!({"process": {"env": []}});
+        assert_eq!(wait(&spec, Some("60s")), Ok(Some(Duration::from_secs(60))));
+        assert_eq!(wait(&spec, None), Ok(None));
+        let spec = json!({"process": {"env": ["DS01_GPU_WAIT=a while"]}});
+        let e = wait(&spec, None).unwrap_err().to_string();
+        assert!(
+            e.starts_with("DS01_GPU_WAIT: \"a while\" is not a wait"),
+            "{e}"
+        );
+        assert!(
+            wait(&json!({}), Some("never")).is_err(),
+            "a wait has an end"
+        );
     }
 
     #[test]

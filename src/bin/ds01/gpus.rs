@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use anyhow::Context;
-use ds01::views::{self, DockerApi};
+use std::path::Path;
+
+use ds01::views::{self, DeviceProcess, DockerApi};
 use ds01_core::config::Config;
 use ds01_core::inventory::Inventory;
 use ds01_core::ledger::{Ledger, Record, Records};
@@ -53,21 +55,47 @@ pub fn run(cfg: &Config, args: Args, docker: &dyn DockerApi) -> anyhow::Result<E
             .map(|cs| cs.into_iter().map(|c| (c.id, c.name)).collect())
             .unwrap_or_default()
     };
+    let processes = processes(cfg, &inv);
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&views::gpus_json(&inv, &records, &names))?
+            serde_json::to_string_pretty(&views::gpus_json(&inv, &records, &names, &processes))?
         );
     } else {
-        print!("{}", render(&inv, &records, &names, &Style::stdout()));
+        print!(
+            "{}",
+            render(&inv, &records, &names, &processes, &Style::stdout())
+        );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The compute processes on each device (NVML, or the simulated file), and
+/// the container each runs in, by its cgroup. A device that cannot be
+/// asked shows none.
+fn processes(cfg: &Config, inv: &Inventory) -> HashMap<String, Vec<DeviceProcess>> {
+    let activity = ds01::scan::activity(cfg);
+    inv.units()
+        .iter()
+        .filter_map(|u| {
+            let pids = activity.processes(u.uuid).ok()?;
+            let procs = pids
+                .into_iter()
+                .map(|pid| DeviceProcess {
+                    pid,
+                    container_id: ds01_core::activity::container_of(Path::new("/proc"), pid),
+                })
+                .collect::<Vec<_>>();
+            (!procs.is_empty()).then(|| (u.uuid.to_string(), procs))
+        })
+        .collect()
 }
 
 fn render(
     inv: &Inventory,
     records: &Records,
     names: &HashMap<String, String>,
+    processes: &HashMap<String, Vec<DeviceProcess>>,
     style: &Style,
 ) -> String {
     if inv.gpus.is_empty() {
@@ -108,6 +136,12 @@ fn render(
                 owner,
                 holder,
                 since,
+                processes.get(u.uuid).map_or(String::new(), |ps| {
+                    ps.iter()
+                        .map(|p| p.pid.to_string())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                }),
             ]
         })
         .collect();
@@ -120,6 +154,7 @@ fn render(
             "USER",
             "CONTAINER",
             "SINCE",
+            "PROCESSES",
         ],
         &rows,
         style,

@@ -198,7 +198,12 @@ pub fn plan(ctx: &Ctx, id: &str, spec: &oci::Spec, inv: &Inventory) -> Plan {
         Ok(None) => return Plan::PassThrough,
         Err(e) => return Plan::Refuse(ctx.refuse_text(&owner, id, e.to_string())),
     };
-    let wait = match request::wait(&spec.value) {
+    let labels = identity::docker_labels(&ctx.cfg.docker_data_root, id);
+    let label = labels
+        .as_ref()
+        .and_then(|l| l.get(request::WAIT_LABEL))
+        .and_then(Value::as_str);
+    let wait = match request::wait(&spec.value, label) {
         Ok(w) => w.unwrap_or(ctx.cfg.gpu_wait),
         Err(e) => return Plan::Refuse(ctx.refuse_text(&owner, id, e.to_string())),
     };
