@@ -314,7 +314,8 @@ fn sixteen_concurrent_creates_share_seven_slices() {
         if !good {
             assert_eq!(
                 last_oci_error(&bundles[*i].join("log.json")).unwrap(),
-                "ds01: no MIG slice free (7 of 7 in use); try later or see 'container ls --all'"
+                "ds01: no MIG slice free (7 of 7 in use); try later or see 'container ls --all'; \
+                 wait for one with DS01_GPU_WAIT=30m"
             );
         }
     }
