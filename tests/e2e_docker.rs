@@ -1241,6 +1241,21 @@ fn an_idle_container_is_warned_then_stopped_and_an_active_one_runs_on() {
     );
     assert_eq!(reap(&[]), [("idle".to_string(), "warn".to_string())]);
     assert_eq!(d.state_of("idle"), "running");
+    // container ls shows the idle time and the time left.
+    let ls = d.ds01(&["container", "ls", "--all", "--json"]);
+    let ls: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
+    let row = |name: &str| {
+        ls["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert!(row("idle")["idle_secs"].as_u64().unwrap() >= 2, "{ls}");
+    assert!(row("idle")["time_left_secs"].as_u64().unwrap() <= 2, "{ls}");
+    assert!(row("busy")["idle_secs"].is_null(), "{ls}");
     std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(reap(&[]), [("idle".to_string(), "stop".to_string())]);
     assert_eq!(d.state_of("idle"), "exited");

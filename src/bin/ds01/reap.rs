@@ -2,7 +2,7 @@
 //! rules over the GPU containers (the package runs it every minute).
 
 use std::path::Path;
-use std::process::{Command, ExitCode, Stdio};
+use std::process::ExitCode;
 
 use ds01::reap::{self, World};
 use ds01_core::activity::Activity;
@@ -31,7 +31,7 @@ pub fn run(cfg: &Config, args: Args) -> anyhow::Result<ExitCode> {
         activity: activity.as_ref(),
         groups: &SystemAccounts,
         cpu_usec: &cpu,
-        notify: &leave_notice,
+        notify: &ds01::notice::leave,
         now: std::time::SystemTime::now(),
     };
     let actions = reap::pass(cfg, &world, args.dry_run).map_err(anyhow::Error::msg)?;
@@ -63,42 +63,4 @@ pub fn run(cfg: &Config, args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Appends `text` to `~user/.ds01/notices`, written as that user (never as
-/// root into a directory the user controls), where the login snippet in
-/// /etc/profile.d shows it.
-fn leave_notice(user: &str, text: &str) -> Result<(), String> {
-    use std::io::Write;
-    use std::os::unix::process::CommandExt;
-    let (uid, gid, home) =
-        ds01_core::identity::account(user).ok_or_else(|| format!("no account {user:?}"))?;
-    let mut child = Command::new("/bin/sh")
-        .args([
-            "-c",
-            "umask 077 && mkdir -p \"$HOME/.ds01\" && cat >> \"$HOME/.ds01/notices\"",
-        ])
-        .env_clear()
-        .env("HOME", &home)
-        .env("PATH", "/usr/bin:/bin")
-        .uid(uid)
-        .gid(gid)
-        .current_dir("/")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run /bin/sh as {user}: {e}"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = writeln!(stdin, "{text}");
-    }
-    let out = child.wait_with_output().map_err(|e| e.to_string())?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "writing {home}/.ds01/notices: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
 }
