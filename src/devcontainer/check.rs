@@ -46,10 +46,132 @@ pub struct Context<'a> {
     /// Whether this server's Docker can honour `--gpus` (NVIDIA's container
     /// toolkit is installed); without it Docker refuses such a container.
     pub docker_gpus: bool,
+    /// The devcontainer.json's folder, where its Compose files are found.
+    pub dir: Option<&'a Path>,
 }
 
 pub const LOCAL_HOME: &str = "${localEnv:HOME}";
 const SHUTDOWN_ACTIONS: [&str; 3] = ["none", "stopContainer", "stopCompose"];
+
+/// The laptop's home in a devcontainer.json: `${localEnv:HOME}`,
+/// `${env:HOME}` (the same), either with a default (`${localEnv:HOME:/x}`).
+/// Returns the token's byte range in `s`.
+pub fn local_home(s: &str) -> Option<std::ops::Range<usize>> {
+    ["${localEnv:HOME", "${env:HOME"].iter().find_map(|p| {
+        let start = s.find(p)?;
+        let rest = &s[start + p.len()..];
+        if !(rest.starts_with('}') || rest.starts_with(':')) {
+            return None;
+        }
+        let end = start + p.len() + rest.find('}')? + 1;
+        Some(start..end)
+    })
+}
+
+/// `s` with its laptop-home token replaced by `home`.
+pub fn replace_local_home(s: &str, home: &str) -> String {
+    let mut out = s.to_string();
+    while let Some(r) = local_home(&out) {
+        out.replace_range(r, home);
+    }
+    out
+}
+
+/// Whether `NVIDIA_VISIBLE_DEVICES`'s value asks for no GPU.
+pub fn says_none(v: &str) -> bool {
+    let v = v.trim();
+    v.is_empty() || v.eq_ignore_ascii_case("none") || v.eq_ignore_ascii_case("void")
+}
+
+/// NVIDIA's character-device majors: the frontend's fixed 195, and those
+/// `/proc/devices` names for `nvidia*` (uvm, caps).
+fn nvidia_majors() -> Vec<u32> {
+    let mut out = vec![195];
+    if let Ok(text) = std::fs::read_to_string("/proc/devices") {
+        let chars = text.split("Block devices:").next().unwrap_or("");
+        for line in chars.lines() {
+            if let Some((n, name)) = line.trim().split_once(' ')
+                && name.starts_with("nvidia")
+                && let Ok(n) = n.parse()
+            {
+                out.push(n);
+            }
+        }
+    }
+    out
+}
+
+/// Whether a device a container is given is an NVIDIA GPU's: a
+/// `/dev/nvidia*` path, a CDI name (`nvidia.com/gpu=...`), or any path that
+/// is an NVIDIA character device on this server (`/dev/char/195:0`, a link).
+pub fn is_gpu_device(path: &str) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    use std::os::unix::fs::MetadataExt;
+    if path.starts_with("/dev/nvidia") || path.starts_with("nvidia.com/gpu=") {
+        return true;
+    }
+    if let Some(num) = path.strip_prefix("/dev/char/")
+        && let Some((maj, _)) = num.split_once(':')
+    {
+        return maj.parse().is_ok_and(|m: u32| nvidia_majors().contains(&m));
+    }
+    std::fs::metadata(path).is_ok_and(|m| {
+        m.file_type().is_char_device() && nvidia_majors().contains(&libc::major(m.rdev()))
+    })
+}
+
+/// Whether a device cgroup rule (`c 195:* rwm`) opens NVIDIA devices:
+/// every device (`a`), any major (`*`), or an NVIDIA major.
+pub fn rule_reaches_gpu(rule: &str) -> bool {
+    let mut parts = rule.split_whitespace();
+    let kind = parts.next().unwrap_or("");
+    let major = parts.next().and_then(|n| n.split(':').next()).unwrap_or("");
+    match kind {
+        "a" => true,
+        "c" => {
+            major == "*"
+                || major
+                    .parse()
+                    .is_ok_and(|m: u32| nvidia_majors().contains(&m))
+        }
+        _ => false,
+    }
+}
+
+/// A flag's value in `runArgs`: `--flag=value`, or `--flag value`.
+fn flag_value<'a>(args: &[&'a str], i: usize, names: &[&str]) -> Option<&'a str> {
+    let a = args[i];
+    names.iter().find_map(|n| {
+        if a == *n {
+            args.get(i + 1).copied()
+        } else {
+            a.strip_prefix(n).and_then(|r| r.strip_prefix('='))
+        }
+    })
+}
+
+/// (source, target) of a `--mount` or `-v` value.
+fn mount_of(flag_mount: bool, value: &str) -> (String, String) {
+    if flag_mount {
+        let field = |keys: &[&str]| {
+            value
+                .split(',')
+                .find_map(|kv| {
+                    let (k, v) = kv.split_once('=')?;
+                    keys.contains(&k.trim()).then(|| v.trim().to_string())
+                })
+                .unwrap_or_default()
+        };
+        (
+            field(&["source", "src"]),
+            field(&["target", "destination", "dst"]),
+        )
+    } else {
+        let mut parts = value.split(':');
+        let src = parts.next().unwrap_or("").to_string();
+        (src, parts.next().unwrap_or("").to_string())
+    }
+}
 
 /// Parses and checks; a syntax error is returned as such (file:line:column).
 pub fn check(text: &str, ctx: &Context) -> Result<Vec<Finding>, SyntaxError> {
@@ -89,13 +211,16 @@ pub fn check(text: &str, ctx: &Context) -> Result<Vec<Finding>, SyntaxError> {
     }
 
     let image = v.get("image").and_then(Value::as_str);
-    let builds = v.pointer("/build/dockerfile").is_some() || v.get("dockerComposeFile").is_some();
+    let is_compose = v.get("dockerComposeFile").is_some();
+    // `dockerFile` (top level) is the spec's older spelling, still valid.
+    let builds =
+        v.pointer("/build/dockerfile").is_some() || v.get("dockerFile").is_some() || is_compose;
     if image.is_none() && !builds {
         add(
             "no-image",
             Severity::Error,
             "",
-            "no \"image\", \"build.dockerfile\" or \"dockerComposeFile\": nothing says what to run"
+            "no \"image\", \"build.dockerfile\", \"dockerFile\" or \"dockerComposeFile\": nothing says what to run"
                 .into(),
             "add \"image\" (devcontainer init picks one from the server's catalog)",
             false,
@@ -121,6 +246,8 @@ pub fn check(text: &str, ctx: &Context) -> Result<Vec<Finding>, SyntaxError> {
             Severity::Info,
             if v.get("build").is_some() {
                 "/build"
+            } else if v.get("dockerFile").is_some() {
+                "/dockerFile"
             } else {
                 "/dockerComposeFile"
             },
@@ -136,19 +263,30 @@ pub fn check(text: &str, ctx: &Context) -> Result<Vec<Finding>, SyntaxError> {
         .map(|a| a.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
     let arg_ptr = |i: usize| format!("/runArgs/{i}");
+    let mut run_mounts: Vec<(String, String)> = Vec::new();
+    let mut env_request = false;
+    let mut env_none = false;
+    let mut device_request = false;
+    if v.get("privileged") == Some(&Value::Bool(true)) {
+        add(
+            "bypasses-allocation",
+            Severity::Error,
+            "/privileged",
+            "\"privileged\": true bypasses GPU allocation: the container sees every GPU on the host".into(),
+            "remove it and ask for a GPU with \"--gpus\", \"all\"",
+            false,
+        );
+    }
     for (i, a) in run_args.iter().enumerate() {
         let next = run_args.get(i + 1).copied().unwrap_or("");
-        let device = a
-            .strip_prefix("--device=")
-            .or((*a == "--device").then_some(next));
-        let bypass = if *a == "--privileged" {
-            Some("--privileged sees every GPU on the host")
+        let bypass = if *a == "--privileged" || *a == "--privileged=true" {
+            Some("--privileged sees every GPU on the host".to_string())
         } else if *a == "--runtime" || a.starts_with("--runtime=") {
-            Some("--runtime skips ds01's runtime")
-        } else if device.is_some_and(|d| d.starts_with("/dev/nvidia")) {
-            Some("a raw /dev/nvidia* device is not one ds01 allocated")
+            Some("--runtime skips ds01's runtime".to_string())
         } else {
-            None
+            flag_value(&run_args, i, &["--device-cgroup-rule"])
+                .filter(|r| rule_reaches_gpu(r.trim_matches(['"', '\''])))
+                .map(|r| format!("the device rule {r:?} opens NVIDIA devices"))
         };
         if let Some(why) = bypass {
             add(
@@ -159,6 +297,41 @@ pub fn check(text: &str, ctx: &Context) -> Result<Vec<Finding>, SyntaxError> {
                 "remove it and ask for a GPU with \"--gpus\", \"all\"",
                 false,
             );
+        }
+        if let Some(dev) = flag_value(&run_args, i, &["--device"]) {
+            let host = dev.split(':').next().unwrap_or(dev);
+            if dev.starts_with("nvidia.com/gpu=") {
+                device_request = true;
+            } else if is_gpu_device(host) {
+                // The runtime takes a GPU node as a request and gives the
+                // device it allocates instead: a request, not a route.
+                device_request = true;
+                add(
+                    "gpu-device-named",
+                    Severity::Warning,
+                    &arg_ptr(i),
+                    format!(
+                        "runArgs {a:?} names the GPU device {host:?}, but ds01 gives the container the device it allocates, not this one"
+                    ),
+                    "ask with \"--gpus\", \"all\" instead",
+                    false,
+                );
+            }
+        }
+        if let Some(kv) = flag_value(&run_args, i, &["-e", "--env"])
+            && let Some(val) = kv.strip_prefix("NVIDIA_VISIBLE_DEVICES=")
+        {
+            if says_none(val) {
+                env_none = true;
+            } else {
+                env_request = true;
+            }
+        }
+        if let Some(m) = flag_value(&run_args, i, &["-v", "--volume"]) {
+            run_mounts.push(mount_of(false, m));
+        }
+        if let Some(m) = flag_value(&run_args, i, &["--mount"]) {
+            run_mounts.push(mount_of(true, m));
         }
         let gpus = a
             .strip_prefix("--gpus=")
@@ -175,25 +348,72 @@ pub fn check(text: &str, ctx: &Context) -> Result<Vec<Finding>, SyntaxError> {
         }
     }
 
+    // A Compose config: the service in the Compose files holds the settings.
+    let mut compose_request = false;
+    let mut compose_none = false;
+    if is_compose {
+        if v.get("runArgs").is_some() {
+            add(
+                "runargs-compose",
+                Severity::Warning,
+                "/runArgs",
+                "runArgs does nothing in a Compose config: Docker Compose starts the container"
+                    .into(),
+                "move these settings to the service in the Compose file",
+                false,
+            );
+        }
+        let service = v.get("service").and_then(Value::as_str).unwrap_or("");
+        if let (Some(dir), Some(files)) = (ctx.dir, v.get("dockerComposeFile")) {
+            match super::compose::read(dir, files, service) {
+                Ok(s) => {
+                    compose_request = s.requests_gpu;
+                    compose_none = s.wants_none;
+                    for (file, what) in s.bypasses {
+                        let name = file.file_name().map_or_else(
+                            || file.display().to_string(),
+                            |n| n.to_string_lossy().into_owned(),
+                        );
+                        add(
+                            "bypasses-allocation",
+                            Severity::Error,
+                            "/dockerComposeFile",
+                            format!("{name}: service {service:?}: {what}, around GPU allocation"),
+                            "remove it, and ask for a GPU with a device reservation (deploy.resources.reservations.devices: driver nvidia)",
+                            false,
+                        );
+                    }
+                }
+                Err(e) => add(
+                    "compose-unreadable",
+                    Severity::Error,
+                    "/dockerComposeFile",
+                    e,
+                    "fix the Compose file, or its path in dockerComposeFile",
+                    false,
+                ),
+            }
+        }
+    }
+
     let host_gpu = v.pointer("/hostRequirements/gpu");
     let visible = v
         .pointer("/containerEnv/NVIDIA_VISIBLE_DEVICES")
         .and_then(Value::as_str);
-    let says_none = visible.is_some_and(|v| {
-        let v = v.trim();
-        v.is_empty() || v.eq_ignore_ascii_case("none") || v.eq_ignore_ascii_case("void")
-    });
-    let wants_none = host_gpu == Some(&Value::Bool(false)) || says_none;
-    // The environment asks ds01 as well as --gpus does (and works where
-    // Docker has no NVIDIA toolkit to honour --gpus).
-    let requested = run_args
-        .iter()
-        .any(|a| *a == "--gpus" || a.starts_with("--gpus="))
-        || host_gpu.is_some_and(|g| g != &Value::Bool(false))
-        || (visible.is_some() && !says_none);
+    let visible_none = visible.is_some_and(says_none);
+    let wants_none =
+        host_gpu == Some(&Value::Bool(false)) || visible_none || env_none || compose_none;
     let uses_gpus_flag = run_args
         .iter()
         .any(|a| *a == "--gpus" || a.starts_with("--gpus="));
+    // The environment asks ds01 as well as --gpus does (and works where
+    // Docker has no NVIDIA toolkit to honour --gpus).
+    let requested = uses_gpus_flag
+        || host_gpu.is_some_and(|g| g != &Value::Bool(false))
+        || (visible.is_some() && !visible_none)
+        || env_request
+        || device_request
+        || compose_request;
     if uses_gpus_flag && !ctx.docker_gpus {
         add(
             "gpus-unsupported",
@@ -207,27 +427,57 @@ pub fn check(text: &str, ctx: &Context) -> Result<Vec<Finding>, SyntaxError> {
         );
     }
     if !requested && !wants_none {
-        add(
-            "no-gpu-request",
-            Severity::Warning,
-            if v.get("runArgs").is_some() {
-                "/runArgs"
-            } else {
-                ""
-            },
-            "no GPU is requested, so the container will get none".into(),
-            "add \"--gpus\", \"all\" to runArgs, or set hostRequirements.gpu to false if the project needs no GPU",
-            true,
-        );
+        if is_compose {
+            add(
+                "no-gpu-request",
+                Severity::Warning,
+                "/dockerComposeFile",
+                "no GPU is requested, so the container will get none".into(),
+                "give the service a device reservation: deploy.resources.reservations.devices: [{driver: nvidia, count: 1, capabilities: [gpu]}]",
+                false,
+            );
+        } else {
+            add(
+                "no-gpu-request",
+                Severity::Warning,
+                if v.get("runArgs").is_some() {
+                    "/runArgs"
+                } else {
+                    ""
+                },
+                "no GPU is requested, so the container will get none".into(),
+                "add \"--gpus\", \"all\" to runArgs, or set hostRequirements.gpu to false if the project needs no GPU",
+                true,
+            );
+        }
     }
 
+    // Image and Dockerfile configs stop a container; Compose configs stop
+    // the Compose project. "none" keeps the GPU after VS Code closes.
+    let (stop, other) = if is_compose {
+        ("stopCompose", "stopContainer")
+    } else {
+        ("stopContainer", "stopCompose")
+    };
     match v.get("shutdownAction").and_then(Value::as_str) {
         Some("none") => add(
             "shutdown-none",
             Severity::Error,
             "/shutdownAction",
             "shutdownAction \"none\" keeps the container, and its GPU, after VS Code closes".into(),
-            "set \"shutdownAction\": \"stopContainer\"",
+            &format!("set \"shutdownAction\": \"{stop}\""),
+            true,
+        ),
+        Some(s) if s == other => add(
+            "shutdown-kind",
+            Severity::Error,
+            "/shutdownAction",
+            format!(
+                "shutdownAction {other:?} belongs to {} configs; this one is {}",
+                if is_compose { "image and Dockerfile" } else { "Compose" },
+                if is_compose { "a Compose config" } else { "not a Compose config" }
+            ),
+            &format!("set \"shutdownAction\": \"{stop}\""),
             true,
         ),
         None if v.get("shutdownAction").is_none() => add(
@@ -235,30 +485,37 @@ pub fn check(text: &str, ctx: &Context) -> Result<Vec<Finding>, SyntaxError> {
             Severity::Info,
             "",
             "no shutdownAction: VS Code's default stops the container, but the file does not say so".into(),
-            "set \"shutdownAction\": \"stopContainer\"",
+            &format!("set \"shutdownAction\": \"{stop}\""),
             true,
         ),
         _ => {}
     }
 
     let mounts = mount_sources(v);
-    for (i, source) in &mounts {
-        if source.contains(LOCAL_HOME) {
+    for (i, source, _) in &mounts {
+        if local_home(source).is_some() {
             add(
                 "localenv-home",
                 Severity::Warning,
                 &format!("/mounts/{i}"),
                 format!(
-                    "mount source {source:?} uses {LOCAL_HOME}, which names the laptop's home when VS Code uses a remote Docker"
+                    "mount source {source:?} uses {LOCAL_HOME} (or ${{env:HOME}}), which names the laptop's home when VS Code uses a remote Docker"
                 ),
                 &format!("use the server path {}", ctx.home.display()),
                 true,
             );
         }
     }
-    let home_mounted = mounts.iter().any(|(_, s)| {
-        s.starts_with("/home/") || s.contains(LOCAL_HOME) || Path::new(s).starts_with(ctx.home)
-    });
+    let is_home = |s: &str| {
+        s.starts_with("/home/") || local_home(s).is_some() || Path::new(s).starts_with(ctx.home)
+    };
+    // The home, mounted in "mounts" or by runArgs; or anything at the home
+    // mount's target already (Docker refuses two mounts at one target).
+    let home_mounted = mounts
+        .iter()
+        .map(|(_, s, t)| (s.as_str(), t.as_str()))
+        .chain(run_mounts.iter().map(|(s, t)| (s.as_str(), t.as_str())))
+        .any(|(s, t)| is_home(s) || Path::new(t) == ctx.home);
     if !home_mounted {
         add(
             "no-home-mount",
@@ -273,8 +530,8 @@ pub fn check(text: &str, ctx: &Context) -> Result<Vec<Finding>, SyntaxError> {
     Ok(out)
 }
 
-/// (index, source) of each mount, in string or object form.
-fn mount_sources(v: &Value) -> Vec<(usize, String)> {
+/// (index, source, target) of each mount, in string or object form.
+fn mount_sources(v: &Value) -> Vec<(usize, String, String)> {
     let Some(mounts) = v.get("mounts").and_then(Value::as_array) else {
         return Vec::new();
     };
@@ -282,15 +539,21 @@ fn mount_sources(v: &Value) -> Vec<(usize, String)> {
         .iter()
         .enumerate()
         .filter_map(|(i, m)| {
-            let source = match m {
-                Value::String(s) => s.split(',').find_map(|kv| {
-                    let (k, val) = kv.split_once('=')?;
-                    matches!(k.trim(), "source" | "src").then(|| val.trim().to_string())
-                }),
-                Value::Object(o) => o.get("source").and_then(Value::as_str).map(String::from),
-                _ => None,
-            }?;
-            Some((i, source))
+            let (source, target) = match m {
+                Value::String(s) => mount_of(true, s),
+                Value::Object(o) => (
+                    o.get("source")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
+                    o.get("target")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
+                ),
+                _ => return None,
+            };
+            Some((i, source, target))
         })
         .collect()
 }
@@ -307,7 +570,7 @@ fn type_problems(v: &Value) -> Vec<(String, String)> {
         }
     };
     let strings = |x: &Value| x.as_array().is_some_and(|a| a.iter().all(Value::is_string));
-    for key in ["name", "image", "remoteUser", "service"] {
+    for key in ["name", "image", "remoteUser", "service", "dockerFile"] {
         if let Some(x) = v.get(key) {
             expect(&format!("/{key}"), x.is_string(), "a string");
         }
@@ -324,6 +587,9 @@ fn type_problems(v: &Value) -> Vec<(String, String)> {
             c.is_string() || strings(c),
             "a string or an array of strings",
         );
+    }
+    if let Some(p) = v.get("privileged") {
+        expect("/privileged", p.is_boolean(), "true or false");
     }
     if let Some(r) = v.get("runArgs") {
         expect("/runArgs", strings(r), "an array of strings");
@@ -401,6 +667,7 @@ mod tests {
             catalog: Some(&c),
             home: Path::new("/home/alice"),
             docker_gpus: true,
+            dir: None,
         };
         check(text, &ctx)
             .unwrap()
@@ -442,12 +709,191 @@ mod tests {
             [
                 ("bypasses-allocation", Severity::Error, 4),
                 ("bypasses-allocation", Severity::Error, 4),
-                ("bypasses-allocation", Severity::Error, 4),
                 ("shutdown-none", Severity::Error, 6),
                 ("image-not-in-catalog", Severity::Warning, 3),
                 ("gpus-device", Severity::Warning, 4),
+                // A GPU node is a request the runtime serves with its own
+                // device (as the README and docs/devcontainer.md say).
+                ("gpu-device-named", Severity::Warning, 4),
                 ("localenv-home", Severity::Warning, 5),
             ]
+        );
+    }
+
+    fn only(text: &str) -> Vec<&'static str> {
+        ids(text).into_iter().map(|(id, _, _)| id).collect()
+    }
+
+    const OK: &str = r#""image": "x", "mounts": ["source=/home/alice,target=/home/alice,type=bind"], "shutdownAction": "stopContainer""#;
+
+    #[test]
+    fn every_route_around_the_allocator_in_the_spec_or_run_args_is_an_error() {
+        for extra in [
+            r#""privileged": true"#,
+            r#""runArgs": ["--privileged=true", "--gpus", "all"]"#,
+            r#""runArgs": ["--runtime", "nvidia", "--gpus", "all"]"#,
+            r#""runArgs": ["--device-cgroup-rule", "c 195:* rmw", "--gpus", "all"]"#,
+            r#""runArgs": ["--device-cgroup-rule=a *:* rwm", "--gpus", "all"]"#,
+        ] {
+            let text = format!("{{{OK}, {extra}}}");
+            assert!(
+                only(&text).contains(&"bypasses-allocation"),
+                "{extra}: {:?}",
+                ids(&text)
+            );
+        }
+        // A harmless rule and --privileged=false are not.
+        let text = format!(
+            r#"{{{OK}, "runArgs": ["--device-cgroup-rule", "c 10:200 rwm", "--privileged=false", "--gpus", "all"]}}"#
+        );
+        assert!(
+            !only(&text).contains(&"bypasses-allocation"),
+            "{:?}",
+            ids(&text)
+        );
+        // A GPU node under another path is a GPU device too.
+        assert!(is_gpu_device("/dev/char/195:0") && is_gpu_device("nvidia.com/gpu=all"));
+        assert!(!is_gpu_device("/dev/null") && !is_gpu_device("/dev/char/1:3"));
+    }
+
+    #[test]
+    fn every_way_of_asking_for_a_gpu_counts_as_a_request() {
+        for extra in [
+            r#""containerEnv": {"NVIDIA_VISIBLE_DEVICES": "all"}"#,
+            r#""runArgs": ["-e", "NVIDIA_VISIBLE_DEVICES=all"]"#,
+            r#""runArgs": ["--env=NVIDIA_VISIBLE_DEVICES=0"]"#,
+            r#""runArgs": ["--device", "nvidia.com/gpu=all"]"#,
+            r#""runArgs": ["--device=/dev/nvidia0"]"#,
+        ] {
+            let text = format!("{{{OK}, {extra}}}");
+            assert!(
+                !only(&text).contains(&"no-gpu-request"),
+                "{extra}: {:?}",
+                ids(&text)
+            );
+        }
+        let text = format!(r#"{{{OK}, "runArgs": ["-e", "NVIDIA_VISIBLE_DEVICES=none"]}}"#);
+        assert!(
+            !only(&text).contains(&"no-gpu-request"),
+            "asks for none: {:?}",
+            ids(&text)
+        );
+    }
+
+    #[test]
+    fn the_home_mount_counts_however_it_is_written() {
+        let base =
+            r#""image": "x", "runArgs": ["--gpus", "all"], "shutdownAction": "stopContainer""#;
+        for mount in [
+            r#""runArgs": ["--gpus", "all", "-v", "/home/alice:/home/alice"]"#,
+            r#""runArgs": ["--gpus", "all", "--mount", "type=bind,source=/srv/x,target=/home/alice"]"#,
+            r#""mounts": [{"source": "/srv/other", "target": "/home/alice", "type": "bind"}]"#,
+        ] {
+            let text = format!("{{{base}, {mount}}}").replacen(
+                r#""runArgs": ["--gpus", "all"], "#,
+                "",
+                usize::from(mount.contains("runArgs")),
+            );
+            assert!(
+                !only(&text).contains(&"no-home-mount"),
+                "{mount}: {:?}",
+                ids(&text)
+            );
+        }
+        for var in ["${env:HOME}", "${localEnv:HOME:/tmp}", "${localEnv:HOME}"] {
+            let text =
+                format!(r#"{{{base}, "mounts": ["source={var}/data,target=/data,type=bind"]}}"#);
+            assert!(
+                only(&text).contains(&"localenv-home"),
+                "{var}: {:?}",
+                ids(&text)
+            );
+        }
+        assert_eq!(
+            replace_local_home("source=${localEnv:HOME:/x}/d", "/home/a"),
+            "source=/home/a/d"
+        );
+        assert_eq!(local_home("${localEnv:HOMEDIR}"), None);
+    }
+
+    #[test]
+    fn legacy_dockerfile_is_a_build_and_bom_and_control_characters_read_as_vs_code_reads_them() {
+        let text = r#"{"dockerFile": "Dockerfile", "runArgs": ["--gpus", "all"], "mounts": ["source=/home/alice,target=/home/alice,type=bind"], "shutdownAction": "stopContainer"}"#;
+        assert_eq!(only(text), ["builds-own-image"]);
+        let bom = format!("\u{feff}{text}");
+        assert_eq!(only(&bom), ["builds-own-image"]);
+        let raw = "{\n  \"name\": \"a\tb\"\n}";
+        let e = check(
+            raw,
+            &Context {
+                catalog: None,
+                home: Path::new("/home/alice"),
+                docker_gpus: true,
+                dir: None,
+            },
+        )
+        .unwrap_err();
+        assert_eq!((e.line, e.column), (2, 13));
+        assert!(e.message.contains("U+0009"), "{}", e.message);
+        // In a comment it is fine.
+        let commented = "{\n  // a\tb\n  \"image\": \"x\"\n}";
+        assert!(
+            check(
+                commented,
+                &Context {
+                    catalog: None,
+                    home: Path::new("/home/alice"),
+                    docker_gpus: true,
+                    dir: None
+                }
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn compose_configs_follow_compose_rules_and_their_service_is_read() {
+        let d = tempfile::tempdir().unwrap();
+        let ctx_dir = |text: &str| {
+            let c = cat();
+            let ctx = Context {
+                catalog: Some(&c),
+                home: Path::new("/home/alice"),
+                docker_gpus: true,
+                dir: Some(d.path()),
+            };
+            check(text, &ctx)
+                .unwrap()
+                .into_iter()
+                .map(|f| f.id)
+                .collect::<Vec<_>>()
+        };
+        std::fs::write(
+            d.path().join("docker-compose.yml"),
+            "services:\n  app:\n    image: x\n    volumes: [/home/alice:/home/alice]\n    deploy:\n      resources:\n        reservations:\n          devices:\n            - driver: nvidia\n              capabilities: [gpu]\n",
+        )
+        .unwrap();
+        let base = r#""dockerComposeFile": "docker-compose.yml", "service": "app", "mounts": ["source=/home/alice,target=/home/alice,type=bind"]"#;
+        // stopCompose is right; the reservation is a GPU request.
+        let ok = ctx_dir(&format!(r#"{{{base}, "shutdownAction": "stopCompose"}}"#));
+        assert_eq!(ok, ["builds-own-image"], "{ok:?}");
+        let wrong = ctx_dir(&format!(
+            r#"{{{base}, "shutdownAction": "stopContainer", "runArgs": ["--gpus", "all"]}}"#
+        ));
+        assert!(
+            wrong.contains(&"shutdown-kind") && wrong.contains(&"runargs-compose"),
+            "{wrong:?}"
+        );
+        // A privileged service is a route around the allocator.
+        std::fs::write(
+            d.path().join("docker-compose.yml"),
+            "services:\n  app:\n    image: x\n    privileged: true\n",
+        )
+        .unwrap();
+        let bad = ctx_dir(&format!(r#"{{{base}, "shutdownAction": "stopCompose"}}"#));
+        assert!(
+            bad.contains(&"bypasses-allocation") && bad.contains(&"no-gpu-request"),
+            "{bad:?}"
         );
     }
 
@@ -482,6 +928,7 @@ mod tests {
             catalog: Some(&c),
             home: Path::new("/home/alice"),
             docker_gpus: true,
+            dir: None,
         };
         let found = check(text, &ctx).unwrap();
         let types: Vec<(usize, &str)> = found
@@ -529,6 +976,7 @@ mod tests {
             catalog: Some(&c),
             home: Path::new("/home/alice"),
             docker_gpus: true,
+            dir: None,
         };
         // A missing comma is noticed where the value before it ends.
         let e = check("{\n  \"image\": \"x\"\n  \"name\": \"y\"\n}", &ctx).unwrap_err();

@@ -63,10 +63,19 @@ fn judge(path: &Path, svc: &Value, out: &mut Service) {
             bypass(format!("device_cgroup_rules {rule:?} opens NVIDIA devices"));
         }
     }
-    for d in svc.get("devices").and_then(Value::as_array).into_iter().flatten() {
+    for d in svc
+        .get("devices")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let host = match d {
             Value::String(s) => s.split(':').next().unwrap_or("").to_string(),
-            Value::Object(o) => o.get("source").and_then(Value::as_str).unwrap_or("").to_string(),
+            Value::Object(o) => o
+                .get("source")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
             _ => continue,
         };
         if super::check::is_gpu_device(&host) {
@@ -87,11 +96,19 @@ fn judge(path: &Path, svc: &Value, out: &mut Service) {
         Some(Value::Array(a)) => a
             .iter()
             .filter_map(Value::as_str)
-            .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+            .filter_map(|kv| {
+                kv.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+            })
             .collect(),
         Some(Value::Object(o)) => o
             .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), String::from)))
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.as_str().map_or_else(|| v.to_string(), String::from),
+                )
+            })
             .collect(),
         _ => Vec::new(),
     };
@@ -114,14 +131,23 @@ fn truthy(v: Option<&Value>) -> bool {
 
 fn strings(v: Option<&Value>) -> Vec<String> {
     v.and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// YAML as JSON: keys as strings, scalars as YAML 1.2 core types.
 fn to_json(y: &Yaml) -> Value {
     match y {
-        Yaml::Real(s) => s.parse::<f64>().ok().and_then(serde_json::Number::from_f64).map_or(Value::String(s.clone()), Value::Number),
+        Yaml::Real(s) => s
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map_or(Value::String(s.clone()), Value::Number),
         Yaml::Integer(i) => Value::from(*i),
         Yaml::String(s) => Value::String(s.clone()),
         Yaml::Boolean(b) => Value::Bool(*b),
@@ -172,9 +198,11 @@ mod tests {
             "services:\n  app:\n    deploy:\n      resources:\n        reservations:\n          devices:\n            - driver: nvidia\n              count: 1\n              capabilities: [gpu]\n",
         );
         assert!(s.requests_gpu && s.bypasses.is_empty());
-        let s = service("services:\n  app:\n    environment:\n      - NVIDIA_VISIBLE_DEVICES=all\n");
+        let s =
+            service("services:\n  app:\n    environment:\n      - NVIDIA_VISIBLE_DEVICES=all\n");
         assert!(s.requests_gpu);
-        let s = service("services:\n  app:\n    environment:\n      NVIDIA_VISIBLE_DEVICES: none\n");
+        let s =
+            service("services:\n  app:\n    environment:\n      NVIDIA_VISIBLE_DEVICES: none\n");
         assert!(s.wants_none && !s.requests_gpu);
         let s = service("services:\n  app:\n    devices:\n      - nvidia.com/gpu=all\n");
         assert!(s.requests_gpu);

@@ -60,6 +60,12 @@ pub fn parse(text: &str) -> Result<Doc, SyntaxError> {
         column: e.column_display(),
         message: e.kind().to_string(),
     };
+    // A UTF-8 byte-order mark is allowed, as VS Code allows it (`--fix`
+    // keeps it); it is three bytes before line 1, so lines do not move.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if let Some(e) = control_in_string(text) {
+        return Err(e);
+    }
     let collect = jsonc_parser::CollectOptions::default();
     let ast = jsonc_parser::parse_to_ast(text, &collect, &options()).map_err(syntax)?;
     let value: serde_json::Value =
@@ -96,6 +102,57 @@ fn walk(
         }
         _ => {}
     }
+}
+
+/// A raw control character inside a string, which JSON (and VS Code's
+/// parser) refuses; comments are skipped.
+fn control_in_string(text: &str) -> Option<SyntaxError> {
+    let (mut line, mut col) = (1, 0);
+    let mut chars = text.chars().peekable();
+    let (mut in_string, mut escaped) = (false, false);
+    let (mut line_comment, mut block_comment) = (false, false);
+    while let Some(c) = chars.next() {
+        col += 1;
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            } else if (c as u32) < 0x20 {
+                return Some(SyntaxError {
+                    line,
+                    column: col,
+                    message: format!(
+                        "raw control character U+{:04X} in a string; write it escaped (\\t, \\n or \\u{:04x})",
+                        c as u32, c as u32
+                    ),
+                });
+            }
+        } else if line_comment {
+            line_comment = c != '\n';
+        } else if block_comment {
+            if c == '*' && chars.peek() == Some(&'/') {
+                chars.next();
+                col += 1;
+                block_comment = false;
+            }
+        } else if c == '"' {
+            in_string = true;
+        } else if c == '/' && chars.peek() == Some(&'/') {
+            line_comment = true;
+        } else if c == '/' && chars.peek() == Some(&'*') {
+            chars.next();
+            col += 1;
+            block_comment = true;
+        }
+        if c == '\n' {
+            line += 1;
+            col = 0;
+        }
+    }
+    None
 }
 
 #[cfg(test)]

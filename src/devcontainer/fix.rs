@@ -5,7 +5,7 @@ use std::path::Path;
 
 use jsonc_parser::cst::{CstInputValue, CstRootNode};
 
-use super::check::{Finding, LOCAL_HOME};
+use super::check::{Finding, local_home, replace_local_home};
 use super::doc;
 use super::template::home_mount;
 
@@ -19,23 +19,34 @@ pub fn apply(
     home: &Path,
     docker_gpus: bool,
 ) -> Result<(String, Vec<String>), String> {
+    // A byte-order mark is kept as it was.
+    let (bom, text) = match text.strip_prefix('\u{feff}') {
+        Some(rest) => ("\u{feff}", rest),
+        None => ("", text),
+    };
     let root = CstRootNode::parse(text, &doc::options()).map_err(|e| e.to_string())?;
     let Some(obj) = root.object_value() else {
-        return Ok((text.to_string(), Vec::new()));
+        return Ok((format!("{bom}{text}"), Vec::new()));
     };
     let has = |id: &str| findings.iter().any(|f| f.id == id && f.fixable);
     let home_text = home.display().to_string();
     let mut changes = Vec::new();
 
-    if has("shutdown-none") || has("shutdown-default") {
-        let value = CstInputValue::String("stopContainer".into());
+    if has("shutdown-none") || has("shutdown-default") || has("shutdown-kind") {
+        // A Compose config stops its project; any other its container.
+        let stop = if obj.get("dockerComposeFile").is_some() {
+            "stopCompose"
+        } else {
+            "stopContainer"
+        };
+        let value = CstInputValue::String(stop.into());
         match obj.get("shutdownAction") {
             Some(prop) => prop.set_value(value),
             None => {
                 obj.append("shutdownAction", value);
             }
         }
-        changes.push("set \"shutdownAction\": \"stopContainer\"".to_string());
+        changes.push(format!("set \"shutdownAction\": \"{stop}\""));
     }
     if has("localenv-home")
         && let Some(mounts) = obj.array_value("mounts")
@@ -43,8 +54,8 @@ pub fn apply(
         for el in mounts.elements() {
             if let Some(s) = el.as_string_lit() {
                 let old = s.decoded_value().unwrap_or_default();
-                if old.contains(LOCAL_HOME) {
-                    let new = old.replace(LOCAL_HOME, &home_text);
+                if local_home(&old).is_some() {
+                    let new = replace_local_home(&old, &home_text);
                     s.replace_with(CstInputValue::String(new.clone()));
                     changes.push(format!("mount {old:?} -> {new:?}"));
                 }
@@ -52,8 +63,8 @@ pub fn apply(
                 && let Some(s) = source.value().and_then(|v| v.as_string_lit())
             {
                 let old = s.decoded_value().unwrap_or_default();
-                if old.contains(LOCAL_HOME) {
-                    let new = old.replace(LOCAL_HOME, &home_text);
+                if local_home(&old).is_some() {
+                    let new = replace_local_home(&old, &home_text);
                     source.set_value(CstInputValue::String(new.clone()));
                     changes.push(format!("mount source {old:?} -> {new:?}"));
                 }
@@ -118,7 +129,7 @@ pub fn apply(
             }
         }
     }
-    Ok((root.to_string(), changes))
+    Ok((format!("{bom}{root}"), changes))
 }
 
 #[cfg(test)]
@@ -133,6 +144,7 @@ mod tests {
                 catalog: None,
                 home: Path::new("/home/alice"),
                 docker_gpus: true,
+                dir: None,
             },
         )
         .unwrap()
@@ -179,6 +191,30 @@ mod tests {
     }
 
     #[test]
+    fn a_compose_config_gets_stop_compose_and_never_run_args_and_a_bom_stays() {
+        let text = "\u{feff}{\n  \"dockerComposeFile\": \"c.yml\",\n  \"service\": \"app\",\n  \"shutdownAction\": \"stopContainer\",\n  \"mounts\": [\"source=/home/alice,target=/home/alice,type=bind\"]\n}\n";
+        let (fixed, changes) =
+            apply(text, &findings(text), Path::new("/home/alice"), true).unwrap();
+        assert!(fixed.starts_with('\u{feff}'), "the BOM is kept");
+        assert!(
+            fixed.contains("\"shutdownAction\": \"stopCompose\""),
+            "{fixed}"
+        );
+        assert!(
+            !fixed.contains("runArgs"),
+            "runArgs does nothing in Compose: {fixed}"
+        );
+        assert_eq!(changes, ["set \"shutdownAction\": \"stopCompose\""]);
+    }
+
+    #[test]
+    fn a_mount_at_the_home_target_is_not_added_twice() {
+        let text = "{\n  \"image\": \"x\",\n  \"runArgs\": [\"--gpus\", \"all\", \"-v\", \"/srv/alice:/home/alice\"]\n}\n";
+        let (fixed, _) = apply(text, &findings(text), Path::new("/home/alice"), true).unwrap();
+        assert!(!fixed.contains("target=/home/alice"), "{fixed}");
+    }
+
+    #[test]
     fn adds_missing_mounts_and_run_args() {
         let text = "{\n  \"image\": \"x\",\n  \"runArgs\": [\"--shm-size=8g\"]\n}\n";
         let (fixed, changes) =
@@ -218,6 +254,7 @@ mod tests {
                 catalog: None,
                 home: Path::new("/home/alice"),
                 docker_gpus: false,
+                dir: None,
             },
         )
         .unwrap();

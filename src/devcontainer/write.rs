@@ -25,8 +25,21 @@ pub enum WriteError {
 }
 
 /// Writes the file (temp file and rename), keeping any earlier one as
-/// `<file>.bak`, whose path is returned.
+/// `<file>.bak`, whose path is returned. A symlink stays one: the file it
+/// points to is written, with its mode kept.
 pub fn write_file(file: &Path, text: &str) -> Result<Option<PathBuf>, WriteError> {
+    use std::os::unix::fs::PermissionsExt;
+    let resolved;
+    let file = if file.is_symlink() {
+        resolved = std::fs::canonicalize(file).map_err(|source| WriteError::File {
+            path: file.to_path_buf(),
+            source,
+        })?;
+        resolved.as_path()
+    } else {
+        file
+    };
+    let mode = std::fs::metadata(file).map_or(0o644, |m| m.permissions().mode() & 0o7777);
     if let Some(dir) = file.parent() {
         std::fs::create_dir_all(dir).map_err(|source| WriteError::Dir {
             path: dir.to_path_buf(),
@@ -42,7 +55,7 @@ pub fn write_file(file: &Path, text: &str) -> Result<Option<PathBuf>, WriteError
         })?;
         backup = Some(b);
     }
-    fsutil::write_atomic(file, text.as_bytes(), 0o644).map_err(|source| WriteError::File {
+    fsutil::write_atomic(file, text.as_bytes(), mode).map_err(|source| WriteError::File {
         path: file.to_path_buf(),
         source,
     })?;
@@ -68,6 +81,22 @@ mod tests {
         assert_eq!(bak, dir.path().join(".devcontainer/devcontainer.json.bak"));
         assert_eq!(std::fs::read_to_string(&f).unwrap(), "two");
         assert_eq!(std::fs::read_to_string(&bak).unwrap(), "one");
+    }
+
+    #[test]
+    fn a_symlinked_file_is_written_through_the_link_keeping_its_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("shared.json");
+        std::fs::write(&real, "one").unwrap();
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let link = dir.path().join("devcontainer.json");
+        std::os::unix::fs::symlink("shared.json", &link).unwrap();
+        write_file(&link, "two").unwrap();
+        assert!(link.is_symlink());
+        assert_eq!(std::fs::read_to_string(&real).unwrap(), "two");
+        let mode = std::fs::metadata(&real).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use ds01::devcontainer::check::{self, Context, Finding, Severity};
-use ds01::devcontainer::{catalog, fix, locate};
+use ds01::devcontainer::{catalog, fix, locate_all};
 use ds01_core::config::Config;
 use serde_json::json;
 
@@ -26,18 +26,56 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> ExitCode {
-    match check_file(&args) {
+    match check_all(&args) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("devcontainer check: {e:#}");
+            if args.json {
+                println!("{}", json!({"error": format!("{e:#}")}));
+            } else {
+                eprintln!("devcontainer check: {e:#}");
+            }
             ExitCode::from(2)
         }
     }
 }
 
-fn check_file(args: &Args) -> anyhow::Result<ExitCode> {
+/// Every config PATH holds (as VS Code finds them, subfolder configs
+/// included); the worst exit code wins.
+fn check_all(args: &Args) -> anyhow::Result<ExitCode> {
     let path = args.path.clone().unwrap_or_else(|| PathBuf::from("."));
-    let file = locate(&path).map_err(anyhow::Error::msg)?;
+    let files = locate_all(&path).map_err(anyhow::Error::msg)?;
+    if files.len() > 1 && !args.json {
+        println!(
+            "{} configs here; checking each (name one to check it alone): {}",
+            files.len(),
+            files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let mut worst = 0u8;
+    let mut outputs = Vec::new();
+    for file in &files {
+        let (code, out) = check_file(args, file)?;
+        worst = worst.max(code);
+        outputs.push(out);
+    }
+    if args.json {
+        let v = if outputs.len() == 1 {
+            outputs.remove(0)
+        } else {
+            serde_json::Value::Array(outputs)
+        };
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    }
+    Ok(ExitCode::from(worst))
+}
+
+/// Checks (and with --fix repairs) one file: its exit code, and its JSON.
+fn check_file(args: &Args, file: &Path) -> anyhow::Result<(u8, serde_json::Value)> {
+    let file = file.to_path_buf();
     let text = std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("{file:?}: {e}"))?;
     let me = me()?;
     let mut notes = Vec::new();
@@ -56,20 +94,14 @@ fn check_file(args: &Args) -> anyhow::Result<ExitCode> {
         catalog: catalog.as_ref(),
         home: &me.home,
         docker_gpus,
+        dir: file.parent(),
     };
     let mut findings = match check::check(&text, &ctx) {
         Ok(f) => f,
         Err(e) => {
             let msg = format!("syntax error: {}", e.message);
-            if args.json {
-                let f = json!([{"id": "syntax", "severity": "error", "line": e.line, "column": e.column, "message": msg}]);
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(
-                        &json!({"file": file, "findings": f, "fixed": []})
-                    )?
-                );
-            } else {
+            let f = json!([{"id": "syntax", "severity": "error", "line": e.line, "column": e.column, "message": msg}]);
+            if !args.json {
                 println!(
                     "{}:{}:{}: error[syntax]: {msg}",
                     file.display(),
@@ -77,7 +109,7 @@ fn check_file(args: &Args) -> anyhow::Result<ExitCode> {
                     e.column
                 );
             }
-            return Ok(ExitCode::from(1));
+            return Ok((1, json!({"file": file, "findings": f, "fixed": []})));
         }
     };
     let mut fixed = Vec::new();
@@ -93,20 +125,14 @@ fn check_file(args: &Args) -> anyhow::Result<ExitCode> {
                 .map_err(|e| anyhow::anyhow!("after fixing: {}", e.message))?;
         }
     }
-    if args.json {
-        let out = json!({"file": file, "findings": findings, "fixed": fixed, "notes": notes});
-        println!("{}", serde_json::to_string_pretty(&out)?);
-    } else {
+    let out = json!({"file": file, "findings": findings, "fixed": fixed, "notes": notes});
+    if !args.json {
         print!(
             "{}",
             render(&file, &findings, &fixed, &notes, &Style::stdout())
         );
     }
-    Ok(if check::has_errors(&findings) {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok((u8::from(check::has_errors(&findings)), out))
 }
 
 fn render(
