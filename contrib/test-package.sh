@@ -36,7 +36,7 @@ dpkg --purge ds01 >/dev/null 2>&1 || true
 apt-get install -y -qq "./$deb" >/dev/null
 grep -q '"default-runtime": "ds01"' "$daemon" || { echo "package: daemon.json does not name ds01 as default runtime" >&2; cat "$daemon" >&2; exit 1; }
 grep -q '"nvidia"' "$daemon" || { echo "package: the nvidia runtime was lost from daemon.json" >&2; exit 1; }
-[ -x /usr/bin/ds01-runtime ] && [ -x /usr/bin/ds01 ] && [ -L /usr/bin/devcontainer ] && [ -L /usr/bin/container ] && [ -L /usr/bin/project ] && [ -f /etc/ds01/images.toml ]
+[ -x /usr/bin/ds01-runtime ] && [ -x /usr/bin/ds01 ] && [ -L /usr/bin/devcontainer ] && [ -L /usr/bin/container ] && [ -L /usr/bin/project ] && [ -L /usr/bin/ds01-logs ] && [ -f /etc/ds01/images.toml ]
 /usr/bin/container ls --all --json >/dev/null
 for f in /usr/lib/systemd/system/ds01-reap.service /usr/lib/systemd/system/ds01-reap.timer /etc/profile.d/ds01.sh; do
     [ -f "$f" ] || { echo "package: $f is not installed" >&2; exit 1; }

@@ -18,4 +18,5 @@ target/release/ds01 generate-assets target/assets
 ln -s ds01 target/assets/container
 ln -s ds01 target/assets/devcontainer
 ln -s ds01 target/assets/project
+ln -s ds01 target/assets/ds01-logs
 cargo deb --no-build --locked "$@"

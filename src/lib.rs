@@ -5,6 +5,7 @@ pub mod cdi_read;
 pub mod devcontainer;
 pub mod docker_config;
 pub mod doctor;
+pub mod logs;
 pub mod notice;
 pub mod nvml;
 pub mod reap;

@@ -103,7 +103,9 @@ fn split_log_line(line: &str) -> Option<(&str, &str, &str)> {
 /// "container " (how the runtime names containers in its log).
 fn named_container(msg: &str) -> Option<&str> {
     msg.match_indices("container ").find_map(|(i, _)| {
-        let word = msg[i + 10..].split(|c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_').next()?;
+        let word = msg[i + 10..]
+            .split(|c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_')
+            .next()?;
         (!word.is_empty()).then_some(word)
     })
 }
@@ -124,7 +126,13 @@ mod tests {
             .unwrap()
         };
         vec![
-            line("2026-11-29T10:00:00Z", "refuse", "alice", A, Some("no MIG slice free (7 of 7 in use)")),
+            line(
+                "2026-11-29T10:00:00Z",
+                "refuse",
+                "alice",
+                A,
+                Some("no MIG slice free (7 of 7 in use)"),
+            ),
             line("2026-11-29T10:00:01Z", "allocate", "bob", B, None),
         ]
     }
@@ -135,21 +143,49 @@ mod tests {
 
     #[test]
     fn a_user_sees_their_refusal_with_its_reason_and_nothing_of_others() {
-        let e = entries(&events(), LOG, &Filter { user: Some("alice"), containers: None });
+        let e = entries(
+            &events(),
+            LOG,
+            &Filter {
+                user: Some("alice"),
+                containers: None,
+            },
+        );
         assert_eq!(e.len(), 2, "{e:?}");
         assert_eq!((e[0].source, e[0].kind.as_str()), ("audit", "refuse"));
         assert!(e[0].message.contains("no MIG slice free (7 of 7 in use)"));
         assert_eq!((e[1].source, e[1].container_id.as_str()), ("runtime", A));
         assert!(e.iter().all(|x| x.container_id != B));
         // An admin sees everyone's, merged by time.
-        let all = entries(&events(), LOG, &Filter { user: None, containers: None });
+        let all = entries(
+            &events(),
+            LOG,
+            &Filter {
+                user: None,
+                containers: None,
+            },
+        );
         assert_eq!(all.len(), 4);
         assert_eq!(all[3].container_id, B);
         // One container only.
         let only: HashSet<String> = [B.to_string()].into();
-        let e = entries(&events(), LOG, &Filter { user: Some("bob"), containers: Some(&only) });
+        let e = entries(
+            &events(),
+            LOG,
+            &Filter {
+                user: Some("bob"),
+                containers: Some(&only),
+            },
+        );
         assert_eq!(e.len(), 2);
-        let e = entries(&events(), LOG, &Filter { user: Some("alice"), containers: Some(&only) });
+        let e = entries(
+            &events(),
+            LOG,
+            &Filter {
+                user: Some("alice"),
+                containers: Some(&only),
+            },
+        );
         assert!(e.is_empty(), "bob's container is not alice's to read");
     }
 }

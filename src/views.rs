@@ -62,6 +62,11 @@ pub struct Row {
     pub gpueq: f64,
     pub mounts: Vec<String>,
     pub project: Option<String>,
+    /// Docker's name for it (`name` is the project folder's for a dev
+    /// container, whose Docker name is random).
+    pub docker_name: String,
+    /// Why ds01 refused it a GPU, for a container that never started.
+    pub refused: Option<String>,
     /// Its `ds01.keep-alive=true` label.
     pub keep_alive: bool,
     /// How long it has been idle, as `ds01 reap` last saw it (seconds).
@@ -103,6 +108,26 @@ fn status_text(c: &DockerContainer) -> String {
     }
 }
 
+/// The last refusal of each container, from the audit log: shown for
+/// containers that never started.
+pub fn refusals(events: &[ds01_core::audit::Event]) -> HashMap<String, String> {
+    events
+        .iter()
+        .filter(|e| e.event == ds01_core::audit::EventKind::Refuse)
+        .filter_map(|e| Some((e.container_id.clone(), e.reason.clone()?)))
+        .collect()
+}
+
+/// Fills in why ds01 refused each container that Docker holds as created
+/// (never started) and that holds no GPU.
+pub fn add_refusals(listing: &mut Listing, refusals: &HashMap<String, String>) {
+    for row in listing.rows.iter_mut() {
+        if !row.running && row.uuids.is_empty() && row.status.starts_with("Created") {
+            row.refused = refusals.get(&row.id).cloned();
+        }
+    }
+}
+
 /// Joins Docker's list with the ledger. `me`: only that owner's
 /// containers (`None`: everyone's).
 pub fn list(
@@ -132,9 +157,16 @@ pub fn list(
                 let owner = rec.and_then(|r| r.user.clone()).or_else(|| label_owner(&c.labels));
                 let mut mounts: Vec<String> = c.mounts.iter().map(|(s, d)| format!("{s} -> {d}")).collect();
                 mounts.sort();
+                let folder_name = c
+                    .labels
+                    .get(DEVCONTAINER_LABEL)
+                    .and_then(|f| std::path::Path::new(f).file_name())
+                    .map(|n| n.to_string_lossy().into_owned());
                 rows.push(Row {
                     id: c.id.clone(),
-                    name: c.name.clone(),
+                    name: folder_name.unwrap_or_else(|| c.name.clone()),
+                    docker_name: c.name.clone(),
+                    refused: None,
                     owner,
                     status: status_text(c),
                     running: c.state == "running",
@@ -169,6 +201,8 @@ pub fn list(
         rows.push(Row {
             id: r.container_id.clone(),
             name: short(&r.container_id).to_string(),
+            docker_name: String::new(),
+            refused: None,
             owner: r.user.clone(),
             status: if warnings.is_empty() {
                 "not a Docker container".into()
@@ -372,15 +406,41 @@ mod tests {
     }
 
     #[test]
+    fn a_container_ds01_refused_shows_why() {
+        let inv = inv();
+        let mut created = container("fff", "late", "created", &[("ds01.user", "alice")]);
+        created.status = "Created".into();
+        let mut l = list(Ok(vec![created]), &ledger(&inv), Some(&inv), Some("alice"));
+        let why: HashMap<String, String> = [(
+            "fff".to_string(),
+            "no MIG slice free (7 of 7 in use)".to_string(),
+        )]
+        .into();
+        add_refusals(&mut l, &why);
+        let late = l.rows.iter().find(|r| r.id == "fff").unwrap();
+        assert_eq!(
+            late.refused.as_deref(),
+            Some("no MIG slice free (7 of 7 in use)")
+        );
+        assert!(
+            l.rows
+                .iter()
+                .filter(|r| r.id != "fff")
+                .all(|r| r.refused.is_none())
+        );
+    }
+
+    #[test]
     fn a_users_view_joins_docker_and_the_ledger() {
         let inv = inv();
         let l = list(Ok(docker()), &ledger(&inv), Some(&inv), Some("alice"));
         let names: Vec<&str> = l.rows.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(
             names,
-            ["llm-finetuning", "my-thesis", "old"],
-            "running first, then by name"
+            ["llm", "my-thesis", "old"],
+            "running first, then by name; a dev container by its folder"
         );
+        assert_eq!(l.rows[0].docker_name, "llm-finetuning");
         let thesis = &l.rows[1];
         assert_eq!(thesis.gpu, "MIG 1g.10gb on GPU 1");
         assert_eq!(thesis.status, "Running (Up 2 minutes)");

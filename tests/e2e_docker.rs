@@ -656,6 +656,39 @@ fn exhausted_slices_tell_docker_users_why() {
             .contains(why)
     );
     assert_eq!(d.expect_held(7).len(), 7);
+    // container ls says why the created container never started...
+    let ls = d.ds01(&["container", "ls", "--all", "--json"]);
+    let ls: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
+    let late = ls["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "late")
+        .unwrap()
+        .clone();
+    assert!(
+        late["refused"]
+            .as_str()
+            .unwrap()
+            .contains("no MIG slice free (7 of 7 in use)"),
+        "{ls}"
+    );
+    // ...and so does ds01 logs, by the container's name.
+    let out = d.ds01(&["logs", "late"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("refuse") && text.contains("no MIG slice free (7 of 7 in use)"),
+        "{text}"
+    );
+    assert!(!text.contains("allocate"), "only late's entries: {text}");
+    let out = d.ds01(&["logs", "nonesuch"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no container \"nonesuch\""));
 }
 
 #[test]

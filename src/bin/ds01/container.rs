@@ -51,6 +51,8 @@ pub fn run(cfg: &Config, args: Args, docker: &dyn DockerApi) -> anyhow::Result<E
         me.as_deref().or(Some(""))
     };
     let mut listing = views::list(docker.containers(), &records, inv.as_ref(), filter);
+    let events = ds01_core::audit::read(&cfg.audit_log).unwrap_or_default();
+    views::add_refusals(&mut listing, &views::refusals(&events));
     let tracks = ds01::reap::tracks(&cfg.state_dir);
     let now = std::time::SystemTime::now();
     for row in listing.rows.iter_mut().filter(|r| r.running) {
@@ -111,6 +113,9 @@ fn render(listing: &Listing, all: bool, detailed: bool, style: &Style) -> String
             style.yellow(&r.status)
         };
         out.push_str(&format!("   Status: {status}\n"));
+        if let Some(why) = &r.refused {
+            out.push_str(&format!("   {} {why}\n", style.yellow("Refused:")));
+        }
         if !r.image.is_empty() {
             out.push_str(&format!("   Image:  {}\n", r.image));
         }

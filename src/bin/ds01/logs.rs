@@ -18,7 +18,7 @@ use crate::style::Style;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// A container of yours, by name or id (default: all of yours)
+    /// A container of yours, by name or id (default: all of yours; an admin may name anyone's)
     container: Option<String>,
     /// Keep printing new entries as they are written
     #[arg(long, short)]
@@ -37,11 +37,18 @@ pub fn run(cfg: &Config, args: Args, docker: &dyn DockerApi) -> anyhow::Result<E
     let me = SystemAccounts
         .user_name(uid)
         .ok_or_else(|| anyhow::anyhow!("cannot tell who you are (uid {uid} has no name)"))?;
-    let admin = uid == 0 || cfg.policy.is_admin(&cfg.admin_group, Some(&me), &SystemAccounts);
+    let admin = uid == 0
+        || cfg
+            .policy
+            .is_admin(&cfg.admin_group, Some(&me), &SystemAccounts);
     if args.all && !admin {
-        anyhow::bail!("--all shows everyone's entries, which only members of {} may read", cfg.admin_group);
+        anyhow::bail!(
+            "--all shows everyone's entries, which only members of {} may read",
+            cfg.admin_group
+        );
     }
-    let user = (!args.all).then_some(me.as_str());
+    // An admin naming a container sees it whoever owns it.
+    let user = (!args.all && !(admin && args.container.is_some())).then_some(me.as_str());
     let events = audit::read(&cfg.audit_log)?;
     let names: Vec<(String, String)> = docker
         .containers()
@@ -70,7 +77,9 @@ pub fn run(cfg: &Config, args: Args, docker: &dyn DockerApi) -> anyhow::Result<E
                 _ => ids,
             };
             if visible.is_empty() {
-                anyhow::bail!("no container {want:?} of yours in ds01's logs; see 'container ls' for your containers");
+                anyhow::bail!(
+                    "no container {want:?} of yours in ds01's logs; see 'container ls' for your containers"
+                );
             }
             Some(visible)
         }
@@ -91,13 +100,23 @@ pub fn run(cfg: &Config, args: Args, docker: &dyn DockerApi) -> anyhow::Result<E
                 "refuse" | "reap" | "warn" | "error" => style.yellow(&e.kind),
                 k => k.to_string(),
             };
-            writeln!(out, "{}  {:<8} {:<20} {}", e.time, kind, name_of(&e.container_id), e.message)
+            writeln!(
+                out,
+                "{}  {:<8} {:<20} {}",
+                e.time,
+                kind,
+                name_of(&e.container_id),
+                e.message
+            )
         };
     };
     let read = || {
         let events = audit::read(&cfg.audit_log).unwrap_or_default();
         let log = std::fs::read_to_string(&cfg.log).unwrap_or_default();
-        let f = Filter { user, containers: wanted.as_ref() };
+        let f = Filter {
+            user,
+            containers: wanted.as_ref(),
+        };
         logs::entries(&events, &log, &f)
     };
     let first = read();

@@ -15,6 +15,7 @@ mod gc;
 mod generate;
 mod gpus;
 mod limits;
+mod logs;
 mod me;
 mod project;
 mod prompt;
@@ -50,6 +51,8 @@ enum Command {
     Limits(limits::Args),
     /// The audit log: allocations, refusals, releases, reclaims
     Events(events::Args),
+    /// What ds01 wrote about your containers: allocations, refusals and why, releases (also `ds01-logs`)
+    Logs(logs::Args),
     /// Your containers and the GPU each holds (`container ls`)
     Container(container::Args),
     /// Projects in ~/workspace (`project init NAME`)
@@ -81,6 +84,9 @@ fn args_by_name() -> Vec<OsString> {
     if let Some(group @ ("devcontainer" | "container" | "project")) = name.as_deref() {
         args[0] = "ds01".into();
         args.insert(1, group.into());
+    } else if name.as_deref() == Some("ds01-logs") {
+        args[0] = "ds01".into();
+        args.insert(1, "logs".into());
     }
     args
 }
@@ -104,6 +110,7 @@ fn main() -> ExitCode {
         Command::Queue(args) => with_config(|c| queue::run(c, args)),
         Command::Limits(args) => with_config(|c| limits::run(c, args)),
         Command::Events(args) => with_config(|c| events::run(c, args)),
+        Command::Logs(args) => with_config(|c| logs::run(c, args, &docker::Engine)),
         Command::Container(args) => with_config(|c| container::run(c, args, &docker::Engine)),
         Command::Project(args) => with_config(|c| project::run(c, args)),
         Command::Devcontainer(args) => devcontainer::run(args),
