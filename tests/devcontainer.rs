@@ -332,3 +332,59 @@ fn project_init_makes_a_project_and_its_dev_container() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).contains("already exists"));
 }
+
+/// The official Dev Containers CLI, as a script that says how it was called.
+fn fake_official(t: &T) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let cli = t.env.path("official/bin/devcontainer");
+    std::fs::create_dir_all(cli.parent().unwrap()).unwrap();
+    std::fs::write(
+        &cli,
+        "#!/bin/sh\nif [ \"$1\" = --help ]; then echo 'Commands: up build exec'; else echo \"official: $*\"; fi\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&cli, std::fs::Permissions::from_mode(0o755)).unwrap();
+    cli
+}
+
+#[test]
+fn the_official_cli_gets_every_command_and_flag_ds01_does_not_own() {
+    let t = setup();
+    // Not installed: the hint is one that works beside ds01's own name.
+    let out = t.run("devcontainer", &["up", "--workspace-folder", "."]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(
+            "npm install -g --prefix /usr/local/lib/devcontainers-cli @devcontainers/cli"
+        ),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cli = fake_official(&t);
+    let mut cfg = std::fs::read_to_string(&t.env.config).unwrap();
+    cfg = format!("devcontainer_cli = {cli:?}\n{cfg}");
+    std::fs::write(&t.env.config, cfg).unwrap();
+    for (args, want) in [
+        (
+            &["up", "--workspace-folder", "."][..],
+            "official: up --workspace-folder .",
+        ),
+        (&["--version"][..], "official: --version"),
+        (&["exec", "--", "ls"][..], "official: exec -- ls"),
+    ] {
+        let out = t.run("devcontainer", args);
+        assert_eq!(
+            text(&out).trim(),
+            want,
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // --help lists ds01's commands and the official ones.
+    let help = text(&t.run("devcontainer", &["--help"]));
+    assert!(help.contains("init") && help.contains("check"), "{help}");
+    assert!(help.contains("Commands: up build exec"), "{help}");
+    // ds01's own commands stay ds01's.
+    let out = t.run("devcontainer", &["check", "--help"]);
+    assert!(text(&out).contains("--fix"), "{}", text(&out));
+}

@@ -107,7 +107,14 @@ pub struct Config {
     /// How long a GPU create waits for a device when none is free and the
     /// container names no wait of its own (`DS01_GPU_WAIT`).
     pub gpu_wait: std::time::Duration,
+    /// The official Dev Containers CLI, which `devcontainer` forwards to.
+    pub devcontainer_cli: PathBuf,
 }
+
+/// Where the documented install puts the official Dev Containers CLI
+/// (`npm install -g --prefix /usr/local/lib/devcontainers-cli @devcontainers/cli`),
+/// clear of ds01's own `/usr/bin/devcontainer`.
+pub const DEVCONTAINER_CLI: &str = "/usr/local/lib/devcontainers-cli/bin/devcontainer";
 
 /// Where GPU activity comes from.
 #[derive(Debug, Clone, PartialEq)]
@@ -143,6 +150,7 @@ impl Default for Config {
             idle_cpu_percent: 5.0,
             activity: ActivitySource::Nvml,
             gpu_wait: std::time::Duration::ZERO,
+            devcontainer_cli: PathBuf::from(DEVCONTAINER_CLI),
         }
     }
 }
@@ -351,6 +359,9 @@ impl Config {
                     })?;
             }
         }
+        if let Some(v) = &file.devcontainer_cli {
+            cfg.devcontainer_cli = absolute(v).map_err(|m| bad("devcontainer_cli", m))?;
+        }
         if let Some(v) = &file.idle_cpu_percent {
             cfg.idle_cpu_percent = v
                 .as_float()
@@ -427,6 +438,7 @@ struct File {
     idle_cpu_percent: Option<toml::Value>,
     activity: Option<toml::Value>,
     gpu_wait: Option<toml::Value>,
+    devcontainer_cli: Option<toml::Value>,
     defaults: Option<toml::Value>,
     groups: Option<toml::Value>,
     users: Option<toml::Value>,

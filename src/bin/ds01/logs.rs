@@ -48,7 +48,7 @@ pub fn run(cfg: &Config, args: Args, docker: &dyn DockerApi) -> anyhow::Result<E
         );
     }
     // An admin naming a container sees it whoever owns it.
-    let user = (!args.all && !(admin && args.container.is_some())).then_some(me.as_str());
+    let user = (!(args.all || admin && args.container.is_some())).then_some(me.as_str());
     let events = audit::read(&cfg.audit_log)?;
     let names: Vec<(String, String)> = docker
         .containers()

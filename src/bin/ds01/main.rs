@@ -100,7 +100,36 @@ fn with_config(f: impl FnOnce(&Config) -> anyhow::Result<ExitCode>) -> anyhow::R
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse_from(args_by_name());
+    let args = args_by_name();
+    // `devcontainer` shares its name with the official CLI: flags ds01 does
+    // not own (`--version`, ...) go there, and `--help` shows both.
+    if args.get(1).is_some_and(|a| a == "devcontainer") {
+        match args
+            .get(2)
+            .map(|a| a.to_string_lossy().into_owned())
+            .as_deref()
+        {
+            Some("--help" | "-h") | None => {
+                let mut cmd = <Cli as clap::CommandFactory>::command();
+                let ours = cmd
+                    .find_subcommand_mut("devcontainer")
+                    .map(|c| c.render_help().to_string())
+                    .unwrap_or_default();
+                return devcontainer::help(&ours);
+            }
+            Some(flag) if flag.starts_with('-') => {
+                return match devcontainer::pass_on(args[2..].to_vec()) {
+                    Ok(code) => code,
+                    Err(e) => {
+                        eprintln!("devcontainer: {e:#}");
+                        ExitCode::from(2)
+                    }
+                };
+            }
+            _ => {}
+        }
+    }
+    let cli = Cli::parse_from(args);
     let result = match cli.command {
         Command::Gpus(args) => with_config(|c| gpus::run(c, args, &docker::Engine)),
         Command::Gc(args) => with_config(|c| gc::run(c, args)),

@@ -38,12 +38,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn pass_on(argv: Vec<OsString>) -> anyhow::Result<ExitCode> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let me = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.canonicalize().ok());
-    match official_cli(&path, me.as_deref()) {
+/// The install that puts the official CLI where ds01 looks, clear of
+/// ds01's own `/usr/bin/devcontainer` (a plain `npm install -g` with npm's
+/// prefix at /usr fails there with EEXIST).
+pub const INSTALL_HINT: &str =
+    "sudo npm install -g --prefix /usr/local/lib/devcontainers-cli @devcontainers/cli";
+
+/// Runs the official CLI with `argv`, in place of this process.
+pub fn pass_on(argv: Vec<OsString>) -> anyhow::Result<ExitCode> {
+    match find_official() {
         Some(cli) => Err(std::process::Command::new(&cli).args(&argv).exec())
             .map_err(|e| anyhow::anyhow!("cannot run {cli:?}: {e}")),
         None => {
@@ -52,11 +55,53 @@ fn pass_on(argv: Vec<OsString>) -> anyhow::Result<ExitCode> {
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
             anyhow::bail!(
-                "devcontainer {sub}: this is a Dev Containers CLI command, and no Dev Containers CLI \
-                 is installed on PATH; install it with: npm install -g @devcontainers/cli"
+                "devcontainer {sub}: this is a Dev Containers CLI command, and the Dev Containers CLI \
+                 is not installed; install it with: {INSTALL_HINT}"
             )
         }
     }
+}
+
+/// Where the official CLI is: the config's `devcontainer_cli`, else the
+/// first `devcontainer` on PATH that is not this program.
+pub fn find_official() -> Option<PathBuf> {
+    let configured = Config::load().map_or_else(
+        |_| Config::default().devcontainer_cli,
+        |c| c.devcontainer_cli,
+    );
+    if is_executable(&configured) {
+        return Some(configured);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let me = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.canonicalize().ok());
+    official_cli(&path, me.as_deref())
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// `devcontainer --help`: ds01's commands, then the official CLI's.
+pub fn help(ours: &str) -> ExitCode {
+    print!("{ours}");
+    match find_official() {
+        Some(cli) => {
+            println!(
+                "\nThe Dev Containers CLI ({}) answers the other commands:\n",
+                cli.display()
+            );
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+            let _ = std::process::Command::new(&cli).arg("--help").status();
+        }
+        None => println!(
+            "\nOther commands (up, build, exec, read-configuration, ...) go to the Dev Containers CLI, \
+             which is not installed; install it with: {INSTALL_HINT}"
+        ),
+    }
+    ExitCode::SUCCESS
 }
 
 /// The first `devcontainer` on PATH that is not this program.
