@@ -388,3 +388,68 @@ fn the_official_cli_gets_every_command_and_flag_ds01_does_not_own() {
     let out = t.run("devcontainer", &["check", "--help"]);
     assert!(text(&out).contains("--fix"), "{}", text(&out));
 }
+
+#[test]
+fn init_says_where_its_image_came_from_and_a_cuda_image_without_gpu_asks_for_none() {
+    let t = setup();
+    let out = t.run(
+        "devcontainer",
+        &["init", "--quick", "--image", "my/own:1", "--no-gpu"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let written = std::fs::read_to_string(t.file()).unwrap();
+    assert!(
+        written.contains("Not in the server's image catalog"),
+        "{written}"
+    );
+    assert!(
+        !written.contains("From the server's image catalog"),
+        "{written}"
+    );
+    let v = ds01::devcontainer::doc::parse(&written).unwrap().value;
+    assert_eq!(v["containerEnv"]["NVIDIA_VISIBLE_DEVICES"], "none");
+    // The file it wrote asks for no GPU, and check agrees.
+    let out = t.run("devcontainer", &["check", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<&str> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    assert!(!ids.contains(&"no-gpu-request"), "{ids:?}");
+}
+
+#[test]
+fn a_missing_catalog_means_the_built_in_one_and_a_broken_one_is_named() {
+    let t = setup();
+    let cfg = std::fs::read_to_string(&t.env.config).unwrap();
+    let missing = t.env.path("nowhere/images.toml");
+    let with = |catalog: &Path| {
+        let text = cfg
+            .lines()
+            .filter(|l| !l.starts_with("image_catalog"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(
+            &t.env.config,
+            format!("image_catalog = {catalog:?}\n{text}\n"),
+        )
+        .unwrap();
+    };
+    with(&missing);
+    let out = t.run("devcontainer", &["init", "--quick"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("used the one built into ds01"),
+        "{}",
+        text(&out)
+    );
+    let broken = t.env.path("broken.toml");
+    std::fs::write(&broken, "[[image]]\nframework = \"pytorch\"\n").unwrap();
+    with(&broken);
+    let out = t.run("devcontainer", &["init", "--quick", "--force"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("broken.toml"), "{err}");
+}

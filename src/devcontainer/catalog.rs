@@ -30,6 +30,29 @@ pub struct Catalog {
     pub rows: Vec<Row>,
 }
 
+/// The catalog shipped in the package, built in: it serves when no file is
+/// installed.
+pub const BUILT_IN: &str = include_str!("../../packaging/images.toml");
+
+/// The catalog at `path`; when there is no file there, the built-in one
+/// and a note saying so. A file that cannot be read or parsed is an error
+/// naming it and why.
+pub fn load_or_built_in(path: &Path) -> Result<(Catalog, Option<String>), String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse(path, &text).map(|c| (c, None)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let c = parse(Path::new("(built into ds01)"), BUILT_IN)?;
+            Ok((
+                c,
+                Some(format!(
+                    "no image catalog at {path:?}; used the one built into ds01"
+                )),
+            ))
+        }
+        Err(e) => Err(format!("image catalog {path:?}: cannot read: {e}")),
+    }
+}
+
 pub fn load(path: &Path) -> Result<Catalog, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("image catalog {path:?}: {e}"))?;
     parse(path, &text)
@@ -85,6 +108,19 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_catalog_falls_back_to_the_built_in_one_and_a_broken_one_is_named() {
+        let d = tempfile::tempdir().unwrap();
+        let (c, note) = load_or_built_in(&d.path().join("images.toml")).unwrap();
+        assert!(!c.rows.is_empty());
+        assert!(note.unwrap().contains("built into ds01"));
+        std::fs::write(d.path().join("bad.toml"), "[[image]]\nframework = 1\n").unwrap();
+        let e = load_or_built_in(&d.path().join("bad.toml")).unwrap_err();
+        assert!(e.contains("bad.toml"), "{e}");
+        let e = load_or_built_in(d.path()).unwrap_err();
+        assert!(e.contains("cannot read"), "a directory: {e}");
+    }
 
     fn shipped() -> Catalog {
         load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/images.toml")).unwrap()

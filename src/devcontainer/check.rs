@@ -48,6 +48,10 @@ pub struct Context<'a> {
     pub docker_gpus: bool,
     /// The devcontainer.json's folder, where its Compose files are found.
     pub dir: Option<&'a Path>,
+    /// Whether `docker info` lists a runtime named `nvidia` (`None`: Docker
+    /// could not be asked). The official CLI honours `hostRequirements.gpu`
+    /// only then.
+    pub nvidia_runtime: Option<bool>,
 }
 
 pub const LOCAL_HOME: &str = "${localEnv:HOME}";
@@ -414,6 +418,19 @@ pub fn check(text: &str, ctx: &Context) -> Result<Vec<Finding>, SyntaxError> {
         || env_request
         || device_request
         || compose_request;
+    if host_gpu.is_some_and(|g| g != &Value::Bool(false))
+        && !uses_gpus_flag
+        && ctx.nvidia_runtime == Some(false)
+    {
+        add(
+            "host-gpu-ignored",
+            Severity::Warning,
+            "/hostRequirements/gpu",
+            "hostRequirements.gpu asks for a GPU, but the Dev Containers CLI honours it only when `docker info` lists an \"nvidia\" runtime, and this server's Docker lists none".into(),
+            "also add \"--gpus\", \"all\" to runArgs, or set containerEnv NVIDIA_VISIBLE_DEVICES to \"all\"",
+            false,
+        );
+    }
     if uses_gpus_flag && !ctx.docker_gpus {
         add(
             "gpus-unsupported",
@@ -668,6 +685,7 @@ mod tests {
             home: Path::new("/home/alice"),
             docker_gpus: true,
             dir: None,
+            nvidia_runtime: None,
         };
         check(text, &ctx)
             .unwrap()
@@ -689,6 +707,7 @@ mod tests {
                     extensions: vec![],
                     shm_size: "8g".into(),
                     docker_gpus,
+                    image_in_catalog: true,
                 });
                 assert_eq!(ids(&text), [], "{gpu:?}\n{text}");
             }
@@ -830,6 +849,7 @@ mod tests {
                 home: Path::new("/home/alice"),
                 docker_gpus: true,
                 dir: None,
+                nvidia_runtime: None,
             },
         )
         .unwrap_err();
@@ -844,11 +864,34 @@ mod tests {
                     catalog: None,
                     home: Path::new("/home/alice"),
                     docker_gpus: true,
-                    dir: None
+                    dir: None,
+                    nvidia_runtime: None,
                 }
             )
             .is_ok()
         );
+    }
+
+    #[test]
+    fn host_requirements_gpu_alone_needs_docker_s_nvidia_runtime() {
+        let text = r#"{"image": "x", "hostRequirements": {"gpu": true}, "mounts": ["source=/home/alice,target=/home/alice,type=bind"], "shutdownAction": "stopContainer"}"#;
+        let with = |rt: Option<bool>| {
+            let ctx = Context {
+                catalog: None,
+                home: Path::new("/home/alice"),
+                docker_gpus: true,
+                dir: None,
+                nvidia_runtime: rt,
+            };
+            check(text, &ctx)
+                .unwrap()
+                .into_iter()
+                .map(|f| f.id)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(with(Some(false)), ["host-gpu-ignored"]);
+        assert!(with(Some(true)).is_empty());
+        assert!(with(None).is_empty(), "Docker not asked: no guess");
     }
 
     #[test]
@@ -861,6 +904,7 @@ mod tests {
                 home: Path::new("/home/alice"),
                 docker_gpus: true,
                 dir: Some(d.path()),
+                nvidia_runtime: None,
             };
             check(text, &ctx)
                 .unwrap()
@@ -929,6 +973,7 @@ mod tests {
             home: Path::new("/home/alice"),
             docker_gpus: true,
             dir: None,
+            nvidia_runtime: None,
         };
         let found = check(text, &ctx).unwrap();
         let types: Vec<(usize, &str)> = found
@@ -977,6 +1022,7 @@ mod tests {
             home: Path::new("/home/alice"),
             docker_gpus: true,
             dir: None,
+            nvidia_runtime: None,
         };
         // A missing comma is noticed where the value before it ends.
         let e = check("{\n  \"image\": \"x\"\n  \"name\": \"y\"\n}", &ctx).unwrap_err();

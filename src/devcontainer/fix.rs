@@ -145,6 +145,7 @@ mod tests {
                 home: Path::new("/home/alice"),
                 docker_gpus: true,
                 dir: None,
+                nvidia_runtime: None,
             },
         )
         .unwrap()
@@ -255,6 +256,7 @@ mod tests {
                 home: Path::new("/home/alice"),
                 docker_gpus: false,
                 dir: None,
+                nvidia_runtime: None,
             },
         )
         .unwrap();

@@ -31,6 +31,8 @@ pub struct Settings {
     /// container toolkit is installed); without it Docker refuses the
     /// container before ds01 sees it, so the request goes in the environment.
     pub docker_gpus: bool,
+    /// Whether the image is one of the server's catalog.
+    pub image_in_catalog: bool,
 }
 
 /// The extensions a framework's projects usually want.
@@ -71,9 +73,11 @@ pub fn render(s: &Settings) -> String {
     out.push_str("// Check it at any time with: devcontainer check\n{\n");
     out.push_str("  // The name VS Code shows.\n");
     out.push_str(&format!("  \"name\": {},\n", j(json!(s.name))));
-    out.push_str(
-        "  // From the server's image catalog; `devcontainer check` warns about others.\n",
-    );
+    out.push_str(if s.image_in_catalog {
+        "  // From the server's image catalog; `devcontainer check` warns about others.\n"
+    } else {
+        "  // Not in the server's image catalog (chosen with --image); `devcontainer check` warns about it.\n"
+    });
     out.push_str(&format!("  \"image\": {},\n", j(json!(s.image))));
     match s.gpu {
         Gpu::None => out.push_str("  // No --gpus: this container gets no GPU.\n"),
@@ -112,6 +116,10 @@ pub fn render(s: &Settings) -> String {
                 "  // This project needs no GPU (devcontainer check will not ask for one).\n",
             );
             out.push_str("  \"hostRequirements\": {\"gpu\": false},\n");
+            out.push_str(
+                "  // CUDA images ask for a GPU in their own environment; \"none\" says no.\n",
+            );
+            out.push_str("  \"containerEnv\": {\"NVIDIA_VISIBLE_DEVICES\": \"none\"},\n");
         }
         Gpu::Mig => {}
     }
@@ -141,6 +149,7 @@ mod tests {
             extensions: default_extensions("pytorch"),
             shm_size: "8g".into(),
             docker_gpus: true,
+            image_in_catalog: true,
         }
     }
 
@@ -183,6 +192,7 @@ mod tests {
             json!(["--shm-size=8g", "--label", "ds01.user=alice"])
         );
         assert_eq!(v["hostRequirements"]["gpu"], false);
+        assert_eq!(v["containerEnv"]["NVIDIA_VISIBLE_DEVICES"], "none");
     }
 
     #[test]

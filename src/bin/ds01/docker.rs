@@ -91,3 +91,9 @@ impl DockerApi for Engine {
         })
     }
 }
+
+/// The runtimes `docker info` lists, by name.
+pub fn runtime_names() -> Result<Vec<String>, String> {
+    let info = with_docker(|docker| async move { docker.info().await.map_err(|e| e.to_string()) })?;
+    Ok(info.runtimes.unwrap_or_default().into_keys().collect())
+}

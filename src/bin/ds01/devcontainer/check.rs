@@ -95,6 +95,9 @@ fn check_file(args: &Args, file: &Path) -> anyhow::Result<(u8, serde_json::Value
         home: &me.home,
         docker_gpus,
         dir: file.parent(),
+        nvidia_runtime: crate::docker::runtime_names()
+            .ok()
+            .map(|names| names.iter().any(|n| n == "nvidia")),
     };
     let mut findings = match check::check(&text, &ctx) {
         Ok(f) => f,

@@ -96,7 +96,16 @@ pub fn run(cfg: &Config, args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     let me = me()?;
-    let catalog = catalog::load(&cfg.image_catalog).ok();
+    // No catalog file: the built-in one, said so. One that cannot be read
+    // is an error naming it, unless --image makes it unneeded.
+    let (catalog, note) = match catalog::load_or_built_in(&cfg.image_catalog) {
+        Ok((c, note)) => (Some(c), note),
+        Err(e) if args.image.is_some() => (
+            None,
+            Some(format!("{e}; the image is the one --image names")),
+        ),
+        Err(e) => bail!("{e}"),
+    };
     let archs = ds01::scan::load(cfg)
         .map(|i| i.cuda_archs())
         .unwrap_or_default();
@@ -130,7 +139,10 @@ pub fn run(cfg: &Config, args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     let answers = settle(&args, &project, catalog.as_ref(), &archs, prompter)?;
-    let text = render(answers, &me);
+    let text = render(answers, &me, catalog.as_ref());
+    if let Some(n) = note {
+        println!("note: {n}");
+    }
     if let Some(b) = write_file(&file, &text)? {
         println!("kept the old file as {}", b.display());
     }
@@ -143,8 +155,10 @@ pub fn run(cfg: &Config, args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// The file for `me`, with these answers.
-fn render(a: Answers, me: &Me) -> String {
+fn render(a: Answers, me: &Me, catalog: Option<&Catalog>) -> String {
+    let image_in_catalog = catalog.is_some_and(|c| c.contains(&a.image));
     template::render(&Settings {
+        image_in_catalog,
         name: a.name,
         image: a.image,
         gpu: a.gpu,
@@ -311,7 +325,10 @@ pub fn write_quick(
     framework: &str,
     me: &Me,
 ) -> anyhow::Result<PathBuf> {
-    let catalog = catalog::load(&cfg.image_catalog).ok();
+    let catalog = catalog::load_or_built_in(&cfg.image_catalog)
+        .map_err(anyhow::Error::msg)?
+        .0;
+    let catalog = Some(catalog);
     let archs = ds01::scan::load(cfg)
         .map(|i| i.cuda_archs())
         .unwrap_or_default();
@@ -321,7 +338,7 @@ pub fn write_quick(
     };
     let answers = settle::<&[u8], Vec<u8>>(&args, project, catalog.as_ref(), &archs, None)?;
     let file = project.join(".devcontainer/devcontainer.json");
-    let text = render(answers, me);
+    let text = render(answers, me, catalog.as_ref());
     write_file(&file, &text)?;
     Ok(file)
 }
