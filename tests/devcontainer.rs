@@ -340,7 +340,9 @@ fn fake_official(t: &T) -> PathBuf {
     std::fs::create_dir_all(cli.parent().unwrap()).unwrap();
     std::fs::write(
         &cli,
-        "#!/bin/sh\nif [ \"$1\" = --help ]; then echo 'Commands: up build exec'; else echo \"official: $*\"; fi\n",
+        "#!/bin/sh\nif [ \"$1\" = --help ]; then echo 'Commands: up build exec'; \
+         elif [ \"$2\" = --help ]; then case \"$1\" in up|build|exec) echo \"devcontainer $1 --workspace-folder\";; *) exit 1;; esac; \
+         else echo \"official: $*\"; fi\n",
     )
     .unwrap();
     std::fs::set_permissions(&cli, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -452,4 +454,62 @@ fn a_missing_catalog_means_the_built_in_one_and_a_broken_one_is_named() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("broken.toml"), "{err}");
+}
+
+/// Every `ds01`, `container`, `devcontainer` and `project` command line in
+/// the user guide exists: run with `--help`, it succeeds and names the
+/// flags the guide uses.
+#[test]
+fn every_command_in_the_user_guide_exists() {
+    let t = setup();
+    let cli = fake_official(&t);
+    let cfg = std::fs::read_to_string(&t.env.config).unwrap();
+    std::fs::write(&t.env.config, format!("devcontainer_cli = {cli:?}\n{cfg}")).unwrap();
+    let guide = std::fs::read_to_string(repo().join("docs/devcontainers.md")).unwrap();
+    let mut in_block = false;
+    let mut lines = Vec::new();
+    for line in guide.lines() {
+        if line.starts_with("```") {
+            in_block = line.len() > 3 && !in_block;
+            continue;
+        }
+        if in_block {
+            let cmd = line.strip_prefix("$ ").unwrap_or(line);
+            let cmd = cmd.split(" #").next().unwrap().trim();
+            lines.push(cmd.to_string());
+        }
+    }
+    let mut checked = 0;
+    for line in &lines {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let Some(&bin) = words.first() else { continue };
+        if !["ds01", "container", "devcontainer", "project"].contains(&bin) {
+            continue;
+        }
+        let subs: Vec<&str> = words[1..]
+            .iter()
+            .take_while(|w| {
+                w.chars().all(|c| c.is_ascii_lowercase() || c == '-') && !w.starts_with('-')
+            })
+            .copied()
+            .collect();
+        let mut args = subs.clone();
+        args.push("--help");
+        let out = t.run(bin, &args);
+        let help = text(&out);
+        assert!(
+            out.status.success(),
+            "{line}: {help}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for flag in words.iter().filter(|w| w.starts_with("--")) {
+            let flag = flag.split('=').next().unwrap();
+            assert!(
+                help.contains(flag),
+                "{line}: {flag} is not in its --help:\n{help}"
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked >= 10, "only {checked} commands found in the guide");
 }
