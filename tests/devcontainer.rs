@@ -513,3 +513,15 @@ fn every_command_in_the_user_guide_exists() {
     }
     assert!(checked >= 10, "only {checked} commands found in the guide");
 }
+
+#[test]
+fn check_json_reports_a_failure_to_run_as_json() {
+    let t = setup();
+    let out = t.run("devcontainer", &["check", "--json", "nowhere"]);
+    assert_eq!(out.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["error"].as_str().unwrap().contains("does not exist"),
+        "{v}"
+    );
+}

@@ -400,6 +400,12 @@ pub fn check(text: &str, ctx: &Context) -> Result<Vec<Finding>, SyntaxError> {
         }
     }
 
+    // In a Compose config runArgs does nothing: it asks for nothing either.
+    let (env_request, env_none, device_request) = if is_compose {
+        (false, false, false)
+    } else {
+        (env_request, env_none, device_request)
+    };
     let host_gpu = v.pointer("/hostRequirements/gpu");
     let visible = v
         .pointer("/containerEnv/NVIDIA_VISIBLE_DEVICES")
@@ -407,9 +413,10 @@ pub fn check(text: &str, ctx: &Context) -> Result<Vec<Finding>, SyntaxError> {
     let visible_none = visible.is_some_and(says_none);
     let wants_none =
         host_gpu == Some(&Value::Bool(false)) || visible_none || env_none || compose_none;
-    let uses_gpus_flag = run_args
-        .iter()
-        .any(|a| *a == "--gpus" || a.starts_with("--gpus="));
+    let uses_gpus_flag = !is_compose
+        && run_args
+            .iter()
+            .any(|a| *a == "--gpus" || a.starts_with("--gpus="));
     // The environment asks ds01 as well as --gpus does (and works where
     // Docker has no NVIDIA toolkit to honour --gpus).
     let requested = uses_gpus_flag

@@ -66,3 +66,63 @@ pub fn locate_all(path: &Path) -> Result<Vec<PathBuf>, String> {
     }
     Ok(found)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_is_not_a_config_gets_its_own_message() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path();
+        std::os::unix::fs::symlink("b", p.join("a")).unwrap();
+        std::os::unix::fs::symlink("a", p.join("b")).unwrap();
+        assert!(
+            locate_all(&p.join("a"))
+                .unwrap_err()
+                .contains("symbolic link loop")
+        );
+        let fifo = std::ffi::CString::new(p.join("fifo").to_str().unwrap()).unwrap();
+        // SAFETY: a valid C string and mode.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        assert!(
+            locate_all(&p.join("fifo"))
+                .unwrap_err()
+                .contains("neither a file nor a directory")
+        );
+        assert!(
+            locate_all(&p.join("nope"))
+                .unwrap_err()
+                .contains("does not exist")
+        );
+        let empty = p.join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        assert!(
+            locate_all(&empty)
+                .unwrap_err()
+                .contains("devcontainer init")
+        );
+        // Several configs: all of them, the usual places first.
+        for f in [
+            ".devcontainer/devcontainer.json",
+            ".devcontainer/b/devcontainer.json",
+            ".devcontainer/a/devcontainer.json",
+        ] {
+            std::fs::create_dir_all(empty.join(f).parent().unwrap()).unwrap();
+            std::fs::write(empty.join(f), "{}").unwrap();
+        }
+        let found: Vec<String> = locate_all(&empty)
+            .unwrap()
+            .iter()
+            .map(|f| f.strip_prefix(&empty).unwrap().display().to_string())
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ".devcontainer/devcontainer.json",
+                ".devcontainer/a/devcontainer.json",
+                ".devcontainer/b/devcontainer.json"
+            ]
+        );
+    }
+}
