@@ -24,7 +24,10 @@ fn devcontainer_name_passes_unknown_commands_to_the_official_cli() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("devcontainer up") && err.contains("npm install -g @devcontainers/cli"),
+        err.contains("devcontainer up")
+            && err.contains(
+                "npm install -g --prefix /usr/local/lib/devcontainers-cli @devcontainers/cli"
+            ),
         "{err}"
     );
     assert_eq!(err.lines().count(), 1, "{err}");
