@@ -1008,7 +1008,9 @@ fn container_ls_shows_each_user_their_own() {
 
     let theirs = json(2, &["--json"]);
     let rows = theirs["containers"].as_array().unwrap();
-    assert_eq!(names_of(rows), ["bin-dev"]);
+    // A dev container goes by its project folder; Docker's name is kept.
+    assert_eq!(names_of(rows), ["llm"]);
+    assert_eq!(rows[0]["docker_name"], "bin-dev");
     assert_eq!(rows[0]["kind"], "dev-container");
 
     let all = json(2, &["--all", "--json"]);
@@ -1026,9 +1028,9 @@ fn container_ls_shows_each_user_their_own() {
     assert_eq!(
         owners,
         [
-            ("bin-dev".into(), "bin".into()),
             ("daemon-old".into(), "daemon".into()),
-            ("daemon-train".into(), "daemon".into())
+            ("daemon-train".into(), "daemon".into()),
+            ("llm".into(), "bin".into())
         ]
     );
 
@@ -1037,7 +1039,7 @@ fn container_ls_shows_each_user_their_own() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("    Your Containers\n"), "{text}");
     assert!(
-        text.contains("1. bin-dev (dev container)\n   Status: Running (Up"),
+        text.contains("1. llm (dev container)\n   Status: Running (Up"),
         "{text}"
     );
     assert!(text.contains("   GPU:    MIG 1g.10gb on GPU 1\n"), "{text}");
