@@ -2,6 +2,7 @@
 //! client, JSONC, CDI spec parsing), over [`ds01_core`].
 
 pub mod cdi_read;
+pub mod deploy;
 pub mod devcontainer;
 pub mod docker_config;
 pub mod doctor;

@@ -162,9 +162,12 @@ pub fn list(
                     .get(DEVCONTAINER_LABEL)
                     .and_then(|f| std::path::Path::new(f).file_name())
                     .map(|n| n.to_string_lossy().into_owned());
+                // The name the user chose at `container deploy`, else the
+                // dev container's folder, else Docker's.
+                let chosen = c.labels.get(crate::deploy::NAME_LABEL).cloned();
                 rows.push(Row {
                     id: c.id.clone(),
-                    name: folder_name.unwrap_or_else(|| c.name.clone()),
+                    name: chosen.or(folder_name).unwrap_or_else(|| c.name.clone()),
                     docker_name: c.name.clone(),
                     refused: None,
                     owner,

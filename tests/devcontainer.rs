@@ -320,11 +320,13 @@ fn project_init_makes_a_project_and_its_dev_container() {
         &["project", "init", "notes", "--type=basic", "--workflow=cli"],
     );
     assert!(out.status.success(), "{}", text(&out));
+    let notes = t.env.path("workspace/notes");
     assert!(
-        text(&out).contains("docker run -it --gpus all"),
+        text(&out).contains(&format!("  container deploy notes {}", notes.display())),
         "{}",
         text(&out)
     );
+    assert!(!text(&out).contains("docker run"), "{}", text(&out));
     let basic = t.env.path("workspace/notes");
     assert!(basic.join(".git").exists() && !basic.join("data").exists());
 

@@ -1405,3 +1405,258 @@ fn a_full_server_queues_a_create_that_asks_to_wait() {
     let events = std::fs::read_to_string(d.env.path("events.jsonl")).unwrap();
     assert!(events.contains("\"event\":\"queue\""), "{events}");
 }
+
+impl Dockerd {
+    /// `ds01 ARGS` as `user` (root when `None`), in `cwd`.
+    fn ds01_as(&self, user: Option<&str>, cwd: &Path, args: &[&str]) -> Output {
+        let mut c = match user {
+            Some(u) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", u, "--"]).arg(cli_bin());
+                c
+            }
+            None => Command::new(cli_bin()),
+        };
+        c.args(args)
+            .current_dir(cwd)
+            .env("DS01_CONFIG", &self.env.config)
+            .env("NO_COLOR", "1")
+            .env(
+                "DOCKER_HOST",
+                format!("unix://{}", self.env.path("docker.sock").display()),
+            )
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+}
+
+/// A throwaway account, removed on drop.
+struct TempUser(String);
+
+impl TempUser {
+    fn new(tag: &str) -> Option<TempUser> {
+        let name = format!("ds01{tag}{}", std::process::id() % 10000);
+        let ok = Command::new("/usr/sbin/useradd")
+            .args(["-m", "-s", "/bin/sh", &name])
+            .status()
+            .ok()?
+            .success();
+        ok.then(|| TempUser(name))
+    }
+}
+
+impl Drop for TempUser {
+    fn drop(&mut self) {
+        let _ = Command::new("/usr/sbin/userdel")
+            .args(["-r", &self.0])
+            .output();
+    }
+}
+
+#[test]
+fn the_cli_workflow_deploys_attaches_stops_starts_and_retires() {
+    let _g = lock();
+    let catalog = tempfile::tempdir().unwrap();
+    let cat = catalog.path().join("images.toml");
+    std::fs::write(
+        &cat,
+        "[[image]]\nframework = \"pytorch\"\nversion = \"1\"\ncuda_archs = [\"sm_80\", \"sm_90\"]\nimage = \"busybox:local\"\n",
+    )
+    .unwrap();
+    let Some(d) = start(&format!("image_catalog = {cat:?}\n"), false) else {
+        return;
+    };
+    if !Path::new("/usr/sbin/useradd").exists() {
+        skip("docker", "useradd is not installed");
+        return;
+    }
+    let (Some(alice), Some(bob)) = (TempUser::new("a"), TempUser::new("b")) else {
+        panic!("cannot create test users");
+    };
+    // The users reach this dockerd, its config and its state as they would
+    // the system's (the docker group, /etc/ds01, /run/ds01).
+    for p in [d.env.dir.path().to_path_buf(), d.env.path("state")] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(&p).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    Command::new("chmod")
+        .args(["666"])
+        .arg(d.env.path("docker.sock"))
+        .status()
+        .unwrap();
+    let home = |u: &TempUser| PathBuf::from(format!("/home/{}", u.0));
+    let project = |u: &TempUser| {
+        let p = home(u).join("thesis");
+        std::fs::create_dir_all(&p).unwrap();
+        Command::new("chown")
+            .args(["-R", &format!("{0}:{0}", u.0)])
+            .arg(home(u))
+            .status()
+            .unwrap();
+        p
+    };
+    let (pa, pb) = (project(&alice), project(&bob));
+    // Bob's project has a Dockerfile: deploy builds it through the API.
+    std::fs::write(
+        pb.join("Dockerfile"),
+        "FROM busybox:local\nRUN echo built > /built\n",
+    )
+    .unwrap();
+    let ok = |out: &Output| {
+        assert!(
+            out.status.success(),
+            "{}{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            d.env.shim_log()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+
+    // Alice: from the catalog. Same name for both users, no collision.
+    let out = ok(&d.ds01_as(Some(&alice.0), &pa, &["container", "deploy", "thesis"]));
+    assert!(
+        out.contains("image: busybox:local (the catalog's pytorch image)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("thesis is running with MIG 1g.10gb on GPU 1"),
+        "{out}"
+    );
+    assert!(
+        out.contains("attach with: container attach thesis"),
+        "{out}"
+    );
+    let out = ok(&d.ds01_as(Some(&bob.0), &pb, &["container", "deploy", "thesis"]));
+    assert!(
+        out.contains("building ds01-") && out.contains("thesis is running with MIG"),
+        "{out}"
+    );
+    d.expect_held(2);
+
+    // Attach runs a command inside, in the project, with the home mounted.
+    let out = ok(&d.ds01_as(
+        Some(&bob.0),
+        &pb,
+        &[
+            "container",
+            "attach",
+            "thesis",
+            "--",
+            "sh",
+            "-c",
+            "cat /built; pwd; ls -d $HOME 2>/dev/null || true",
+        ],
+    ));
+    assert!(out.starts_with("built\n"), "bob's own image: {out}");
+    assert!(out.contains(&pb.display().to_string()), "{out}");
+
+    // Bob cannot touch alice's; the refusal is exit 1.
+    let out = d.ds01_as(
+        Some(&bob.0),
+        &pb,
+        &[
+            "container",
+            "retire",
+            &format!("{}/thesis", alice.0),
+            "--force",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("{}'s container", alice.0)));
+    let out = d.ds01_as(
+        Some(&bob.0),
+        &pb,
+        &["container", "stop", &format!("{}-thesis", alice.0)],
+    );
+    assert_eq!(out.status.code(), Some(1), "not by Docker's name either");
+
+    // Stop frees the slice; start gets a fresh allocation.
+    let before = d.alloc_ids();
+    let out = ok(&d.ds01_as(Some(&alice.0), &pa, &["container", "stop", "thesis"]));
+    assert!(out.contains("is back in the pool"), "{out}");
+    d.expect_held(1);
+    let out = ok(&d.ds01_as(Some(&alice.0), &pa, &["container", "start", "thesis"]));
+    assert!(out.contains("thesis is running with MIG 1g.10gb"), "{out}");
+    d.expect_held(2);
+    let after = d.alloc_ids();
+    assert!(
+        after.iter().any(|a| !before.contains(a)),
+        "a fresh allocation: {before:?} {after:?}"
+    );
+
+    // container ls shows them by the names the users chose.
+    let ls = ok(&d.ds01_as(Some(&alice.0), &pa, &["container", "ls", "--json"]));
+    let ls: serde_json::Value = serde_json::from_str(&ls).unwrap();
+    let names: Vec<&str> = ls["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["thesis"]);
+
+    // Retire stops and removes it, and the slice is back.
+    let out = ok(&d.ds01_as(
+        Some(&alice.0),
+        &pa,
+        &["container", "retire", "thesis", "--force"],
+    ));
+    assert!(
+        out.contains("retired thesis") && out.contains("back in the pool"),
+        "{out}"
+    );
+    d.expect_held(1);
+    let out = d.ds01_as(Some(&alice.0), &pa, &["container", "attach", "thesis"]);
+    assert_eq!(out.status.code(), Some(1), "gone");
+    ok(&d.ds01_as(
+        Some(&bob.0),
+        &pb,
+        &["container", "retire", "thesis", "--force"],
+    ));
+    d.expect_held(0);
+}
+
+#[test]
+fn a_refused_deploy_prints_ds01_s_reason_and_leaves_nothing() {
+    let _g = lock();
+    let catalog = tempfile::tempdir().unwrap();
+    let cat = catalog.path().join("images.toml");
+    std::fs::write(
+        &cat,
+        "[[image]]\nframework = \"pytorch\"\nversion = \"1\"\ncuda_archs = [\"sm_80\"]\nimage = \"busybox:local\"\n",
+    )
+    .unwrap();
+    let Some(d) = start(&format!("image_catalog = {cat:?}\n"), false) else {
+        return;
+    };
+    for i in 0..7 {
+        d.run_gpu(&format!("s{i}"), &["sleep", "300"]);
+    }
+    let proj = tempfile::tempdir().unwrap();
+    let out = d.ds01_as(None, proj.path(), &["container", "deploy", "late"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("ds01: no MIG slice free (7 of 7 in use)"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("OCI runtime") && !err.contains(": unknown"),
+        "unwrapped: {err}"
+    );
+    // Nothing left behind: the same name deploys once a slice is free.
+    d.ok(&["rm", "-f", "s0"]);
+    let out = d.ds01_as(
+        None,
+        proj.path(),
+        &["container", "deploy", "late", "--", "true"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

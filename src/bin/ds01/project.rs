@@ -5,7 +5,6 @@ use std::path::Path;
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context, bail};
-use ds01::devcontainer::catalog;
 use ds01_core::config::Config;
 use ds01_core::policy::valid_name;
 
@@ -62,7 +61,7 @@ pub fn run(cfg: &Config, args: Args) -> anyhow::Result<ExitCode> {
             let i = p.choose(
                 "How will you launch containers for this project?",
                 &[
-                    "cli  (recommended: docker run with --gpus all)",
+                    "cli  (recommended: container deploy, a long-running GPU container)",
                     "devcontainer  (VS Code Dev Containers)",
                     "skip  (decide later)",
                 ],
@@ -86,22 +85,23 @@ pub fn run(cfg: &Config, args: Args) -> anyhow::Result<ExitCode> {
             );
         }
         "cli" => {
-            let archs = ds01::scan::load(cfg)
-                .map(|i| i.cuda_archs())
-                .unwrap_or_default();
-            let image = catalog::load(&cfg.image_catalog)
-                .ok()
-                .and_then(|c| {
-                    c.pick(if a.kind == "ml" { "pytorch" } else { "minimal" }, &archs)
-                        .map(|r| r.image.clone())
-                })
-                .unwrap_or_else(|| "IMAGE".into());
+            let line = format!("container deploy {} {}", a.name, dir.display());
+            let now = prompt::interactive() && {
+                let stdin = std::io::stdin();
+                let mut p = Prompter::new(stdin.lock(), std::io::stdout(), false);
+                p.confirm("Deploy a GPU container for it now?", true)?
+            };
+            if now {
+                let exe = std::env::current_exe().context("cannot find this program")?;
+                let status = std::process::Command::new(exe)
+                    .args(["container", "deploy", &a.name])
+                    .arg(&dir)
+                    .status()
+                    .context("cannot run container deploy")?;
+                return Ok(ExitCode::from(status.code().unwrap_or(2) as u8));
+            }
             println!("start a GPU container for it with:");
-            println!(
-                "  docker run -it --gpus all --label ds01.user={} -v {1}:{1} -w {1} {image} bash",
-                me.name,
-                dir.display()
-            );
+            println!("  {line}");
         }
         _ => println!(
             "when you know how you will work: devcontainer init {}",

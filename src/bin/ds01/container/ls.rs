@@ -13,19 +13,6 @@ use crate::style::Style;
 
 #[derive(clap::Args)]
 pub struct Args {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(clap::Subcommand)]
-enum Command {
-    /// List containers with their status, image and GPU
-    #[command(alias = "list")]
-    Ls(LsArgs),
-}
-
-#[derive(clap::Args)]
-struct LsArgs {
     /// Everyone's containers, with their owners
     #[arg(long, short)]
     all: bool,
@@ -40,7 +27,6 @@ struct LsArgs {
 const RULE: &str = "━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━";
 
 pub fn run(cfg: &Config, args: Args, docker: &dyn DockerApi) -> anyhow::Result<ExitCode> {
-    let Command::Ls(args) = args.command;
     // SAFETY: getuid cannot fail.
     let me = SystemAccounts.user_name(unsafe { libc::getuid() });
     let records = Ledger::new(&cfg.state_dir).read()?;
