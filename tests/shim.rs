@@ -204,7 +204,8 @@ fn exhausted_slices_fail_create_with_the_reason_in_runc_log() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         last_oci_error(&b.join("log.json")).unwrap(),
-        "ds01: no 1g.10gb MIG slice free (7 of 7 in use); try later or see 'container ls --all'"
+        "ds01: no 1g.10gb MIG slice free (7 of 7 in use); try later or see 'container ls --all'; \
+         wait for one with DS01_GPU_WAIT=30m"
     );
     assert_eq!(
         f.calls(),
