@@ -6,6 +6,7 @@ pub mod deploy;
 pub mod devcontainer;
 pub mod docker_config;
 pub mod doctor;
+pub mod gate;
 pub mod logs;
 pub mod notice;
 pub mod nvml;

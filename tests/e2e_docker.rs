@@ -1660,3 +1660,238 @@ fn a_refused_deploy_prints_ds01_s_reason_and_leaves_nothing() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `docker -H unix://GATE ARGS` as `user` (root when `None`).
+fn docker_via(gate: &Path, user: Option<&str>, args: &[&str]) -> Output {
+    let mut c = match user {
+        Some(u) => {
+            let mut c = Command::new("runuser");
+            c.args(["-u", u, "--", DOCKER]);
+            c
+        }
+        None => Command::new(DOCKER),
+    };
+    c.arg("-H")
+        .arg(format!("unix://{}", gate.display()))
+        .args(args)
+        .env("DOCKER_BUILDKIT", "0")
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+struct GateProc(Child);
+
+impl Drop for GateProc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_gate_knows_each_caller_and_keeps_them_to_their_own() {
+    let _g = lock();
+    let Some(d) = start("", false) else { return };
+    if !Path::new("/usr/sbin/useradd").exists() {
+        skip("docker", "useradd is not installed");
+        return;
+    }
+    let (Some(alice), Some(bob)) = (TempUser::new("ga"), TempUser::new("gb")) else {
+        panic!("cannot create test users");
+    };
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(d.env.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let gate_sock = d.env.path("gate.sock");
+    let _gate = GateProc(
+        Command::new(env!("CARGO_BIN_EXE_ds01-gate"))
+            .arg("--listen")
+            .arg(&gate_sock)
+            .arg("--docker")
+            .arg(d.env.path("docker.sock"))
+            .env("DS01_CONFIG", &d.env.config)
+            // The test's users reach it as the docker-users group would.
+            .env("DS01_GATE_SOCKET_MODE", "666")
+            .stderr(std::fs::File::create(d.env.path("gate.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !gate_sock.exists() {
+        assert!(Instant::now() < deadline, "the gate did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (a, b) = (Some(alice.0.as_str()), Some(bob.0.as_str()));
+    let ok = |out: Output| {
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(d.env.path("gate.log")).unwrap_or_default()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let refused = |out: Output, rule: &str| {
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "not refused ({rule})");
+        assert!(
+            err.contains("ds01-gate: ") && err.contains(&format!("(rule {rule})")),
+            "{rule}: {err}"
+        );
+    };
+
+    // Identity comes from the kernel: a spoofed label is replaced.
+    ok(docker_via(
+        &gate_sock,
+        a,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "a1",
+            "--label",
+            &format!("ds01.user={}", bob.0),
+            "busybox:local",
+            "sleep",
+            "300",
+        ],
+    ));
+    let label = d.ok(&[
+        "inspect",
+        "-f",
+        "{{index .Config.Labels \"ds01.user\"}}",
+        "a1",
+    ]);
+    assert_eq!(label.trim(), alice.0);
+
+    // Alice works with her own container: exec (a hijacked stream), logs, cp.
+    assert_eq!(
+        ok(docker_via(&gate_sock, a, &["exec", "a1", "echo", "hi"])).trim(),
+        "hi"
+    );
+    ok(docker_via(&gate_sock, a, &["logs", "a1"]));
+    ok(docker_via(
+        &gate_sock,
+        a,
+        &["cp", "a1:/bin/busybox", "/tmp/ds01-gate-cp-test"],
+    ));
+    let _ = std::fs::remove_file("/tmp/ds01-gate-cp-test");
+    // A run that streams: attach and logs -f to the end.
+    let out = ok(docker_via(
+        &gate_sock,
+        a,
+        &[
+            "run",
+            "--rm",
+            "busybox:local",
+            "sh",
+            "-c",
+            "echo one; echo two",
+        ],
+    ));
+    assert_eq!(out, "one\ntwo\n");
+    // exec -it through a pty.
+    let out = Command::new("runuser")
+        .args(["-u", &alice.0, "--", "script", "-qec"])
+        .arg(format!(
+            "{DOCKER} -H unix://{} exec -it a1 tty",
+            gate_sock.display()
+        ))
+        .arg("/dev/null")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("/dev/pts/"),
+        "{out:?}"
+    );
+    // A build with its context uploaded.
+    let ctx = PathBuf::from(format!("/home/{}/ctx", alice.0));
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox:local\nCOPY hello /hello\n",
+    )
+    .unwrap();
+    std::fs::write(ctx.join("hello"), "hello\n").unwrap();
+    Command::new("chown")
+        .args(["-R", &alice.0])
+        .arg(&ctx)
+        .status()
+        .unwrap();
+    ok(docker_via(
+        &gate_sock,
+        a,
+        &[
+            "build",
+            "-q",
+            "-t",
+            "gate-test:built",
+            ctx.to_str().unwrap(),
+        ],
+    ));
+
+    // Bob cannot stop, exec into, inspect or remove alice's container.
+    for args in [
+        &["stop", "a1"][..],
+        &["exec", "a1", "true"],
+        &["rm", "-f", "a1"],
+        &["inspect", "a1"],
+        &["logs", "a1"],
+    ] {
+        refused(docker_via(&gate_sock, b, args), "ownership");
+    }
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.Status}}", "a1"]).trim(),
+        "running"
+    );
+
+    // Every route around the rules is refused, with its rule.
+    for (opts, rule) in [
+        (&["--privileged"][..], "privileged"),
+        (&["--runtime=runc"], "runtime"),
+        (&["--device-cgroup-rule", "c 195:* rwm"], "device-rule"),
+        (&["--cap-add", "SYS_ADMIN"], "cap-add"),
+        (&["--pid=host"], "host-namespace"),
+        (&["--network=host"], "host-namespace"),
+        (&["--ipc=host"], "host-namespace"),
+        (&["-v", "/:/host"], "bind-mount"),
+        (&["--userns=host"], "userns-host"),
+        (&["--security-opt", "seccomp=unconfined"], "security-opt"),
+    ] {
+        let mut args = vec!["run", "--rm"];
+        args.extend(opts);
+        args.extend(["busybox:local", "true"]);
+        refused(docker_via(&gate_sock, a, &args), rule);
+    }
+    // Her home is hers to mount.
+    let home = format!("/home/{}:/work", alice.0);
+    ok(docker_via(
+        &gate_sock,
+        a,
+        &["run", "--rm", "-v", &home, "busybox:local", "ls", "/work"],
+    ));
+
+    // The admin may do all.
+    ok(docker_via(&gate_sock, None, &["exec", "a1", "true"]));
+    ok(docker_via(
+        &gate_sock,
+        None,
+        // (--privileged stays the runtime's to judge: its admins are a group.)
+        &[
+            "run",
+            "--rm",
+            "--cap-add",
+            "SYS_ADMIN",
+            "-v",
+            "/etc:/host-etc",
+            "busybox:local",
+            "true",
+        ],
+    ));
+    ok(docker_via(&gate_sock, None, &["rm", "-f", "a1"]));
+    let _ = d.docker(&["rmi", "gate-test:built"]);
+}

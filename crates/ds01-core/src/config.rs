@@ -109,6 +109,17 @@ pub struct Config {
     pub gpu_wait: std::time::Duration,
     /// The official Dev Containers CLI, which `devcontainer` forwards to.
     pub devcontainer_cli: PathBuf,
+    /// Where `ds01-gate` listens for users, and the dockerd socket behind it.
+    pub gate_listen: PathBuf,
+    pub gate_docker: PathBuf,
+    /// Whether `docker ps` through the gate lists everyone's containers.
+    pub gate_list_all: bool,
+    /// Capabilities a non-admin may add through the gate.
+    pub gate_cap_add: Vec<String>,
+    /// Host namespaces (`pid`, `network`, `ipc`) a non-admin may join.
+    pub gate_host_namespaces: Vec<String>,
+    /// Host paths anyone may bind-mount through the gate, besides their home.
+    pub gate_shared_paths: Vec<PathBuf>,
 }
 
 /// Where the documented install puts the official Dev Containers CLI
@@ -151,6 +162,12 @@ impl Default for Config {
             activity: ActivitySource::Nvml,
             gpu_wait: std::time::Duration::ZERO,
             devcontainer_cli: PathBuf::from(DEVCONTAINER_CLI),
+            gate_listen: PathBuf::from("/run/ds01/gate.sock"),
+            gate_docker: PathBuf::from("/var/run/docker.sock"),
+            gate_list_all: true,
+            gate_cap_add: Vec::new(),
+            gate_host_namespaces: Vec::new(),
+            gate_shared_paths: Vec::new(),
         }
     }
 }
@@ -362,6 +379,60 @@ impl Config {
         if let Some(v) = &file.devcontainer_cli {
             cfg.devcontainer_cli = absolute(v).map_err(|m| bad("devcontainer_cli", m))?;
         }
+        if let Some(v) = &file.gate_listen {
+            cfg.gate_listen = absolute(v).map_err(|m| bad("gate_listen", m))?;
+        }
+        if let Some(v) = &file.gate_docker {
+            cfg.gate_docker = absolute(v).map_err(|m| bad("gate_docker", m))?;
+        }
+        if let Some(v) = &file.gate_list {
+            cfg.gate_list_all = match v.as_str() {
+                Some("all") => true,
+                Some("own") => false,
+                _ => {
+                    return Err(bad(
+                        "gate_list",
+                        format!("must be \"all\" or \"own\", got {v}"),
+                    ));
+                }
+            };
+        }
+        if let Some(v) = &file.gate_cap_add {
+            cfg.gate_cap_add = string_list(v)
+                .map_err(|m| bad("gate_cap_add", m))?
+                .into_iter()
+                .map(|c| {
+                    c.to_ascii_uppercase()
+                        .trim_start_matches("CAP_")
+                        .to_string()
+                })
+                .collect();
+        }
+        if let Some(v) = &file.gate_host_namespaces {
+            let list = string_list(v).map_err(|m| bad("gate_host_namespaces", m))?;
+            if let Some(n) = list
+                .iter()
+                .find(|n| !["pid", "network", "ipc"].contains(&n.as_str()))
+            {
+                return Err(bad(
+                    "gate_host_namespaces",
+                    format!("{n:?} is not one of pid, network, ipc"),
+                ));
+            }
+            cfg.gate_host_namespaces = list;
+        }
+        if let Some(v) = &file.gate_shared_paths {
+            let list = v.as_array().ok_or_else(|| {
+                bad(
+                    "gate_shared_paths",
+                    format!("must be a list of absolute paths, got {v}"),
+                )
+            })?;
+            cfg.gate_shared_paths = list
+                .iter()
+                .map(|p| absolute(p).map_err(|m| bad("gate_shared_paths", m)))
+                .collect::<Result<_, _>>()?;
+        }
         if let Some(v) = &file.idle_cpu_percent {
             cfg.idle_cpu_percent = v
                 .as_float()
@@ -439,6 +510,12 @@ struct File {
     activity: Option<toml::Value>,
     gpu_wait: Option<toml::Value>,
     devcontainer_cli: Option<toml::Value>,
+    gate_listen: Option<toml::Value>,
+    gate_docker: Option<toml::Value>,
+    gate_list: Option<toml::Value>,
+    gate_cap_add: Option<toml::Value>,
+    gate_host_namespaces: Option<toml::Value>,
+    gate_shared_paths: Option<toml::Value>,
     defaults: Option<toml::Value>,
     groups: Option<toml::Value>,
     users: Option<toml::Value>,
@@ -505,6 +582,13 @@ fn names(value: &toml::Value) -> Result<Vec<String>, String> {
             _ => Err(format!("{v} is not a valid user name")),
         })
         .collect()
+}
+
+fn string_list(value: &toml::Value) -> Result<Vec<String>, String> {
+    value
+        .as_array()
+        .and_then(|l| l.iter().map(|s| s.as_str().map(String::from)).collect())
+        .ok_or_else(|| format!("must be a list of strings, got {value}"))
 }
 
 fn string(value: &toml::Value) -> Result<&str, String> {
