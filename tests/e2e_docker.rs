@@ -1715,6 +1715,7 @@ fn the_gate_knows_each_caller_and_keeps_them_to_their_own() {
             .env("DS01_CONFIG", &d.env.config)
             // The test's users reach it as the docker-users group would.
             .env("DS01_GATE_SOCKET_MODE", "666")
+            .stdout(Stdio::null())
             .stderr(std::fs::File::create(d.env.path("gate.log")).unwrap())
             .spawn()
             .unwrap(),
@@ -1894,4 +1895,156 @@ fn the_gate_knows_each_caller_and_keeps_them_to_their_own() {
     ));
     ok(docker_via(&gate_sock, None, &["rm", "-f", "a1"]));
     let _ = d.docker(&["rmi", "gate-test:built"]);
+}
+
+/// One HTTP/1.1 request on a fresh connection to the gate; the status line.
+fn raw_request(sock: &Path, req: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::os::unix::net::UnixStream::connect(sock) else {
+        return String::new();
+    };
+    if s.write_all(req.as_bytes()).is_err() {
+        return String::new();
+    }
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+fn fds_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn the_gate_survives_disconnects_crowds_and_restarts() {
+    let _g = lock();
+    let Some(d) = start("", false) else { return };
+    let gate_sock = d.env.path("gate.sock");
+    let spawn = || {
+        let child = Command::new(env!("CARGO_BIN_EXE_ds01-gate"))
+            .arg("--listen")
+            .arg(&gate_sock)
+            .arg("--docker")
+            .arg(d.env.path("docker.sock"))
+            .env("DS01_CONFIG", &d.env.config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Killed on drop, even when the wait below fails.
+        let child = GateProc(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while raw_request(
+            &gate_sock,
+            "GET /_ping HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n",
+        )
+        .is_empty()
+        {
+            assert!(Instant::now() < deadline, "the gate did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child
+    };
+    let gate = spawn();
+    let pid = gate.0.id();
+    let ping = "GET /_ping HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n";
+    assert_eq!(raw_request(&gate_sock, ping), "HTTP/1.1 200 OK");
+    let fds_before = fds_of(pid);
+
+    // 200 connections at once.
+    let oks = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..200)
+            .map(|_| s.spawn(|| raw_request(&gate_sock, ping)))
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().unwrap())
+            .filter(|l| l == "HTTP/1.1 200 OK")
+            .count()
+    });
+    assert_eq!(oks, 200);
+
+    // A client that hangs up in the middle of a stream (`docker events`).
+    for _ in 0..20 {
+        use std::io::{Read, Write};
+        let mut s = std::os::unix::net::UnixStream::connect(&gate_sock).unwrap();
+        s.write_all(b"GET /events HTTP/1.1\r\nHost: d\r\n\r\n")
+            .unwrap();
+        let mut head = [0u8; 64];
+        let _ = s.read(&mut head);
+        drop(s);
+    }
+
+    // 10,000 requests on 4 keep-alive connections.
+    let rss_before = rss_kib(pid);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                use std::io::{BufRead, BufReader, Read, Write};
+                let sock = std::os::unix::net::UnixStream::connect(&gate_sock).unwrap();
+                let mut r = BufReader::new(sock.try_clone().unwrap());
+                let mut w = sock;
+                for _ in 0..2500 {
+                    w.write_all(b"GET /_ping HTTP/1.1\r\nHost: d\r\n\r\n")
+                        .unwrap();
+                    let mut len = 0;
+                    loop {
+                        let mut line = String::new();
+                        r.read_line(&mut line).unwrap();
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            len = v.trim().parse().unwrap();
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let mut body = vec![0; len];
+                    r.read_exact(&mut body).unwrap();
+                    assert_eq!(body, b"OK");
+                }
+            });
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let (fds_after, rss_after) = (fds_of(pid), rss_kib(pid));
+    eprintln!(
+        "gate: {fds_before} -> {fds_after} fds, {rss_before} -> {rss_after} KiB over 10,000 requests"
+    );
+    assert!(
+        fds_after <= fds_before + 4,
+        "fds leak: {fds_before} -> {fds_after}"
+    );
+    assert!(
+        rss_after < rss_before + 20 * 1024,
+        "memory grows: {rss_before} -> {rss_after} KiB"
+    );
+
+    // A restart with a container running leaves the container alone.
+    let gate_out = |args: &[&str]| docker_via(&gate_sock, None, args);
+    assert!(
+        gate_out(&["run", "-d", "--name", "r1", "busybox:local", "sleep", "300"])
+            .status
+            .success()
+    );
+    drop(gate);
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.Status}}", "r1"]).trim(),
+        "running"
+    );
+    let _gate = spawn();
+    let out = gate_out(&["exec", "r1", "echo", "still"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "still");
+    d.ok(&["rm", "-f", "r1"]);
 }

@@ -266,4 +266,49 @@ proptest! {
             prop_assert!(!msg.contains('\n'), "one line: {}", msg);
         }
     }
+
+    #[test]
+    fn the_gate_s_request_parser_never_panics(
+        bytes in proptest::collection::vec(any::<u8>(), 0..512),
+        path in ".{0,60}",
+        method in "(GET|POST|DELETE|HEAD|PUT)",
+        query in ".{0,40}",
+    ) {
+        let caller = ds01::gate::Caller {
+            uid: 1000,
+            name: "alice".into(),
+            home: "/home/alice".into(),
+            admin: false,
+        };
+        let rules = ds01::gate::Rules::default();
+        let _ = ds01::gate::create(&bytes, &caller, &rules);
+        let _ = ds01::gate::volume_create(&bytes, &caller);
+        let _ = ds01::gate::target(&method, &path);
+        let _ = ds01::gate::own_filter(Some(&query), &caller);
+        let _ = ds01::gate::strip_version(&path);
+    }
+
+    #[test]
+    fn whatever_a_create_holds_the_gate_stamps_the_caller_or_refuses(
+        s in spec_strategy(),
+        label in ".{0,20}",
+        privileged in any::<bool>(),
+    ) {
+        let caller = ds01::gate::Caller {
+            uid: 1000,
+            name: "alice".into(),
+            home: "/home/alice".into(),
+            admin: false,
+        };
+        let body = json!({"Image": "x", "Labels": {"ds01.user": label}, "Env": s["process"]["env"],
+                          "HostConfig": {"Privileged": privileged}});
+        match ds01::gate::create(body.to_string().as_bytes(), &caller, &ds01::gate::Rules::default()) {
+            Ok(out) => {
+                prop_assert!(!privileged);
+                let v: Value = serde_json::from_slice(&out).unwrap();
+                prop_assert_eq!(&v["Labels"]["ds01.user"], "alice");
+            }
+            Err(r) => prop_assert_eq!(r.rule, "privileged"),
+        }
+    }
 }
