@@ -4,6 +4,7 @@
 //! allows to the real dockerd socket, streams and hijacked connections
 //! included. What it cannot read it refuses.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use ds01_core::config::Config;
 use ds01_core::identity::{self, Accounts, SystemAccounts};
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::{UnixListener, UnixStream};
@@ -40,6 +42,15 @@ struct Gate {
     docker: PathBuf,
     rules: Rules,
     cfg: Config,
+}
+
+/// One client connection's way to dockerd: a kept connection for plain
+/// requests (the docker client sends several on one), and the owners of
+/// the containers it has asked about, by full id (ids are never reused).
+struct Conn {
+    caller: Caller,
+    upstream: tokio::sync::Mutex<Option<SendRequest<Body>>>,
+    owners: std::sync::Mutex<HashMap<String, Option<String>>>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -109,12 +120,16 @@ async fn serve(listen: &Path, gate: Arc<Gate>) -> Result<(), String> {
         let Ok(cred) = stream.peer_cred() else {
             continue; // no credentials: no service (fail closed)
         };
-        let caller = Arc::new(caller_of(&gate.cfg, cred.uid()));
+        let conn = Arc::new(Conn {
+            caller: caller_of(&gate.cfg, cred.uid()),
+            upstream: tokio::sync::Mutex::new(None),
+            owners: std::sync::Mutex::new(HashMap::new()),
+        });
         let gate = gate.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
-                let (gate, caller) = (gate.clone(), caller.clone());
-                async move { Ok::<_, Infallible>(handle(req, &gate, &caller).await) }
+                let (gate, conn) = (gate.clone(), conn.clone());
+                async move { Ok::<_, Infallible>(handle(req, &gate, &conn).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)
@@ -187,7 +202,8 @@ fn refused(r: &Refusal) -> Response<Body> {
     refusal(StatusCode::FORBIDDEN, &r.to_string())
 }
 
-async fn handle(mut req: Request<Incoming>, gate: &Gate, caller: &Caller) -> Response<Body> {
+async fn handle(mut req: Request<Incoming>, gate: &Gate, conn: &Conn) -> Response<Body> {
+    let caller = &conn.caller;
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
     match gate::target(&method, &path) {
@@ -197,7 +213,7 @@ async fn handle(mut req: Request<Incoming>, gate: &Gate, caller: &Caller) -> Res
                 Err(r) => return r,
             };
             match gate::create(&body, caller, &gate.rules) {
-                Ok(new) => forward(with_body(parts, new), gate).await,
+                Ok(new) => forward(with_body(parts, new), gate, conn).await,
                 Err(r) => refused(&r),
             }
         }
@@ -207,7 +223,7 @@ async fn handle(mut req: Request<Incoming>, gate: &Gate, caller: &Caller) -> Res
                 Err(r) => return r,
             };
             match gate::volume_create(&body, caller) {
-                Ok(new) => forward(with_body(parts, new), gate).await,
+                Ok(new) => forward(with_body(parts, new), gate, conn).await,
                 Err(r) => refused(&r),
             }
         }
@@ -217,7 +233,7 @@ async fn handle(mut req: Request<Incoming>, gate: &Gate, caller: &Caller) -> Res
             match uri.parse() {
                 Ok(u) => {
                     *req.uri_mut() = u;
-                    forward(req.map(|b| b.boxed()), gate).await
+                    forward(req.map(|b| b.boxed()), gate, conn).await
                 }
                 Err(_) => refusal(
                     StatusCode::BAD_REQUEST,
@@ -225,42 +241,45 @@ async fn handle(mut req: Request<Incoming>, gate: &Gate, caller: &Caller) -> Res
                 ),
             }
         }
-        Target::Container(id, _op) => match owner_of(gate, &format!("/containers/{id}/json")).await
-        {
-            Ok(Some(owner)) => match gate::may_act(caller, owner.as_deref()) {
-                Ok(()) => forward(req.map(|b| b.boxed()), gate).await,
-                Err(r) => refused(&r),
-            },
-            // Docker does not know it: it says so itself.
-            Ok(None) => forward(req.map(|b| b.boxed()), gate).await,
-            Err(e) => refusal(StatusCode::BAD_GATEWAY, &e),
-        },
-        Target::Exec(id) => match exec_container(gate, &id).await {
+        Target::Container(id, _op) => {
+            match owner_of(gate, conn, &format!("/containers/{id}/json")).await {
+                Ok(Some(owner)) => match gate::may_act(caller, owner.as_deref()) {
+                    Ok(()) => forward(req.map(|b| b.boxed()), gate, conn).await,
+                    Err(r) => refused(&r),
+                },
+                // Docker does not know it: it says so itself.
+                Ok(None) => forward(req.map(|b| b.boxed()), gate, conn).await,
+                Err(e) => refusal(StatusCode::BAD_GATEWAY, &e),
+            }
+        }
+        Target::Exec(id) => match exec_container(gate, conn, &id).await {
             Ok(Some(container)) => {
-                match owner_of(gate, &format!("/containers/{container}/json")).await {
+                match owner_of(gate, conn, &format!("/containers/{container}/json")).await {
                     Ok(Some(owner)) => match gate::may_act(caller, owner.as_deref()) {
-                        Ok(()) => forward(req.map(|b| b.boxed()), gate).await,
+                        Ok(()) => forward(req.map(|b| b.boxed()), gate, conn).await,
                         Err(r) => refused(&r),
                     },
-                    Ok(None) => forward(req.map(|b| b.boxed()), gate).await,
+                    Ok(None) => forward(req.map(|b| b.boxed()), gate, conn).await,
                     Err(e) => refusal(StatusCode::BAD_GATEWAY, &e),
                 }
             }
-            Ok(None) => forward(req.map(|b| b.boxed()), gate).await,
+            Ok(None) => forward(req.map(|b| b.boxed()), gate, conn).await,
             Err(e) => refusal(StatusCode::BAD_GATEWAY, &e),
         },
-        Target::VolumeRemove(name) => match label_of(gate, &format!("/volumes/{name}"), "/Labels")
-            .await
-        {
-            // Volumes are shared; one stamped with another user's name is theirs.
-            Ok(Some(Some(owner))) if owner != caller.name && !caller.admin => refused(&Refusal {
-                rule: "volume-owner",
-                reason: format!("volume {name} is {owner}'s, not yours"),
-            }),
-            Ok(_) => forward(req.map(|b| b.boxed()), gate).await,
-            Err(e) => refusal(StatusCode::BAD_GATEWAY, &e),
-        },
-        _ => forward(req.map(|b| b.boxed()), gate).await,
+        Target::VolumeRemove(name) => {
+            match label_of(gate, conn, &format!("/volumes/{name}"), "/Labels").await {
+                // Volumes are shared; one stamped with another user's name is theirs.
+                Ok(Some(Some(owner))) if owner != caller.name && !caller.admin => {
+                    refused(&Refusal {
+                        rule: "volume-owner",
+                        reason: format!("volume {name} is {owner}'s, not yours"),
+                    })
+                }
+                Ok(_) => forward(req.map(|b| b.boxed()), gate, conn).await,
+                Err(e) => refusal(StatusCode::BAD_GATEWAY, &e),
+            }
+        }
+        _ => forward(req.map(|b| b.boxed()), gate, conn).await,
     }
 }
 
@@ -288,38 +307,58 @@ fn with_body(mut parts: hyper::http::request::Parts, body: Vec<u8>) -> Request<B
     Request::from_parts(parts, full(body))
 }
 
-/// Forwards one request on a fresh connection to dockerd; an upgrade
-/// (attach, exec, BuildKit's session) becomes a two-way byte pipe.
-async fn forward(mut req: Request<Body>, gate: &Gate) -> Response<Body> {
-    let wants_upgrade = req.headers().contains_key(hyper::header::UPGRADE);
-    let client_side = wants_upgrade.then(|| hyper::upgrade::on(&mut req));
-    let stream = match UnixStream::connect(&gate.docker).await {
-        Ok(s) => s,
-        Err(e) => {
-            return refusal(
-                StatusCode::BAD_GATEWAY,
-                &format!(
-                    "ds01-gate: cannot reach Docker at {}: {e}",
-                    gate.docker.display()
-                ),
-            );
-        }
-    };
-    let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
-    {
-        Ok(x) => x,
-        Err(e) => return refusal(StatusCode::BAD_GATEWAY, &format!("ds01-gate: Docker: {e}")),
-    };
+async fn connect(gate: &Gate) -> Result<SendRequest<Body>, String> {
+    let stream = UnixStream::connect(&gate.docker).await.map_err(|e| {
+        format!(
+            "ds01-gate: cannot reach Docker at {}: {e}",
+            gate.docker.display()
+        )
+    })?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("ds01-gate: Docker: {e}"))?;
     tokio::spawn(async move {
         let _ = conn.with_upgrades().await;
     });
+    Ok(sender)
+}
+
+/// Sends a plain request on the connection's kept dockerd connection,
+/// opening one when there is none or it closed.
+async fn send(gate: &Gate, conn: &Conn, req: Request<Body>) -> Result<Response<Incoming>, String> {
+    let mut kept = conn.upstream.lock().await;
+    if kept.as_ref().is_none_or(|s| s.is_closed()) {
+        *kept = Some(connect(gate).await?);
+    }
+    let sender = kept.as_mut().expect("just made");
+    if sender.ready().await.is_err() {
+        *sender = connect(gate).await?;
+    }
+    sender
+        .send_request(req)
+        .await
+        .map_err(|e| format!("ds01-gate: Docker: {e}"))
+}
+
+/// Forwards one request to dockerd; an upgrade (attach, exec, BuildKit's
+/// session) gets its own connection and becomes a two-way byte pipe.
+async fn forward(mut req: Request<Body>, gate: &Gate, conn: &Conn) -> Response<Body> {
+    if !req.headers().contains_key(hyper::header::UPGRADE) {
+        return match send(gate, conn, req).await {
+            Ok(resp) => resp.map(|b| b.boxed()),
+            Err(e) => refusal(StatusCode::BAD_GATEWAY, &e),
+        };
+    }
+    let client_side = hyper::upgrade::on(&mut req);
+    let mut sender = match connect(gate).await {
+        Ok(s) => s,
+        Err(e) => return refusal(StatusCode::BAD_GATEWAY, &e),
+    };
     let mut resp = match sender.send_request(req).await {
         Ok(r) => r,
         Err(e) => return refusal(StatusCode::BAD_GATEWAY, &format!("ds01-gate: Docker: {e}")),
     };
-    if resp.status() == StatusCode::SWITCHING_PROTOCOLS
-        && let Some(client_side) = client_side
-    {
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         let upstream_side = hyper::upgrade::on(&mut resp);
         tokio::spawn(async move {
             if let (Ok(c), Ok(u)) = (client_side.await, upstream_side.await) {
@@ -332,25 +371,16 @@ async fn forward(mut req: Request<Body>, gate: &Gate) -> Response<Body> {
 }
 
 /// A GET on dockerd: `None` for 404, the JSON otherwise.
-async fn get_json(gate: &Gate, path: &str) -> Result<Option<serde_json::Value>, String> {
-    let stream = UnixStream::connect(&gate.docker).await.map_err(|e| {
-        format!(
-            "ds01-gate: cannot reach Docker at {}: {e}",
-            gate.docker.display()
-        )
-    })?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("ds01-gate: Docker: {e}"))?;
-    tokio::spawn(conn);
+async fn get_json(
+    gate: &Gate,
+    conn: &Conn,
+    path: &str,
+) -> Result<Option<serde_json::Value>, String> {
     let req = Request::get(path)
         .header("Host", "docker")
         .body(full(Bytes::new()))
         .map_err(|e| e.to_string())?;
-    let resp = sender
-        .send_request(req)
-        .await
-        .map_err(|e| format!("ds01-gate: Docker: {e}"))?;
+    let resp = send(gate, conn, req).await?;
     if resp.status() == StatusCode::NOT_FOUND {
         return Ok(None);
     }
@@ -367,8 +397,13 @@ async fn get_json(gate: &Gate, path: &str) -> Result<Option<serde_json::Value>, 
 
 /// The `ds01.user` label at `labels` in what `path` returns: `None` when
 /// Docker does not know the object, `Some(None)` when it has no owner.
-async fn label_of(gate: &Gate, path: &str, labels: &str) -> Result<Option<Option<String>>, String> {
-    Ok(get_json(gate, path).await?.map(|v| {
+async fn label_of(
+    gate: &Gate,
+    conn: &Conn,
+    path: &str,
+    labels: &str,
+) -> Result<Option<Option<String>>, String> {
+    Ok(get_json(gate, conn, path).await?.map(|v| {
         v.pointer(labels)
             .and_then(|l| l.get(gate::USER_LABEL))
             .and_then(serde_json::Value::as_str)
@@ -376,13 +411,28 @@ async fn label_of(gate: &Gate, path: &str, labels: &str) -> Result<Option<Option
     }))
 }
 
-async fn owner_of(gate: &Gate, path: &str) -> Result<Option<Option<String>>, String> {
-    label_of(gate, path, "/Config/Labels").await
+/// A container's owner, from Docker (cached by full id for this connection).
+async fn owner_of(gate: &Gate, conn: &Conn, path: &str) -> Result<Option<Option<String>>, String> {
+    let id = path
+        .trim_start_matches("/containers/")
+        .trim_end_matches("/json");
+    let full_id = id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit());
+    if full_id && let Some(o) = conn.owners.lock().expect("not poisoned").get(id) {
+        return Ok(Some(o.clone()));
+    }
+    let found = label_of(gate, conn, path, "/Config/Labels").await?;
+    if full_id && let Some(o) = &found {
+        conn.owners
+            .lock()
+            .expect("not poisoned")
+            .insert(id.to_string(), o.clone());
+    }
+    Ok(found)
 }
 
 /// The container an exec instance runs in.
-async fn exec_container(gate: &Gate, id: &str) -> Result<Option<String>, String> {
-    Ok(get_json(gate, &format!("/exec/{id}/json"))
+async fn exec_container(gate: &Gate, conn: &Conn, id: &str) -> Result<Option<String>, String> {
+    Ok(get_json(gate, conn, &format!("/exec/{id}/json"))
         .await?
         .and_then(|v| {
             v.get("ContainerID")

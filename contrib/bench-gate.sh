@@ -1,0 +1,59 @@
+#!/bin/sh
+# What ds01-gate costs (as root):
+#     contrib/bench-gate.sh [RUNS] [CONTAINERS]
+# A private dockerd (default runtime ds01-runtime, simulated GPUs) with the
+# gate in front of it. Side by side, alternating, RUNS times each:
+# `docker run --rm busybox true` through the gate and on Docker's socket,
+# then `docker ps` with CONTAINERS containers the same two ways. Prints the
+# medians and the ratios.
+set -eu
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+runs=${1:-30}
+n=${2:-200}
+[ "$(id -u)" -eq 0 ] || { echo "bench: starts a Docker daemon, so it needs root" >&2; exit 2; }
+cargo build --release --locked --workspace --quiet
+bin="$repo/target/release"
+work=$(mktemp -d /tmp/ds01-bench.XXXXXX)
+. "$repo/contrib/private-dockerd.sh"
+cleanup() { [ -z "${gate_pid:-}" ] || kill "$gate_pid" 2>/dev/null || true; dockerd_stop; rm -rf "$work"; }
+trap cleanup EXIT INT TERM
+cat > "$work/config.toml" <<TOML
+runc = "$(command -v runc || echo /usr/sbin/runc)"
+state_dir = "$work/state"
+log = "$work/runtime.log"
+inventory = "$repo/contrib/sim/inventory.toml"
+audit_log = "$work/events.jsonl"
+docker_data_root = "$work/data"
+TOML
+export DS01_CONFIG="$work/config.toml"
+dockerd_start "$work" "$bin/ds01-runtime"
+"$bin/ds01-gate" --listen "$work/gate.sock" --docker "$work/docker.sock" 2>/dev/null &
+gate_pid=$!
+until [ -S "$work/gate.sock" ]; do sleep 0.05; done
+
+direct="unix://$work/docker.sock"
+gated="unix://$work/gate.sock"
+us() { echo $(($(date +%s%N) / 1000)); }
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]/1000}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a / b}'; }
+pair() { # NAME ARGS...: alternating runs, direct then gated
+    name=$1; shift
+    : > "$work/d.t"; : > "$work/g.t"
+    k=0
+    while [ $k -lt "$runs" ]; do
+        t0=$(us); /usr/bin/docker -H "$direct" "$@" >/dev/null; t1=$(us)
+        /usr/bin/docker -H "$gated" "$@" >/dev/null; t2=$(us)
+        echo $((t1 - t0)) >> "$work/d.t"; echo $((t2 - t1)) >> "$work/g.t"
+        k=$((k + 1))
+    done
+    d=$(median < "$work/d.t"); g=$(median < "$work/g.t")
+    echo "$name: direct $d ms, through the gate $g ms: ratio $(ratio "$g" "$d")"
+}
+pair "docker run --rm busybox true" run --rm busybox:local true
+i=0
+while [ $i -lt "$n" ]; do
+    /usr/bin/docker -H "$direct" create --label ds01.user=user$((i % 10)) busybox:local true >/dev/null
+    i=$((i + 1))
+done
+pair "docker ps -a with $n containers" ps -a
