@@ -38,7 +38,8 @@ grep -q '"default-runtime": "ds01"' "$daemon" || { echo "package: daemon.json do
 grep -q '"nvidia"' "$daemon" || { echo "package: the nvidia runtime was lost from daemon.json" >&2; exit 1; }
 [ -x /usr/bin/ds01-runtime ] && [ -x /usr/bin/ds01 ] && [ -L /usr/bin/devcontainer ] && [ -L /usr/bin/container ] && [ -L /usr/bin/project ] && [ -L /usr/bin/ds01-logs ] && [ -f /etc/ds01/images.toml ]
 /usr/bin/container ls --all --json >/dev/null
-for f in /usr/lib/systemd/system/ds01-reap.service /usr/lib/systemd/system/ds01-reap.timer /etc/profile.d/ds01.sh; do
+/usr/bin/ds01-gate --help >/dev/null
+for f in /usr/lib/systemd/system/ds01-reap.service /usr/lib/systemd/system/ds01-reap.timer /usr/lib/systemd/system/ds01-gate.service /etc/profile.d/ds01.sh; do
     [ -f "$f" ] || { echo "package: $f is not installed" >&2; exit 1; }
 done
 # The login snippet shows a pending notice once.
