@@ -10,24 +10,9 @@ cd "$(dirname "$0")/.."
 repo=$(pwd)
 n=${1:-200}
 runs=${2:-30}
-[ "$(id -u)" -eq 0 ] || { echo "bench: starts a Docker daemon, so it needs root" >&2; exit 2; }
-cargo build --release --locked --workspace --quiet
-bin="$repo/target/release"
-work=$(mktemp -d /tmp/ds01-bench.XXXXXX)
 . "$repo/contrib/private-dockerd.sh"
-cleanup() { dockerd_stop; rm -rf "$work"; }
-trap cleanup EXIT INT TERM
-cat > "$work/config.toml" <<TOML
-runc = "$(command -v runc || echo /usr/sbin/runc)"
-state_dir = "$work/state"
-log = "$work/runtime.log"
-inventory = "$repo/contrib/sim/inventory.toml"
-audit_log = "$work/events.jsonl"
-docker_data_root = "$work/data"
-TOML
-export DS01_CONFIG="$work/config.toml"
+bench_setup "$repo"
 export DOCKER_HOST="unix://$work/docker.sock"
-dockerd_start "$work" "$bin/ds01-runtime"
 
 i=0
 while [ $i -lt 7 ]; do

@@ -11,23 +11,9 @@ cd "$(dirname "$0")/.."
 repo=$(pwd)
 runs=${1:-30}
 n=${2:-200}
-[ "$(id -u)" -eq 0 ] || { echo "bench: starts a Docker daemon, so it needs root" >&2; exit 2; }
-cargo build --release --locked --workspace --quiet
-bin="$repo/target/release"
-work=$(mktemp -d /tmp/ds01-bench.XXXXXX)
 . "$repo/contrib/private-dockerd.sh"
-cleanup() { [ -z "${gate_pid:-}" ] || kill "$gate_pid" 2>/dev/null || true; dockerd_stop; rm -rf "$work"; }
-trap cleanup EXIT INT TERM
-cat > "$work/config.toml" <<TOML
-runc = "$(command -v runc || echo /usr/sbin/runc)"
-state_dir = "$work/state"
-log = "$work/runtime.log"
-inventory = "$repo/contrib/sim/inventory.toml"
-audit_log = "$work/events.jsonl"
-docker_data_root = "$work/data"
-TOML
-export DS01_CONFIG="$work/config.toml"
-dockerd_start "$work" "$bin/ds01-runtime"
+bench_on_exit='[ -z "${gate_pid:-}" ] || kill "$gate_pid" 2>/dev/null || true'
+bench_setup "$repo"
 "$bin/ds01-gate" --listen "$work/gate.sock" --docker "$work/docker.sock" 2>/dev/null &
 gate_pid=$!
 until [ -S "$work/gate.sock" ]; do sleep 0.05; done

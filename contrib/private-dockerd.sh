@@ -42,3 +42,30 @@ dockerd_stop() {
     dockerd_pid=""
     umount -R "$_work/data" 2>/dev/null || true
 }
+
+# bench_setup REPO: what the benchmark scripts share: root, a release
+# build, a work directory removed on exit (after `bench_on_exit`, if set),
+# a config over the simulated GPUs, and the private dockerd. Sets bin, work.
+bench_setup() {
+    [ "$(id -u)" -eq 0 ] || { echo "bench: starts a Docker daemon, so it needs root" >&2; exit 2; }
+    cargo build --release --locked --workspace --quiet
+    bin="$1/target/release"
+    work=$(mktemp -d /tmp/ds01-bench.XXXXXX)
+    trap bench_cleanup EXIT INT TERM
+    cat > "$work/config.toml" <<TOML
+runc = "$(command -v runc || echo /usr/sbin/runc)"
+state_dir = "$work/state"
+log = "$work/runtime.log"
+inventory = "$1/contrib/sim/inventory.toml"
+audit_log = "$work/events.jsonl"
+docker_data_root = "$work/data"
+TOML
+    export DS01_CONFIG="$work/config.toml"
+    dockerd_start "$work" "$bin/ds01-runtime"
+}
+
+bench_cleanup() {
+    eval "${bench_on_exit:-:}"
+    dockerd_stop
+    rm -rf "$work"
+}

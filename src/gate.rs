@@ -124,16 +124,7 @@ pub fn create(body: &[u8], caller: &Caller, rules: &Rules) -> Result<Vec<u8>, Re
     if !caller.admin {
         judge_host_config(obj.get("HostConfig").unwrap_or(&Value::Null), caller, rules)?;
     }
-    let labels = obj
-        .entry("Labels")
-        .or_insert_with(|| Value::Object(Map::new()));
-    if !labels.is_object() {
-        *labels = Value::Object(Map::new());
-    }
-    labels
-        .as_object_mut()
-        .expect("made an object")
-        .insert(USER_LABEL.into(), Value::String(caller.name.clone()));
+    stamp(obj, caller);
     Ok(serde_json::to_vec(&v).expect("JSON serialises"))
 }
 
@@ -151,6 +142,12 @@ pub fn volume_create(body: &[u8], caller: &Caller) -> Result<Vec<u8>, Refusal> {
         rule: "parse",
         reason: "the volume request is not a JSON object".into(),
     })?;
+    stamp(obj, caller);
+    Ok(serde_json::to_vec(&v).expect("JSON serialises"))
+}
+
+/// Sets `Labels.ds01.user` to the caller, replacing whatever was there.
+fn stamp(obj: &mut Map<String, Value>, caller: &Caller) {
     let labels = obj
         .entry("Labels")
         .or_insert_with(|| Value::Object(Map::new()));
@@ -161,7 +158,6 @@ pub fn volume_create(body: &[u8], caller: &Caller) -> Result<Vec<u8>, Refusal> {
         .as_object_mut()
         .expect("made an object")
         .insert(USER_LABEL.into(), Value::String(caller.name.clone()));
-    Ok(serde_json::to_vec(&v).expect("JSON serialises"))
 }
 
 fn judge_host_config(hc: &Value, caller: &Caller, rules: &Rules) -> Result<(), Refusal> {
