@@ -371,6 +371,24 @@ mod tests {
         }
     }
 
+    /// The world of a pass `secs` after `t0`, with no CPU readings.
+    fn world<'a>(
+        docker: &'a dyn DockerApi,
+        activity: &'a dyn Activity,
+        notify: &'a dyn Fn(&str, &str) -> Result<(), String>,
+        t0: SystemTime,
+        secs: u64,
+    ) -> World<'a> {
+        World {
+            docker,
+            activity,
+            groups: &NoGroups,
+            cpu_usec: &|_| None,
+            notify,
+            now: t0 + Duration::from_secs(secs),
+        }
+    }
+
     fn running(id: &str, labels: &[(&str, &str)]) -> DockerContainer {
         DockerContainer {
             id: id.into(),
@@ -433,15 +451,7 @@ mod tests {
         };
         let t0 = SystemTime::now();
         let run = |secs: u64, dry: bool| {
-            let w = World {
-                docker: &docker,
-                activity: &activity,
-                groups: &NoGroups,
-                cpu_usec: &|_| None,
-                notify: &notify,
-                now: t0 + Duration::from_secs(secs),
-            };
-            pass(&cfg, &w, dry).unwrap()
+            pass(&cfg, &world(&docker, &activity, &notify, t0, secs), dry).unwrap()
         };
         assert!(run(0, false).is_empty());
         // 45 s idle: within 20 s of its timeout. A dry run says so and does nothing.
@@ -491,15 +501,7 @@ mod tests {
         let notify = |_: &str, _: &str| Ok(());
         let t0 = SystemTime::now();
         let run = |cfg: &Config, secs: u64| {
-            let w = World {
-                docker: &docker,
-                activity: &activity,
-                groups: &NoGroups,
-                cpu_usec: &|_| None,
-                notify: &notify,
-                now: t0 + Duration::from_secs(secs),
-            };
-            pass(cfg, &w, false)
+            pass(cfg, &world(&docker, &activity, &notify, t0, secs), false)
         };
         run(&cfg, 0).unwrap();
         let a = run(&cfg, 50).unwrap();
@@ -513,14 +515,7 @@ mod tests {
             list: Err("no socket".into()),
             stopped: RefCell::new(vec![]),
         };
-        let w = World {
-            docker: &blind,
-            activity: &activity,
-            groups: &NoGroups,
-            cpu_usec: &|_| None,
-            notify: &notify,
-            now: t0 + Duration::from_secs(500),
-        };
+        let w = world(&blind, &activity, &notify, t0, 500);
         assert!(pass(&cfg, &w, false).unwrap_err().contains("no socket"));
         assert!(blind.stopped.borrow().is_empty());
     }

@@ -159,18 +159,23 @@ pub fn order(mut entries: Vec<Entry>, held: &Records) -> Vec<Entry> {
     entries
 }
 
-/// How many waiters are ahead of `me` and could take a device now (free
-/// devices only; their limits were checked when they joined). `me` need
-/// not be in `waiters`: a create that does not wait is placed as one that
-/// joins now.
-pub fn ahead_that_fit(waiters: &[Entry], me: &Entry, held: &Records, inv: &Inventory) -> usize {
+/// The waiters and `me` (once), in the order they are served.
+fn order_with(waiters: &[Entry], me: &Entry, held: &Records) -> Vec<Entry> {
     let mut all: Vec<Entry> = waiters
         .iter()
         .filter(|w| w.alloc_id != me.alloc_id)
         .cloned()
         .collect();
     all.push(me.clone());
-    let ordered = order(all, held);
+    order(all, held)
+}
+
+/// How many waiters are ahead of `me` and could take a device now (free
+/// devices only; their limits were checked when they joined). `me` need
+/// not be in `waiters`: a create that does not wait is placed as one that
+/// joins now.
+pub fn ahead_that_fit(waiters: &[Entry], me: &Entry, held: &Records, inv: &Inventory) -> usize {
+    let ordered = order_with(waiters, me, held);
     let unlimited = unlimited();
     ordered
         .iter()
@@ -184,13 +189,7 @@ pub fn ahead_that_fit(waiters: &[Entry], me: &Entry, held: &Records, inv: &Inven
 
 /// `me`'s place in the queue, from 1.
 pub fn position(waiters: &[Entry], me: &Entry, held: &Records) -> usize {
-    let mut all: Vec<Entry> = waiters
-        .iter()
-        .filter(|w| w.alloc_id != me.alloc_id)
-        .cloned()
-        .collect();
-    all.push(me.clone());
-    order(all, held)
+    order_with(waiters, me, held)
         .iter()
         .position(|w| w.alloc_id == me.alloc_id)
         .map_or(1, |p| p + 1)
