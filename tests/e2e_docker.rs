@@ -1693,7 +1693,9 @@ impl Drop for GateProc {
 #[test]
 fn the_gate_knows_each_caller_and_keeps_them_to_their_own() {
     let _g = lock();
-    let Some(d) = start("", false) else { return };
+    let Some(d) = start("gate_list = \"own\"\n", false) else {
+        return;
+    };
     if !Path::new("/usr/sbin/useradd").exists() {
         skip("docker", "useradd is not installed");
         return;
@@ -1835,6 +1837,67 @@ fn the_gate_knows_each_caller_and_keeps_them_to_their_own() {
         ],
     ));
 
+    // save and load: an image out through the gate and back in.
+    let tar = format!("/home/{}/img.tar", alice.0);
+    ok(docker_via(
+        &gate_sock,
+        a,
+        &["save", "-o", &tar, "gate-test:built"],
+    ));
+    ok(docker_via(&gate_sock, a, &["load", "-i", &tar]));
+    // logs -f of a container that ends: every line, then the end.
+    let id = ok(docker_via(
+        &gate_sock,
+        a,
+        &[
+            "run",
+            "-d",
+            "busybox:local",
+            "sh",
+            "-c",
+            "echo one; sleep 1; echo two",
+        ],
+    ));
+    let out = ok(docker_via(&gate_sock, a, &["logs", "-f", id.trim()]));
+    assert_eq!(out, "one\ntwo\n");
+    ok(docker_via(&gate_sock, a, &["rm", id.trim()]));
+    // Volumes are stamped; another user's is not bob's to remove.
+    ok(docker_via(&gate_sock, a, &["volume", "create", "alices"]));
+    refused(
+        docker_via(&gate_sock, b, &["volume", "rm", "alices"]),
+        "volume-owner",
+    );
+    ok(docker_via(&gate_sock, a, &["volume", "rm", "alices"]));
+    // ds01's own CLI works through the gate.
+    let ls = Command::new("runuser")
+        .args(["-u", &alice.0, "--"])
+        .arg(cli_bin())
+        .args(["container", "ls", "--json"])
+        .env("DS01_CONFIG", &d.env.config)
+        .env("DOCKER_HOST", format!("unix://{}", gate_sock.display()))
+        .output()
+        .unwrap();
+    let ls: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
+    let names: Vec<&str> = ls["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a1"], "{ls}");
+
+    // With gate_list = "own", docker ps shows each their own; the admin all.
+    let ps = |who: Option<&str>| {
+        ok(docker_via(
+            &gate_sock,
+            who,
+            &["ps", "-a", "--format", "{{.Names}}"],
+        ))
+    };
+    assert_eq!(ps(a).trim(), "a1");
+    assert_eq!(ps(b).trim(), "");
+    assert!(ps(None).contains("a1"));
+
     // Bob cannot stop, exec into, inspect or remove alice's container.
     for args in [
         &["stop", "a1"][..],
@@ -1962,6 +2025,8 @@ fn the_gate_survives_disconnects_crowds_and_restarts() {
     let pid = gate.0.id();
     let ping = "GET /_ping HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n";
     assert_eq!(raw_request(&gate_sock, ping), "HTTP/1.1 200 OK");
+    let head = "HEAD /_ping HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n";
+    assert_eq!(raw_request(&gate_sock, head), "HTTP/1.1 200 OK");
     let fds_before = fds_of(pid);
 
     // 200 connections at once.
