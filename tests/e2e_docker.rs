@@ -1836,6 +1836,23 @@ fn the_gate_knows_each_caller_and_keeps_them_to_their_own() {
             ctx.to_str().unwrap(),
         ],
     ));
+    // And with BuildKit, whose session is an HTTP upgrade through the gate.
+    let out = Command::new("runuser")
+        .args(["-u", &alice.0, "--", DOCKER, "-H"])
+        .arg(format!("unix://{}", gate_sock.display()))
+        .args([
+            "build",
+            "-q",
+            "-t",
+            "gate-test:buildkit",
+            ctx.to_str().unwrap(),
+        ])
+        .env("DOCKER_BUILDKIT", "1")
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    ok(out);
 
     // save and load: an image out through the gate and back in.
     let tar = format!("/home/{}/img.tar", alice.0);
@@ -1957,7 +1974,7 @@ fn the_gate_knows_each_caller_and_keeps_them_to_their_own() {
         ],
     ));
     ok(docker_via(&gate_sock, None, &["rm", "-f", "a1"]));
-    let _ = d.docker(&["rmi", "gate-test:built"]);
+    let _ = d.docker(&["rmi", "gate-test:built", "gate-test:buildkit"]);
 }
 
 /// One HTTP/1.1 request on a fresh connection to the gate; the status line.
