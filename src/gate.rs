@@ -361,8 +361,18 @@ pub fn own_filter(query: Option<&str>, caller: &Caller) -> String {
         .find(|(k, _)| k == "filters")
         .and_then(|(_, v)| serde_json::from_str(v).ok())
         .unwrap_or_default();
+    // Added to the caller's own label filters (all must match), in either
+    // form Docker takes: a list, or an object of `"k=v": true`.
     let label = format!("{USER_LABEL}={}", caller.name);
-    filters.insert("label".into(), serde_json::json!([label]));
+    match filters.get_mut("label") {
+        Some(Value::Array(list)) => list.push(Value::String(label)),
+        Some(Value::Object(set)) => {
+            set.insert(label, Value::Bool(true));
+        }
+        _ => {
+            filters.insert("label".into(), serde_json::json!([label]));
+        }
+    }
     pairs.retain(|(k, _)| k != "filters");
     pairs.push(("filters".into(), Value::Object(filters).to_string()));
     pairs
@@ -565,6 +575,18 @@ mod tests {
             serde_json::from_str(&percent_decode(q.split("filters=").nth(1).unwrap())).unwrap();
         assert_eq!(f["status"][0], "running");
         assert_eq!(f["label"][0], "ds01.user=alice");
+    }
+
+    #[test]
+    fn the_callers_label_filter_joins_the_callers_own() {
+        let f = |q: &str| -> Value {
+            let q = own_filter(Some(q), &alice());
+            serde_json::from_str(&percent_decode(q.split("filters=").nth(1).unwrap())).unwrap()
+        };
+        let v = f("filters=%7B%22label%22%3A%5B%22com.docker.compose.project%3Dweb%22%5D%7D");
+        assert_eq!(v["label"], json!(["com.docker.compose.project=web", "ds01.user=alice"]));
+        let v = f("filters=%7B%22label%22%3A%7B%22a%3Db%22%3Atrue%7D%7D");
+        assert_eq!(v["label"], json!({"a=b": true, "ds01.user=alice": true}));
     }
 
     #[test]

@@ -1903,6 +1903,50 @@ fn the_gate_knows_each_caller_and_keeps_them_to_their_own() {
         .collect();
     assert_eq!(names, ["a1"], "{ls}");
 
+    // A Compose project, as alice, through the gate.
+    if Path::new("/usr/bin/docker-compose").exists() {
+        let proj = PathBuf::from(format!("/home/{}/compose", alice.0));
+        std::fs::create_dir_all(&proj).unwrap();
+        std::fs::write(
+            proj.join("docker-compose.yml"),
+            "version: \"2.4\"\nservices:\n  app:\n    image: busybox:local\n    command: [\"sleep\", \"300\"]\n    network_mode: none\n",
+        )
+        .unwrap();
+        Command::new("chown")
+            .args(["-R", &alice.0])
+            .arg(&proj)
+            .status()
+            .unwrap();
+        let compose = |args: &[&str]| {
+            Command::new("runuser")
+                .args(["-u", &alice.0, "--", "/usr/bin/docker-compose", "-H"])
+                .arg(format!("unix://{}", gate_sock.display()))
+                .args(args)
+                .current_dir(&proj)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap()
+        };
+        ok(compose(&["up", "-d"]));
+        let owner = d.ok(&[
+            "ps",
+            "--filter",
+            "label=com.docker.compose.project=compose",
+            "--format",
+            "{{.Label \"ds01.user\"}}",
+        ]);
+        assert_eq!(owner.trim(), alice.0, "compose's container is stamped too");
+        refused(
+            docker_via(&gate_sock, b, &["rm", "-f", "compose_app_1"]),
+            "ownership",
+        );
+        ok(compose(&["down"]));
+    } else {
+        eprintln!(
+            "docker-compose is not installed: the Compose project through the gate is not tried"
+        );
+    }
+
     // With gate_list = "own", docker ps shows each their own; the admin all.
     let ps = |who: Option<&str>| {
         ok(docker_via(
