@@ -16,3 +16,15 @@ install_missing() {
     # shellcheck disable=SC2086
     apt-get install -y -qq $_missing >/dev/null
 }
+
+# The official Dev Containers CLI where ds01 looks for it, for the test that
+# runs `devcontainer up` through ds01-gate; where npm is (the CI machines
+# have it). Best effort: without it that part of the test says it was not tried.
+install_devcontainer_cli() {
+    _cli=/usr/local/lib/devcontainers-cli/bin/devcontainer
+    [ -x "$_cli" ] && return 0
+    command -v npm >/dev/null 2>&1 || return 0
+    echo "installing: @devcontainers/cli"
+    npm install -g --prefix /usr/local/lib/devcontainers-cli @devcontainers/cli >/dev/null 2>&1 ||
+        echo "could not install @devcontainers/cli; devcontainer up through the gate is not tried" >&2
+}

@@ -14,6 +14,7 @@ fi
 if [ "$(id -u)" -eq 0 ]; then
     . contrib/deps.sh
     install_missing
+    install_devcontainer_cli
 fi
 
 command -v cargo >/dev/null || {

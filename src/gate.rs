@@ -584,7 +584,10 @@ mod tests {
             serde_json::from_str(&percent_decode(q.split("filters=").nth(1).unwrap())).unwrap()
         };
         let v = f("filters=%7B%22label%22%3A%5B%22com.docker.compose.project%3Dweb%22%5D%7D");
-        assert_eq!(v["label"], json!(["com.docker.compose.project=web", "ds01.user=alice"]));
+        assert_eq!(
+            v["label"],
+            json!(["com.docker.compose.project=web", "ds01.user=alice"])
+        );
         let v = f("filters=%7B%22label%22%3A%7B%22a%3Db%22%3Atrue%7D%7D");
         assert_eq!(v["label"], json!({"a=b": true, "ds01.user=alice": true}));
     }

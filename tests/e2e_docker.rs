@@ -1947,6 +1947,87 @@ fn the_gate_knows_each_caller_and_keeps_them_to_their_own() {
         );
     }
 
+    // The Dev Containers CLI, unchanged, through the gate: up, then exec.
+    let official = Path::new("/usr/local/lib/devcontainers-cli/bin/devcontainer");
+    if official.exists() {
+        // busybox with the passwd file the CLI's `exec -u root` needs.
+        let img = tempfile::tempdir().unwrap();
+        std::fs::write(
+            img.path().join("Dockerfile"),
+            "FROM busybox:local\nRUN echo 'root:x:0:0:root:/root:/bin/sh' > /etc/passwd && echo 'root:x:0:' > /etc/group\n",
+        )
+        .unwrap();
+        let built = d.docker(&[
+            "build",
+            "-q",
+            "-t",
+            "gate-test:dc",
+            img.path().to_str().unwrap(),
+        ]);
+        assert!(built.status.success(), "{built:?}");
+        let proj = PathBuf::from(format!("/home/{}/dc", alice.0));
+        std::fs::create_dir_all(proj.join(".devcontainer")).unwrap();
+        std::fs::write(
+            proj.join(".devcontainer/devcontainer.json"),
+            r#"{"image": "gate-test:dc", "overrideCommand": true, "shutdownAction": "stopContainer"}"#,
+        )
+        .unwrap();
+        Command::new("chown")
+            .args(["-R", &alice.0])
+            .arg(&proj)
+            .status()
+            .unwrap();
+        let dc = |args: &[&str]| {
+            Command::new("runuser")
+                .args(["-u", &alice.0, "--"])
+                .arg(official)
+                .args(args)
+                .env("DOCKER_HOST", format!("unix://{}", gate_sock.display()))
+                .env("HOME", format!("/home/{}", alice.0))
+                .current_dir(&proj)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap()
+        };
+        let folder = proj.display().to_string();
+        let up = dc(&["up", "--workspace-folder", &folder]);
+        assert!(
+            up.status.success(),
+            "devcontainer up: {}{}",
+            String::from_utf8_lossy(&up.stdout),
+            String::from_utf8_lossy(&up.stderr)
+        );
+        let out = dc(&["exec", "--workspace-folder", &folder, "echo", "inside"]);
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("inside"),
+            "{out:?}"
+        );
+        let owner = d.ok(&[
+            "ps",
+            "--filter",
+            &format!("label=devcontainer.local_folder={folder}"),
+            "--format",
+            "{{.Label \"ds01.user\"}}",
+        ]);
+        assert_eq!(owner.trim(), alice.0);
+        d.ok(&[
+            "rm",
+            "-f",
+            &d.ok(&[
+                "ps",
+                "-q",
+                "--filter",
+                &format!("label=devcontainer.local_folder={folder}"),
+            ])
+            .trim()
+            .to_string(),
+        ]);
+    } else {
+        eprintln!(
+            "the Dev Containers CLI is not installed: devcontainer up through the gate is not tried"
+        );
+    }
+
     // With gate_list = "own", docker ps shows each their own; the admin all.
     let ps = |who: Option<&str>| {
         ok(docker_via(
@@ -2018,7 +2099,12 @@ fn the_gate_knows_each_caller_and_keeps_them_to_their_own() {
         ],
     ));
     ok(docker_via(&gate_sock, None, &["rm", "-f", "a1"]));
-    let _ = d.docker(&["rmi", "gate-test:built", "gate-test:buildkit"]);
+    let _ = d.docker(&[
+        "rmi",
+        "gate-test:built",
+        "gate-test:buildkit",
+        "gate-test:dc",
+    ]);
 }
 
 /// One HTTP/1.1 request on a fresh connection to the gate; the status line.
