@@ -7,6 +7,7 @@ pub mod devcontainer;
 pub mod docker_config;
 pub mod doctor;
 pub mod gate;
+pub mod gate_setup;
 pub mod logs;
 pub mod notice;
 pub mod nvml;

@@ -2010,18 +2010,13 @@ fn the_gate_knows_each_caller_and_keeps_them_to_their_own() {
             "{{.Label \"ds01.user\"}}",
         ]);
         assert_eq!(owner.trim(), alice.0);
-        d.ok(&[
-            "rm",
-            "-f",
-            &d.ok(&[
-                "ps",
-                "-q",
-                "--filter",
-                &format!("label=devcontainer.local_folder={folder}"),
-            ])
-            .trim()
-            .to_string(),
+        let dc_id = d.ok(&[
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=devcontainer.local_folder={folder}"),
         ]);
+        d.ok(&["rm", "-f", dc_id.trim()]);
     } else {
         eprintln!(
             "the Dev Containers CLI is not installed: devcontainer up through the gate is not tried"

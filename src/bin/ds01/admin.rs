@@ -32,6 +32,11 @@ enum Action {
         #[command(flatten)]
         files: Files,
     },
+    /// Put ds01-gate in front of Docker (systemd): dockerd on a root-only
+    /// socket, the gate on the default one, users in docker-users
+    EnableGate,
+    /// Take ds01-gate away: dockerd back on the default socket
+    DisableGate,
 }
 
 #[derive(clap::Args)]
@@ -55,6 +60,25 @@ impl Files {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.action {
+        Action::EnableGate | Action::DisableGate => {
+            use ds01::gate_setup::{self, Paths, RealHost};
+            let enable = matches!(args.action, Action::EnableGate);
+            let done = if enable {
+                gate_setup::enable(&RealHost, &Paths::default())
+            } else {
+                gate_setup::disable(&RealHost, &Paths::default())
+            }
+            .map_err(anyhow::Error::msg)?;
+            for line in done {
+                println!("{line}");
+            }
+            if enable {
+                println!(
+                    "next: add users to {} (usermod -aG {0} NAME) and take them out of the docker group",
+                    gate_setup::GROUP
+                );
+            }
+        }
         Action::RegisterDocker { runtime, files } => {
             let paths = files.paths();
             let outcome = docker_config::register(&paths, &runtime)?;
