@@ -14,11 +14,19 @@ fn devcontainer_name_passes_unknown_commands_to_the_official_cli() {
     std::fs::create_dir_all(&ours).unwrap();
     std::fs::create_dir_all(&theirs).unwrap();
     std::os::unix::fs::symlink(CLI, ours.join("devcontainer")).unwrap();
+    // Not the machine's own install, wherever the config would find one.
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "devcontainer_cli = \"/nonexistent/devcontainer\"\n",
+    )
+    .unwrap();
 
     // No official CLI: a clear one-line error, exit 2.
     let out = Command::new(ours.join("devcontainer"))
         .args(["up", "--workspace-folder", "."])
         .env("PATH", std::env::join_paths([&ours, &theirs]).unwrap())
+        .env("DS01_CONFIG", &config)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -44,6 +52,7 @@ fn devcontainer_name_passes_unknown_commands_to_the_official_cli() {
     let out = Command::new(ours.join("devcontainer"))
         .args(["up", "--workspace-folder", "/p q"])
         .env("PATH", std::env::join_paths([&ours, &theirs]).unwrap())
+        .env("DS01_CONFIG", &config)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(7));

@@ -354,7 +354,14 @@ fn fake_official(t: &T) -> PathBuf {
 #[test]
 fn the_official_cli_gets_every_command_and_flag_ds01_does_not_own() {
     let t = setup();
-    // Not installed: the hint is one that works beside ds01's own name.
+    let base = std::fs::read_to_string(&t.env.config).unwrap();
+    // Not installed (whatever this machine has): the hint is one that works
+    // beside ds01's own name.
+    std::fs::write(
+        &t.env.config,
+        format!("devcontainer_cli = \"/nonexistent/devcontainer\"\n{base}"),
+    )
+    .unwrap();
     let out = t.run("devcontainer", &["up", "--workspace-folder", "."]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
@@ -365,9 +372,7 @@ fn the_official_cli_gets_every_command_and_flag_ds01_does_not_own() {
         String::from_utf8_lossy(&out.stderr)
     );
     let cli = fake_official(&t);
-    let mut cfg = std::fs::read_to_string(&t.env.config).unwrap();
-    cfg = format!("devcontainer_cli = {cli:?}\n{cfg}");
-    std::fs::write(&t.env.config, cfg).unwrap();
+    std::fs::write(&t.env.config, format!("devcontainer_cli = {cli:?}\n{base}")).unwrap();
     for (args, want) in [
         (
             &["up", "--workspace-folder", "."][..],
