@@ -1715,8 +1715,6 @@ fn the_gate_knows_each_caller_and_keeps_them_to_their_own() {
             .arg("--docker")
             .arg(d.env.path("docker.sock"))
             .env("DS01_CONFIG", &d.env.config)
-            // The test's users reach it as the docker-users group would.
-            .env("DS01_GATE_SOCKET_MODE", "666")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(d.env.path("gate.log")).unwrap())
             .spawn()
@@ -1727,6 +1725,12 @@ fn the_gate_knows_each_caller_and_keeps_them_to_their_own() {
         assert!(Instant::now() < deadline, "the gate did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The test's users reach it as the docker-users group would.
+    Command::new("chmod")
+        .arg("666")
+        .arg(&gate_sock)
+        .status()
+        .unwrap();
     let (a, b) = (Some(alice.0.as_str()), Some(bob.0.as_str()));
     let ok = |out: Output| {
         assert!(

@@ -157,10 +157,6 @@ fn permit(listen: &Path) -> Result<(), String> {
         }
         None => 0o600,
     };
-    let mode = std::env::var("DS01_GATE_SOCKET_MODE")
-        .ok()
-        .and_then(|m| u32::from_str_radix(&m, 8).ok())
-        .unwrap_or(mode);
     std::fs::set_permissions(listen, std::fs::Permissions::from_mode(mode))
         .map_err(|e| format!("{listen:?}: {e}"))
 }

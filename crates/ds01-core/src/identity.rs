@@ -110,9 +110,10 @@ pub trait Accounts: Groups {
 
 /// What resolution reads about the container.
 pub struct Container<'a> {
-    pub id: &'a str,
     pub spec: &'a Value,
-    pub docker_data_root: &'a Path,
+    /// Its labels in Docker's record ([`docker_labels`]), read once by the
+    /// caller, which wants them for more than the owner.
+    pub labels: Option<&'a Value>,
 }
 
 pub fn resolve(order: &[Step], c: &Container, accounts: &dyn Accounts) -> Owner {
@@ -150,7 +151,7 @@ fn home_user(path: &str, home: &str) -> Option<String> {
 }
 
 fn from_docker(c: &Container) -> Option<(String, Source)> {
-    let labels = docker_labels(c.docker_data_root, c.id)?;
+    let labels = c.labels?;
     from_labels(|k| labels.get(k).and_then(Value::as_str))
 }
 
@@ -328,12 +329,12 @@ mod tests {
     }
 
     fn resolve_with(order: &[Step], root: &Path, spec: &Value) -> Owner {
+        let labels = docker_labels(root, "c1");
         resolve(
             order,
             &Container {
-                id: "c1",
                 spec,
-                docker_data_root: root,
+                labels: labels.as_ref(),
             },
             &Fake,
         )

@@ -245,7 +245,7 @@ impl Ledger {
     /// Whether the ledger holds anything for this container. Reads without
     /// the lock, so `delete` of a container without a GPU costs one file read.
     pub fn holds_container(&self, root: &Path, id: &str) -> bool {
-        self.read().is_ok_and(|rs| {
+        self.read_file().is_ok_and(|rs| {
             rs.records
                 .iter()
                 .any(|r| r.container_id == id && r.root == root)
@@ -255,15 +255,7 @@ impl Ledger {
     /// The records as last written. Needs no lock: the file is only ever replaced whole.
     /// Init pids noted beside the ledger ([`Ledger::note_pid`]) are filled in.
     pub fn read(&self) -> Result<Records, LedgerError> {
-        let path = self.path();
-        let mut records: Records = match fsutil::read_nofollow(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| LedgerError::Corrupt {
-                path,
-                msg: e.to_string(),
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Records::default(),
-            Err(source) => return Err(LedgerError::Io { path, source }),
-        };
+        let mut records = self.read_file()?;
         for (alloc_id, note) in self.pid_notes() {
             if let Some(r) = records
                 .records
@@ -275,6 +267,19 @@ impl Ledger {
             }
         }
         Ok(records)
+    }
+
+    /// The ledger file alone, without the pid notes beside it.
+    fn read_file(&self) -> Result<Records, LedgerError> {
+        let path = self.path();
+        match fsutil::read_nofollow(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| LedgerError::Corrupt {
+                path,
+                msg: e.to_string(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Records::default()),
+            Err(source) => Err(LedgerError::Io { path, source }),
+        }
     }
 
     pub fn pids_dir(&self) -> PathBuf {

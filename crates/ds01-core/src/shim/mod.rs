@@ -128,22 +128,18 @@ pub fn ledger(cfg: &Config) -> Ledger {
     Ledger::new(&cfg.state_dir).wait(Duration::from_secs(cfg.lock_wait_secs))
 }
 
-/// Whose container this is, by the config's identity order; an error is
-/// the config's, naming the bad step.
+/// Whose container this is, by the config's identity order (`labels`:
+/// Docker's record of them); an error is the config's, naming the bad step.
 pub fn owner(
     cfg: &Config,
     accounts: &dyn Accounts,
-    id: &str,
+    labels: Option<&Value>,
     spec: &Value,
 ) -> Result<Owner, ConfigError> {
     let order = identity::order(cfg)?;
     Ok(identity::resolve(
         &order,
-        &identity::Container {
-            id,
-            spec,
-            docker_data_root: &cfg.docker_data_root,
-        },
+        &identity::Container { spec, labels },
         accounts,
     ))
 }
@@ -160,7 +156,9 @@ pub fn who(owner: &Owner) -> String {
 /// could not clear: judged by device numbers against the inventory.
 pub fn plan(ctx: &Ctx, id: &str, spec: &oci::Spec, inv: &Inventory) -> Plan {
     let access = access::judge(&spec.value, &NvidiaDevices::of(inv));
-    let owner = match owner(ctx.cfg, ctx.accounts, id, &spec.value) {
+    // Docker's record, read once: the owner's label and the wait's.
+    let labels = identity::docker_labels(&ctx.cfg.docker_data_root, id);
+    let owner = match owner(ctx.cfg, ctx.accounts, labels.as_ref(), &spec.value) {
         Ok(o) => o,
         Err(e) => return Plan::Refuse(ShimError::from(e).to_string()),
     };
@@ -198,7 +196,6 @@ pub fn plan(ctx: &Ctx, id: &str, spec: &oci::Spec, inv: &Inventory) -> Plan {
         Ok(None) => return Plan::PassThrough,
         Err(e) => return Plan::Refuse(ctx.refuse_text(&owner, id, e.to_string())),
     };
-    let labels = identity::docker_labels(&ctx.cfg.docker_data_root, id);
     let label = labels
         .as_ref()
         .and_then(|l| l.get(request::WAIT_LABEL))
