@@ -2,7 +2,9 @@
 //! once through ds01-runtime (a stand-in runc that only succeeds, so the
 //! lock is the contended part), on a simulated inventory of 70 slices.
 //! Each hold is measured inside the runtime (`DS01_LOCK_TRACE`), not
-//! estimated. No root needed:
+//! estimated. Run it as root, as dockerd runs the runtime: the holder's
+//! priority ceiling needs it (without, the figures are those of a runtime
+//! that may not raise its priority):
 //!
 //!     cargo build --release --workspace && cargo bench --bench lock [-- ROUNDS]
 

@@ -87,6 +87,8 @@ struct Case {
     runtime: PathBuf,
     bundle: PathBuf,
     times: Vec<Duration>,
+    /// create, start and delete on their own, to show where a gap lies.
+    phases: [Vec<Duration>; 3],
 }
 
 fn main() {
@@ -152,6 +154,7 @@ fn main() {
         runtime: runtime.to_path_buf(),
         bundle: bundle.to_path_buf(),
         times: vec![],
+        phases: Default::default(),
     };
     let mut cases = vec![
         case("runc", &runc, &plain),
@@ -170,18 +173,30 @@ fn main() {
         let n = cases.len();
         for k in 0..n {
             let c = &mut cases[(i + k) % n];
-            let t = cycle(c, &root, &format!("b{i}"), &gpu);
-            c.times.push(t);
+            let p = cycle(c, &root, &format!("b{i}"), &gpu);
+            c.times.push(p.iter().sum());
+            for (all, t) in c.phases.iter_mut().zip(p) {
+                all.push(t);
+            }
         }
     }
-    let median = |c: &Case| {
-        let mut t = c.times.clone();
-        t.sort();
-        t[t.len() / 2]
-    };
+    let median = |c: &Case| middle(&c.times);
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!("create+start+delete of a busybox container, {iterations} rounds, medians:");
+    println!(
+        "  {:<12} {:>8} {:>8} {:>8} {:>8}",
+        "", "all", "create", "start", "delete"
+    );
     for c in &cases {
-        println!("  {:<12} {:>8.2} ms", c.name, median(c).as_secs_f64() * 1e3);
+        let [cr, st, de] = &c.phases;
+        println!(
+            "  {:<12} {:>8.2} {:>8.2} {:>8.2} {:>8.2} ms",
+            c.name,
+            ms(median(c)),
+            ms(middle(cr)),
+            ms(middle(st)),
+            ms(middle(de))
+        );
     }
     let ratio =
         |a: usize, b: usize| median(&cases[a]).as_secs_f64() / median(&cases[b]).as_secs_f64();
@@ -198,8 +213,14 @@ fn main() {
     );
 }
 
-/// One create, start and delete; returns the wall time of the three.
-fn cycle(c: &Case, root: &Path, id: &str, gpu: &Path) -> Duration {
+fn middle(times: &[Duration]) -> Duration {
+    let mut t = times.to_vec();
+    t.sort();
+    t[t.len() / 2]
+}
+
+/// One create, start and delete; returns the wall time of each.
+fn cycle(c: &Case, root: &Path, id: &str, gpu: &Path) -> [Duration; 3] {
     let id = format!("{id}-{}", c.name.replace([' ', '+'], "-"));
     let b = c.bundle.to_str().unwrap();
     // Docker rewrites config.json before each create; so must we, for the
@@ -210,15 +231,16 @@ fn cycle(c: &Case, root: &Path, id: &str, gpu: &Path) -> Duration {
     let log = format!("{b}/log.json");
     let global = global_args(root, &log);
     let pid = format!("{b}/init.pid");
-    let start = Instant::now();
-    run(
-        &c.runtime,
-        &global,
-        &["create", "--bundle", b, "--pid-file", &pid, &id],
-    );
-    run(&c.runtime, &global, &["start", &id]);
-    run(&c.runtime, &global, &["delete", "--force", &id]);
-    start.elapsed()
+    let timed = |rest: &[&str]| {
+        let start = Instant::now();
+        run(&c.runtime, &global, rest);
+        start.elapsed()
+    };
+    [
+        timed(&["create", "--bundle", b, "--pid-file", &pid, &id]),
+        timed(&["start", &id]),
+        timed(&["delete", "--force", &id]),
+    ]
 }
 
 /// runc's global flags as Docker passes them.

@@ -343,12 +343,8 @@ impl Ledger {
     /// so it is never allocated from: it is rebuilt first from what runc
     /// and the creates in flight know, and an unreadable one is kept aside.
     pub fn update<T>(&self, f: impl FnOnce(&mut Records) -> T) -> Result<T, LedgerError> {
-        let lock = self.lock()?;
-        let held = std::time::Instant::now();
-        let out = self.update_locked(f);
-        drop(lock);
-        trace_hold(held.elapsed());
-        out
+        let _lock = self.lock()?;
+        self.update_locked(f)
     }
 
     fn update_locked<T>(&self, f: impl FnOnce(&mut Records) -> T) -> Result<T, LedgerError> {
@@ -508,7 +504,7 @@ impl Ledger {
 
     /// The exclusive lock, waited for at most `self.wait`. Only root can
     /// take it (mode 0600), so no user can stall GPU creates by holding it.
-    fn lock(&self) -> Result<File, LedgerError> {
+    fn lock(&self) -> Result<Held, LedgerError> {
         use std::os::unix::fs::PermissionsExt;
         let path = self.dir.join(LOCK_NAME);
         let io = Self::io(&path);
@@ -531,7 +527,13 @@ impl Ledger {
         let mut pause = Duration::from_millis(1);
         loop {
             match file.try_lock() {
-                Ok(()) => return Ok(file),
+                Ok(()) => {
+                    return Ok(Held {
+                        file: Some(file),
+                        since: std::time::Instant::now(),
+                        ceiling: Ceiling::raise(),
+                    });
+                }
                 Err(std::fs::TryLockError::WouldBlock) => {}
                 Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
             }
@@ -544,6 +546,67 @@ impl Ledger {
             }
             std::thread::sleep(pause.min(deadline - now));
             pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The ledger lock, held until dropped.
+struct Held {
+    file: Option<File>,
+    since: std::time::Instant,
+    ceiling: Ceiling,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        // The lock goes first, then the priority: the holder is not
+        // descheduled between the two while others wait.
+        drop(self.file.take());
+        let held = self.since.elapsed();
+        self.ceiling.restore();
+        trace_hold(held);
+    }
+}
+
+/// The priority ceiling: while it holds the lock, this thread runs at the
+/// lowest real-time priority, where it may (root, as the runtime runs
+/// under dockerd). Many creates at once on few cores otherwise deschedule
+/// the holder mid-update, and every other create waits out that time
+/// slice. The work under the lock is bounded and never waits on another
+/// process, so it cannot starve the host. Without the privilege, nothing
+/// changes.
+struct Ceiling(Option<(libc::c_int, libc::sched_param)>);
+
+impl Ceiling {
+    fn raise() -> Ceiling {
+        // SAFETY: these calls only read and set this thread's scheduling
+        // policy, through pointers to locals that outlive them.
+        unsafe {
+            let policy = libc::sched_getscheduler(0);
+            let mut old: libc::sched_param = std::mem::zeroed();
+            if policy < 0 || libc::sched_getparam(0, &mut old) != 0 {
+                return Ceiling(None);
+            }
+            // Children forked under the lock do not inherit it.
+            let fifo = libc::SCHED_FIFO | libc::SCHED_RESET_ON_FORK;
+            let param = libc::sched_param { sched_priority: 1 };
+            if policy & !libc::SCHED_RESET_ON_FORK != libc::SCHED_OTHER
+                || libc::sched_setscheduler(0, fifo, &param) != 0
+            {
+                return Ceiling(None);
+            }
+            Ceiling(Some((policy, old)))
+        }
+    }
+}
+
+impl Ceiling {
+    fn restore(&mut self) {
+        if let Some((policy, old)) = self.0.take() {
+            // SAFETY: as in `raise`; returning to the old policy is always allowed.
+            unsafe {
+                libc::sched_setscheduler(0, policy, &old);
+            }
         }
     }
 }
@@ -614,6 +677,36 @@ pub(crate) mod tests {
         l.note_pid("gone-1", 7, 7).unwrap();
         l.update(|rs| rs.records.clear()).unwrap();
         assert!(!l.pids_dir().join("gone-1").exists());
+    }
+
+    /// Whether this thread may run at real-time priority at all (root with
+    /// CAP_SYS_NICE); the probe puts it back.
+    fn may_run_realtime() -> bool {
+        let mut c = Ceiling::raise();
+        let raised = c.0.is_some();
+        c.restore();
+        raised
+    }
+
+    #[test]
+    fn the_holder_runs_at_real_time_priority_only_while_it_holds_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Ledger::new(dir.path());
+        // SAFETY: reads this thread's policy.
+        let policy = || unsafe { libc::sched_getscheduler(0) } & !libc::SCHED_RESET_ON_FORK;
+        assert_eq!(policy(), libc::SCHED_OTHER);
+        let expected = if may_run_realtime() {
+            libc::SCHED_FIFO
+        } else {
+            libc::SCHED_OTHER
+        };
+        let under = l.update(|_| policy()).unwrap();
+        assert_eq!(under, expected, "policy while holding the lock");
+        assert_eq!(policy(), libc::SCHED_OTHER, "policy after the lock");
+        // A failed update gives the priority back too.
+        std::fs::write(l.path(), b"not json").unwrap();
+        let _ = l.update(|_| ());
+        assert_eq!(policy(), libc::SCHED_OTHER);
     }
 
     #[test]
