@@ -25,7 +25,10 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
     }
     let code = runc::run(&cfg.runc, args, argv, &cfg.log, None);
     let host = RealHost;
-    if !host.runc_knows(&root, &id) {
+    // runc's delete ran the poststop hook, which freed the devices: then a
+    // look at the ledger file is all that is left to do, with no lock.
+    let ledger = shim::ledger(&cfg);
+    if !host.runc_knows(&root, &id) && ledger.holds_container(&root, &id) {
         let exe = std::env::current_exe().unwrap_or_default();
         let ctx = Ctx {
             cfg: &cfg,
@@ -36,7 +39,7 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
         // A record whose create is still in flight (its runtime killed, its
         // runc orphaned) is not this delete's to free: that runc may still
         // make the container. It is reclaimed once no process of it is left.
-        let pending = shim::ledger(&cfg).pending_dir();
+        let pending = ledger.pending_dir();
         shim::release(&ctx, "delete", &id, |r| {
             r.container_id == id
                 && r.root == root
