@@ -171,23 +171,25 @@ fn doctor_names_each_problem_with_its_fix_and_exits_1_on_a_failure() {
 }
 
 #[test]
-fn accounts_answers_from_the_system_user_database() {
-    let ask = |args: &[&str]| {
-        Command::new(CLI)
-            .arg("accounts")
-            .args(args)
-            .output()
-            .unwrap()
-    };
+fn the_account_helper_answers_from_the_system_user_database() {
+    let helper = std::path::Path::new(CLI).with_file_name("ds01-accounts");
+    let ask = |args: &[&str]| Command::new(&helper).args(args).output().unwrap();
     let out = ask(&["groups", "root"]);
     assert!(
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .any(|g| g == "root")
     );
-    assert_eq!(
-        String::from_utf8_lossy(&ask(&["name", "0"]).stdout),
-        "root\n"
-    );
-    assert_eq!(ask(&["name", "4294967"]).status.code(), Some(1));
+    // A user by uid comes with its groups: one exec for both questions.
+    let out = ask(&["user", "0"]);
+    let lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(lines.first().map(String::as_str), Some("root"));
+    assert!(lines[1..].iter().any(|g| g == "root"), "{lines:?}");
+    assert_eq!(ask(&["user", "4294967"]).status.code(), Some(1));
+    let bad = ask(&["user", "root"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a number"));
 }

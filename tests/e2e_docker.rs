@@ -443,12 +443,18 @@ fn registering_and_unregistering_take_effect_in_a_running_dockerd() {
     std::fs::write(&daemon, cfg.to_string()).unwrap();
     let original = std::fs::read(&daemon).unwrap();
     d.launch();
-    // The package's copies of the runtime and the CLI beside it (the runtime
-    // asks it for snapshots and accounts), which its removal deletes.
+    // The package's copies of the runtime and the helpers beside it (it asks
+    // the CLI for snapshots, ds01-accounts for accounts), which its removal
+    // deletes.
     let runtime = d.env.path("installed/ds01-runtime");
     std::fs::create_dir_all(runtime.parent().unwrap()).unwrap();
     std::fs::copy(runtime_bin(), &runtime).unwrap();
     std::fs::copy(cli_bin(), d.env.path("installed/ds01")).unwrap();
+    std::fs::copy(
+        runtime_bin().with_file_name("ds01-accounts"),
+        d.env.path("installed/ds01-accounts"),
+    )
+    .unwrap();
     let admin = |action: &str, extra: &[&str]| {
         let out = Command::new(cli_bin())
             .env("DS01_CONFIG", &d.env.config)

@@ -684,7 +684,7 @@ fn nvidia_s_hook_in_a_spec_without_a_request_is_told_to_give_no_device() {
 #[test]
 fn unix_groups_reach_the_static_runtime_through_the_cli() {
     // admin_group names a Unix group (no member list): the runtime asks
-    // `ds01 accounts groups` beside it, as it must for LDAP or SSSD users.
+    // `ds01-accounts groups` beside it, as it must for LDAP or SSSD users.
     let f = Fake::new("admin_group = \"root\"\n");
     let b = f.bundle("priv", "privileged.json");
     edit(&b, |v| env(v, "DS01_USER=root"));

@@ -4,7 +4,6 @@
 //!
 //! Exit codes: 0 ok, 1 problems found, 2 error.
 
-mod accounts;
 mod admin;
 mod container;
 mod devcontainer;
@@ -69,9 +68,6 @@ enum Command {
     Queue(queue::Args),
     #[command(hide = true)]
     GenerateAssets(generate::Args),
-    /// User and group look-ups for ds01-runtime (NSS, which a static binary cannot load)
-    #[command(hide = true)]
-    Accounts(accounts::Args),
 }
 
 /// `devcontainer up` is `ds01 devcontainer up`: the name chooses the group.
@@ -133,7 +129,6 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Gpus(args) => with_config(|c| gpus::run(c, args, &docker::Engine)),
         Command::Gc(args) => with_config(|c| gc::run(c, args)),
-        Command::Accounts(args) => accounts::run(args),
         Command::Doctor(args) => with_config(|c| doctor::run(c, args)),
         Command::Reap(args) => with_config(|c| reap::run(c, args)),
         Command::Queue(args) => with_config(|c| queue::run(c, args)),
