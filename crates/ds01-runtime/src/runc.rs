@@ -1,7 +1,7 @@
 //! Running the real runc with our argv, byte for byte.
 
 use std::ffi::OsString;
-use std::os::fd::RawFd;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -61,6 +61,17 @@ extern "C" fn forward(sig: libc::c_int) {
     }
 }
 
+/// A copy of `fd` that children inherit.
+fn inheritable(fd: RawFd) -> std::io::Result<OwnedFd> {
+    // SAFETY: dup of a descriptor this process owns; the copy is owned here.
+    let copy = unsafe { libc::dup(fd) };
+    if copy < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `copy` is a fresh descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(copy) })
+}
+
 /// Runs runc as a child and returns its exit code (128+signal if killed).
 /// `inherit` is a descriptor runc keeps (the create's marker). SIGINT,
 /// SIGTERM and SIGHUP sent to this process are passed on to runc, as if
@@ -71,19 +82,24 @@ pub fn run(runc: &Path, args: &[OsString], argv: &Argv, log: &Path, inherit: Opt
     }
     let mut cmd = Command::new(runc);
     cmd.args(args);
-    if let Some(fd) = inherit {
-        // SAFETY: clears close-on-exec of a descriptor this process owns,
-        // between fork and exec, with an async-signal-safe call.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
+    // runc gets a copy of the descriptor without close-on-exec (dup drops
+    // it), which this process closes once runc started. No code between
+    // fork and exec, so the spawn is a vfork rather than a copy of this
+    // process.
+    let copy = match inherit.map(inheritable).transpose() {
+        Ok(copy) => copy,
+        Err(e) => {
+            report(
+                argv,
+                log,
+                &format!("ds01: cannot hand runc its marker: {e}"),
+            );
+            return 1;
         }
-    }
-    let mut child = match cmd.spawn() {
+    };
+    let spawned = cmd.spawn();
+    drop(copy);
+    let mut child = match spawned {
         Ok(c) => c,
         Err(e) => {
             report(argv, log, &format!("ds01: cannot run runc {runc:?}: {e}"));
