@@ -44,14 +44,20 @@ dockerd_stop() {
 }
 
 # bench_setup REPO: what the benchmark scripts share: root, a release
-# build, a work directory removed on exit (after `bench_on_exit`, if set),
+# build (the runtime static, as shipped) copied into bin, a work directory removed on exit (after `bench_on_exit`, if set),
 # a config over the simulated GPUs, and the private dockerd. Sets bin, work.
 bench_setup() {
     [ "$(id -u)" -eq 0 ] || { echo "bench: starts a Docker daemon, so it needs root" >&2; exit 2; }
     cargo build --release --locked --workspace --quiet
-    bin="$1/target/release"
+    # The runtime as the package ships it: statically linked.
+    CARGO_TARGET_DIR="$1/target/static" cargo rustc --release --locked --quiet \
+        -p ds01-runtime --bin ds01-runtime -- -C target-feature=+crt-static
     work=$(mktemp -d /tmp/ds01-bench.XXXXXX)
     trap bench_cleanup EXIT INT TERM
+    bin="$work/bin"
+    mkdir "$bin"
+    cp "$1/target/static/release/ds01-runtime" "$bin/"
+    for b in ds01 ds01-accounts ds01-gate; do cp "$1/target/release/$b" "$bin/"; done
     cat > "$work/config.toml" <<TOML
 runc = "$(command -v runc || echo /usr/sbin/runc)"
 state_dir = "$work/state"
