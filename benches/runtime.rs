@@ -259,7 +259,9 @@ fn hook_share(d: &Path, shim: &Path, iterations: usize) {
     };
     let (mut hook, mut empty) = (vec![], vec![]);
     for _ in 0..iterations {
-        hook.push(time(Command::new(shim).args(["hook", "poststop", "gone-0"])));
+        hook.push(time(
+            Command::new(shim).args(["hook", "poststop", "gone-0"]),
+        ));
         empty.push(time(&mut Command::new(d.join("empty"))));
     }
     let ms = |t: &[Duration]| middle(t).as_secs_f64() * 1e3;

@@ -532,6 +532,7 @@ impl Ledger {
                         file: Some(file),
                         since: std::time::Instant::now(),
                         ceiling: Ceiling::raise(),
+                        _thread: std::marker::PhantomData,
                     });
                 }
                 Err(std::fs::TryLockError::WouldBlock) => {}
@@ -555,6 +556,8 @@ struct Held {
     file: Option<File>,
     since: std::time::Instant,
     ceiling: Ceiling,
+    /// The priority is the thread's: the lock stays on the thread that took it.
+    _thread: std::marker::PhantomData<*const ()>,
 }
 
 impl Drop for Held {
@@ -603,9 +606,13 @@ impl Ceiling {
 impl Ceiling {
     fn restore(&mut self) {
         if let Some((policy, old)) = self.0.take() {
-            // SAFETY: as in `raise`; returning to the old policy is always allowed.
+            // SAFETY: as in `raise`. Dropping the reset-on-fork flag needs
+            // CAP_SYS_NICE; a process that raised itself by RLIMIT_RTPRIO
+            // alone keeps the flag and still leaves real time.
             unsafe {
-                libc::sched_setscheduler(0, policy, &old);
+                if libc::sched_setscheduler(0, policy, &old) != 0 {
+                    libc::sched_setscheduler(0, policy | libc::SCHED_RESET_ON_FORK, &old);
+                }
             }
         }
     }

@@ -74,6 +74,10 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
+    /// One test at a time: a script being written while another test forks
+    /// could not be run (ETXTBSY).
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     /// A stand-in helper beside a would-be runtime that logs each question.
     fn helper(dir: &std::path::Path, answer: &str) -> HelperAccounts {
         let script = dir.join("ds01-accounts");
@@ -99,6 +103,7 @@ mod tests {
 
     #[test]
     fn an_owner_by_uid_and_its_groups_cost_one_question() {
+        let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::tempdir().unwrap();
         let a = helper(dir.path(), "alice\\nstudents\\ngpu-heavy\\n");
         assert_eq!(a.user_name(1000).as_deref(), Some("alice"));
@@ -113,6 +118,7 @@ mod tests {
 
     #[test]
     fn a_missing_or_silent_helper_answers_nothing() {
+        let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::tempdir().unwrap();
         let a = HelperAccounts::beside(&dir.path().join("ds01-runtime"));
         assert_eq!(a.user_name(1000), None);
