@@ -325,18 +325,9 @@ fn save(state_dir: &Path, tracks: &Tracks) -> Result<(), String> {
 
 /// The pass lock: one pass at a time, so a container is warned once.
 fn lock(state_dir: &Path) -> Result<File, String> {
-    use std::os::unix::fs::OpenOptionsExt;
     let p = state_dir.join(LOCK_FILE);
     fsutil::ensure_dir(state_dir).map_err(|e| format!("cannot create {state_dir:?}: {e}"))?;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&p)
-        .map_err(|e| format!("cannot open {p:?}: {e}"))?;
+    let f = fsutil::open_lock(&p).map_err(|e| format!("cannot open {p:?}: {e}"))?;
     f.lock().map_err(|e| format!("cannot lock {p:?}: {e}"))?;
     Ok(f)
 }

@@ -1460,17 +1460,27 @@ impl Drop for TempUser {
     }
 }
 
-#[test]
-fn the_cli_workflow_deploys_attaches_stops_starts_and_retires() {
-    let _g = lock();
+/// A dockerd whose image catalog has one PyTorch image (busybox) built
+/// for these GPU architectures; the catalog's folder lives as long as the
+/// second value.
+fn start_with_catalog(archs: &[&str]) -> Option<(Dockerd, tempfile::TempDir)> {
     let catalog = tempfile::tempdir().unwrap();
     let cat = catalog.path().join("images.toml");
     std::fs::write(
         &cat,
-        "[[image]]\nframework = \"pytorch\"\nversion = \"1\"\ncuda_archs = [\"sm_80\", \"sm_90\"]\nimage = \"busybox:local\"\n",
+        format!(
+            "[[image]]\nframework = \"pytorch\"\nversion = \"1\"\ncuda_archs = {archs:?}\nimage = \"busybox:local\"\n"
+        ),
     )
     .unwrap();
-    let Some(d) = start(&format!("image_catalog = {cat:?}\n"), false) else {
+    let d = start(&format!("image_catalog = {cat:?}\n"), false)?;
+    Some((d, catalog))
+}
+
+#[test]
+fn the_cli_workflow_deploys_attaches_stops_starts_and_retires() {
+    let _g = lock();
+    let Some((d, _catalog)) = start_with_catalog(&["sm_80", "sm_90"]) else {
         return;
     };
     if !Path::new("/usr/sbin/useradd").exists() {
@@ -1628,14 +1638,7 @@ fn the_cli_workflow_deploys_attaches_stops_starts_and_retires() {
 #[test]
 fn a_refused_deploy_prints_ds01_s_reason_and_leaves_nothing() {
     let _g = lock();
-    let catalog = tempfile::tempdir().unwrap();
-    let cat = catalog.path().join("images.toml");
-    std::fs::write(
-        &cat,
-        "[[image]]\nframework = \"pytorch\"\nversion = \"1\"\ncuda_archs = [\"sm_80\"]\nimage = \"busybox:local\"\n",
-    )
-    .unwrap();
-    let Some(d) = start(&format!("image_catalog = {cat:?}\n"), false) else {
+    let Some((d, _catalog)) = start_with_catalog(&["sm_80"]) else {
         return;
     };
     for i in 0..7 {

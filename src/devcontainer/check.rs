@@ -54,6 +54,21 @@ pub struct Context<'a> {
     pub nvidia_runtime: Option<bool>,
 }
 
+#[cfg(test)]
+impl<'a> Context<'a> {
+    /// alice's, on a server whose Docker honours `--gpus`, with Docker
+    /// not asked about runtimes.
+    pub(crate) fn alice(catalog: Option<&'a Catalog>) -> Context<'a> {
+        Context {
+            catalog,
+            home: Path::new("/home/alice"),
+            docker_gpus: true,
+            dir: None,
+            nvidia_runtime: None,
+        }
+    }
+}
+
 pub const LOCAL_HOME: &str = "${localEnv:HOME}";
 const SHUTDOWN_ACTIONS: [&str; 3] = ["none", "stopContainer", "stopCompose"];
 
@@ -687,13 +702,7 @@ mod tests {
 
     fn ids(text: &str) -> Vec<(&'static str, Severity, usize)> {
         let c = cat();
-        let ctx = Context {
-            catalog: Some(&c),
-            home: Path::new("/home/alice"),
-            docker_gpus: true,
-            dir: None,
-            nvidia_runtime: None,
-        };
+        let ctx = Context::alice(Some(&c));
         check(text, &ctx)
             .unwrap()
             .into_iter()
@@ -849,34 +858,12 @@ mod tests {
         let bom = format!("\u{feff}{text}");
         assert_eq!(only(&bom), ["builds-own-image"]);
         let raw = "{\n  \"name\": \"a\tb\"\n}";
-        let e = check(
-            raw,
-            &Context {
-                catalog: None,
-                home: Path::new("/home/alice"),
-                docker_gpus: true,
-                dir: None,
-                nvidia_runtime: None,
-            },
-        )
-        .unwrap_err();
+        let e = check(raw, &Context::alice(None)).unwrap_err();
         assert_eq!((e.line, e.column), (2, 13));
         assert!(e.message.contains("U+0009"), "{}", e.message);
         // In a comment it is fine.
         let commented = "{\n  // a\tb\n  \"image\": \"x\"\n}";
-        assert!(
-            check(
-                commented,
-                &Context {
-                    catalog: None,
-                    home: Path::new("/home/alice"),
-                    docker_gpus: true,
-                    dir: None,
-                    nvidia_runtime: None,
-                }
-            )
-            .is_ok()
-        );
+        assert!(check(commented, &Context::alice(None)).is_ok());
     }
 
     #[test]
@@ -884,11 +871,8 @@ mod tests {
         let text = r#"{"image": "x", "hostRequirements": {"gpu": true}, "mounts": ["source=/home/alice,target=/home/alice,type=bind"], "shutdownAction": "stopContainer"}"#;
         let with = |rt: Option<bool>| {
             let ctx = Context {
-                catalog: None,
-                home: Path::new("/home/alice"),
-                docker_gpus: true,
-                dir: None,
                 nvidia_runtime: rt,
+                ..Context::alice(None)
             };
             check(text, &ctx)
                 .unwrap()
@@ -907,11 +891,8 @@ mod tests {
         let ctx_dir = |text: &str| {
             let c = cat();
             let ctx = Context {
-                catalog: Some(&c),
-                home: Path::new("/home/alice"),
-                docker_gpus: true,
                 dir: Some(d.path()),
-                nvidia_runtime: None,
+                ..Context::alice(Some(&c))
             };
             check(text, &ctx)
                 .unwrap()
@@ -975,13 +956,7 @@ mod tests {
   "remoteUser": false
 }"#;
         let c = cat();
-        let ctx = Context {
-            catalog: Some(&c),
-            home: Path::new("/home/alice"),
-            docker_gpus: true,
-            dir: None,
-            nvidia_runtime: None,
-        };
+        let ctx = Context::alice(Some(&c));
         let found = check(text, &ctx).unwrap();
         let types: Vec<(usize, &str)> = found
             .iter()
@@ -1024,13 +999,7 @@ mod tests {
     #[test]
     fn syntax_errors_carry_line_and_column() {
         let c = cat();
-        let ctx = Context {
-            catalog: Some(&c),
-            home: Path::new("/home/alice"),
-            docker_gpus: true,
-            dir: None,
-            nvidia_runtime: None,
-        };
+        let ctx = Context::alice(Some(&c));
         // A missing comma is noticed where the value before it ends.
         let e = check("{\n  \"image\": \"x\"\n  \"name\": \"y\"\n}", &ctx).unwrap_err();
         assert_eq!((e.line, e.message.as_str()), (2, "Expected comma"), "{e:?}");

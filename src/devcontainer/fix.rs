@@ -138,17 +138,7 @@ mod tests {
     use crate::devcontainer::check::{Context, check};
 
     fn findings(text: &str) -> Vec<Finding> {
-        check(
-            text,
-            &Context {
-                catalog: None,
-                home: Path::new("/home/alice"),
-                docker_gpus: true,
-                dir: None,
-                nvidia_runtime: None,
-            },
-        )
-        .unwrap()
+        check(text, &Context::alice(None)).unwrap()
     }
 
     #[test]
@@ -252,11 +242,8 @@ mod tests {
         let f = check(
             with_flag,
             &Context {
-                catalog: None,
-                home: Path::new("/home/alice"),
                 docker_gpus: false,
-                dir: None,
-                nvidia_runtime: None,
+                ..Context::alice(None)
             },
         )
         .unwrap();

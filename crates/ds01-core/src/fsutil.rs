@@ -1,4 +1,5 @@
-//! Small filesystem helpers shared by the ledger, the snapshot and the spec patch.
+//! Small filesystem helpers shared by the ledger, the snapshot, the spec
+//! patch and the locks.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -114,6 +115,19 @@ pub fn open_append(path: &Path, mode: u32) -> io::Result<File> {
         .append(true)
         .create(true)
         .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+}
+
+/// Opens a lock file, creating it for root alone (0600), without following
+/// a symlink.
+pub fn open_lock(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
 }

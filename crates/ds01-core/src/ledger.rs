@@ -509,15 +509,7 @@ impl Ledger {
         let path = self.dir.join(LOCK_NAME);
         let io = Self::io(&path);
         fsutil::ensure_dir(&self.dir).map_err(Self::io(&self.dir))?;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&path)
-            .map_err(&io)?;
+        let file = fsutil::open_lock(&path).map_err(&io)?;
         // Someone widened its mode: only root may hold it.
         if file.metadata().map_err(&io)?.permissions().mode() & 0o077 != 0 {
             file.set_permissions(std::fs::Permissions::from_mode(0o600))

@@ -3,20 +3,15 @@
 
 use std::ffi::OsString;
 
-use ds01_core::config::{self, Config};
 use ds01_core::host::{Host, RealHost};
 use ds01_core::shim::{self, Ctx, argv::Argv};
 
 use crate::runc;
 
 pub fn run(args: &[OsString], argv: &Argv) -> i32 {
-    let Ok(cfg) = Config::load() else {
-        return runc::exec(
-            &config::fallback_runc(&Config::locate()),
-            args,
-            argv,
-            &Config::default().log,
-        );
+    let cfg = match runc::config_or_exec(args, argv) {
+        Ok(cfg) => cfg,
+        Err(code) => return code,
     };
     let root = argv.root_or_default();
     let id = argv.id.clone().unwrap_or_default();

@@ -2,19 +2,14 @@
 
 use std::ffi::OsString;
 
-use ds01_core::config::{self, Config};
 use ds01_core::shim::{self, argv::Argv};
 
 use crate::runc;
 
 pub fn run(args: &[OsString], argv: &Argv) -> i32 {
-    let Ok(cfg) = Config::load() else {
-        return runc::exec(
-            &config::fallback_runc(&Config::locate()),
-            args,
-            argv,
-            &Config::default().log,
-        );
+    let cfg = match runc::config_or_exec(args, argv) {
+        Ok(cfg) => cfg,
+        Err(code) => return code,
     };
     if let (Some(process), Some(id)) = (&argv.process, &argv.id) {
         // Best effort: the exec itself must not fail over this.

@@ -16,6 +16,14 @@ pub fn path() -> PathBuf {
     config::fallback_runc(&Config::locate())
 }
 
+/// The config; where it cannot be loaded, runc in this process's place,
+/// run by the config's `runc` line alone (a broken config must not stop
+/// commands on containers ds01 has no part in). `Err` is the exit code
+/// of an exec that failed.
+pub fn config_or_exec(args: &[OsString], argv: &Argv) -> Result<Config, i32> {
+    Config::load().map_err(|_| exec(&path(), args, argv, &Config::default().log))
+}
+
 /// Whether `runc` is this very binary (a `runc` key or symlink pointing
 /// back here), which would run itself forever.
 fn is_self(runc: &Path) -> bool {
