@@ -57,7 +57,7 @@ bench_setup() {
     bin="$work/bin"
     mkdir "$bin"
     cp "$1/target/static/release/ds01-runtime" "$bin/"
-    for b in ds01 ds01-accounts ds01-gate; do cp "$1/target/release/$b" "$bin/"; done
+    for b in ds01 ds01-accounts ds01-poststop ds01-gate; do cp "$1/target/release/$b" "$bin/"; done
     cat > "$work/config.toml" <<TOML
 runc = "$(command -v runc || echo /usr/sbin/runc)"
 state_dir = "$work/state"

@@ -36,7 +36,7 @@ dpkg --purge ds01 >/dev/null 2>&1 || true
 apt-get install -y -qq "./$deb" >/dev/null
 grep -q '"default-runtime": "ds01"' "$daemon" || { echo "package: daemon.json does not name ds01 as default runtime" >&2; cat "$daemon" >&2; exit 1; }
 grep -q '"nvidia"' "$daemon" || { echo "package: the nvidia runtime was lost from daemon.json" >&2; exit 1; }
-[ -x /usr/bin/ds01-runtime ] && [ -x /usr/bin/ds01-accounts ] && [ -x /usr/bin/ds01 ] && [ -L /usr/bin/devcontainer ] && [ -L /usr/bin/container ] && [ -L /usr/bin/project ] && [ -L /usr/bin/ds01-logs ] && [ -f /etc/ds01/images.toml ]
+[ -x /usr/bin/ds01-runtime ] && [ -x /usr/bin/ds01-accounts ] && [ -x /usr/bin/ds01-poststop ] && [ -x /usr/bin/ds01 ] && [ -L /usr/bin/devcontainer ] && [ -L /usr/bin/container ] && [ -L /usr/bin/project ] && [ -L /usr/bin/ds01-logs ] && [ -f /etc/ds01/images.toml ]
 /usr/bin/container ls --all --json >/dev/null
 /usr/bin/ds01-gate --help >/dev/null
 for f in /usr/lib/systemd/system/ds01-reap.service /usr/lib/systemd/system/ds01-reap.timer /usr/lib/systemd/system/ds01-gate.service /etc/profile.d/ds01.sh; do
@@ -61,7 +61,7 @@ if ! cmp -s "$before" "$daemon"; then
     diff "$before" "$daemon" >&2 || true
     exit 1
 fi
-for f in /usr/bin/ds01-runtime /usr/bin/ds01-accounts; do
+for f in /usr/bin/ds01-runtime /usr/bin/ds01-accounts /usr/bin/ds01-poststop; do
     [ ! -e "$f" ] || { echo "package: $f is still there" >&2; exit 1; }
 done
 echo "package: removed; daemon.json is byte for byte what it was"

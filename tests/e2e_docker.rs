@@ -443,18 +443,20 @@ fn registering_and_unregistering_take_effect_in_a_running_dockerd() {
     std::fs::write(&daemon, cfg.to_string()).unwrap();
     let original = std::fs::read(&daemon).unwrap();
     d.launch();
-    // The package's copies of the runtime and the helpers beside it (it asks
-    // the CLI for snapshots, ds01-accounts for accounts), which its removal
-    // deletes.
+    // The package's copies of the runtime and the programs beside it (it
+    // asks the CLI for snapshots, ds01-accounts for accounts, and names
+    // ds01-poststop as the hook), which its removal deletes.
     let runtime = d.env.path("installed/ds01-runtime");
     std::fs::create_dir_all(runtime.parent().unwrap()).unwrap();
     std::fs::copy(runtime_bin(), &runtime).unwrap();
     std::fs::copy(cli_bin(), d.env.path("installed/ds01")).unwrap();
-    std::fs::copy(
-        runtime_bin().with_file_name("ds01-accounts"),
-        d.env.path("installed/ds01-accounts"),
-    )
-    .unwrap();
+    for helper in ["ds01-accounts", "ds01-poststop"] {
+        std::fs::copy(
+            runtime_bin().with_file_name(helper),
+            d.env.path(&format!("installed/{helper}")),
+        )
+        .unwrap();
+    }
     let admin = |action: &str, extra: &[&str]| {
         let out = Command::new(cli_bin())
             .env("DS01_CONFIG", &d.env.config)

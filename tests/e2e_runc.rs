@@ -372,7 +372,15 @@ fn killed_container_frees_its_slice_on_delete() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(r.env.held().is_empty());
-    r.env.assert_log_contains(&["released"]);
+    // runc ran ds01-poststop, which marked it released; the runtime's delete
+    // then took the record out of the file, and logged whose hook it was.
+    r.env.assert_log_contains(&["from container k1 (poststop)"]);
+    let file = std::fs::read_to_string(r.env.path("state/ledger.json")).unwrap();
+    assert!(!file.contains("\"k1\""), "{file}");
+    let marks = std::fs::read_dir(r.env.path("state/released"))
+        .unwrap()
+        .count();
+    assert_eq!(marks, 0);
 }
 
 #[test]

@@ -351,7 +351,7 @@ fn restore_allocates_like_create() {
     assert!(
         f.last_spec()["hooks"]["poststop"]
             .to_string()
-            .contains("ds01-runtime")
+            .contains("ds01-poststop")
     );
 }
 

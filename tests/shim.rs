@@ -102,10 +102,15 @@ fn gpu_container_gets_exactly_its_slice_and_hook() {
             && r["minor"] == d["minor"]
             && r["access"] == "rwm"));
     }
+    // The hook is the small program beside the runtime, told where to mark.
     let hook = &spec["hooks"]["poststop"][0];
-    assert_eq!(hook["path"], shim());
-    assert_eq!(hook["args"][1], "hook");
-    assert_eq!(hook["args"][2], "poststop");
+    let poststop = std::path::Path::new(shim()).with_file_name("ds01-poststop");
+    assert_eq!(hook["path"], poststop.to_str().unwrap());
+    assert_eq!(hook["args"][1], "poststop");
+    assert_eq!(
+        hook["args"][3],
+        f.env.path("state/released").to_str().unwrap()
+    );
     let annotation: serde_json::Value =
         serde_json::from_str(spec["annotations"]["ds01.allocation"].as_str().unwrap()).unwrap();
     assert_eq!(annotation["devices"][0], uuid.as_str());
@@ -166,6 +171,151 @@ fn delete_and_hook_release_idempotently() {
     let out = f.run(&docker_delete(&b, "c1"), &[]);
     assert!(out.status.success());
     assert!(f.env.held().is_empty());
+}
+
+/// Runs the poststop hook a spec names, as runc does: its args, the OCI
+/// state on stdin.
+fn run_hook(hook: &serde_json::Value, id: &str, bundle: &std::path::Path) -> std::process::Output {
+    use std::io::Write;
+    let args: Vec<&str> = hook["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let mut cmd = std::process::Command::new(hook["path"].as_str().unwrap());
+    // runc gives a hook the environment the spec lists, or its own.
+    if let Some(env) = hook["env"].as_array() {
+        cmd.env_clear();
+        for kv in env.iter().filter_map(|v| v.as_str()?.split_once('=')) {
+            cmd.env(kv.0, kv.1);
+        }
+    }
+    let mut child = cmd
+        .args(&args[1..])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let state =
+        serde_json::json!({"ociVersion": "1.0.2", "id": id, "status": "stopped", "bundle": bundle});
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(state.to_string().as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn the_poststop_hook_frees_at_once_and_the_next_write_logs_and_audits_it() {
+    let f = Fake::new("");
+    let b = f.bundle("gpu", "gpu.json");
+    assert!(f.create(&b, "c1", &[("FAKE_PID", &me())]).status.success());
+    let hook = f.last_spec()["hooks"]["poststop"][0].clone();
+    assert_eq!(f.env.held().len(), 1);
+
+    let out = run_hook(&hook, "c1", &b);
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stdout.is_empty() && out.stderr.is_empty(), "{out:?}");
+    // Free for every reader at once, before any write.
+    assert!(f.env.held().is_empty());
+    assert!(f.env.ledger()["records"].as_array().unwrap().is_empty());
+    assert!(!f.env.shim_log().contains("released"));
+    // A second run (a delete retried) is harmless.
+    assert!(run_hook(&hook, "c1", &b).status.success());
+
+    // The next create takes the record out, logs and audits its release.
+    let b2 = f.bundle("gpu2", "gpu.json");
+    assert!(f.create(&b2, "c2", &[("FAKE_PID", &me())]).status.success());
+    f.env.assert_log_contains(&["from container c1 (poststop)"]);
+    let events = f.env.events();
+    assert!(
+        events.iter().any(|e| e["event"] == "release"
+            && e["container_id"] == "c1"
+            && e["reason"] == "poststop"),
+        "{events:?}"
+    );
+    let file = std::fs::read_to_string(f.env.path("state/ledger.json")).unwrap();
+    assert!(!file.contains(r#""c1""#), "{file}");
+    let marks = std::fs::read_dir(f.env.path("state/released"))
+        .unwrap()
+        .count();
+    assert_eq!(marks, 0, "the mark goes with the record");
+
+    // The first run's hook, late, does not free the second run's device.
+    assert!(run_hook(&hook, "c1", &b).status.success());
+    assert_eq!(f.env.held().len(), 1);
+}
+
+#[test]
+fn the_poststop_hook_refuses_arguments_that_are_not_an_allocation() {
+    let f = Fake::new("");
+    let hook = std::path::Path::new(shim()).with_file_name("ds01-poststop");
+    let released = f.env.path("state/released");
+    let dir = released.to_str().unwrap();
+    for args in [
+        vec!["poststop", "../../etc/passwd", dir],
+        vec!["poststop", "a/b", dir],
+        vec!["poststop", "", dir],
+        vec!["poststop", "18ec-1", "relative/released"],
+        vec!["hook", "18ec-1", dir],
+        vec!["poststop", "18ec-1"],
+    ] {
+        let out = std::process::Command::new(&hook)
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.starts_with("ds01-poststop: ") || err.starts_with("usage: "),
+            "{err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+    assert!(!released.exists(), "nothing was marked");
+    // A state directory that is not there: an error naming the path.
+    let out = std::process::Command::new(&hook)
+        .args(["poststop", "18ec-1", "/nonexistent/ds01/released"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("'/nonexistent/ds01/released/18ec-1'"), "{err}");
+}
+
+#[test]
+fn a_runtime_without_the_hook_program_beside_it_frees_in_its_own_hook() {
+    let f = Fake::new("");
+    let dir = f.env.path("alone");
+    std::fs::create_dir_all(&dir).unwrap();
+    // The runtime and the helpers it asks (the CLI for the inventory
+    // snapshot, ds01-accounts), without ds01-poststop.
+    for name in ["ds01-runtime", "ds01", "ds01-accounts"] {
+        let from = std::path::Path::new(shim()).with_file_name(name);
+        std::fs::copy(from, dir.join(name)).unwrap();
+    }
+    let alone = dir.join("ds01-runtime");
+    let b = f.bundle("gpu", "gpu.json");
+    let out = std::process::Command::new(&alone)
+        .args(docker_create(&b, "c1"))
+        .env("DS01_CONFIG", &f.env.config)
+        .env("FAKE_RUNC_LOG", f.log())
+        .env("FAKE_PID", me())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?} {}", f.env.shim_log());
+    let hook = f.last_spec()["hooks"]["poststop"][0].clone();
+    assert_eq!(hook["path"], alone.to_str().unwrap());
+    assert_eq!(hook["args"][1], "hook");
+    assert!(run_hook(&hook, "c1", &b).status.success());
+    assert!(f.env.held().is_empty());
+    f.env.assert_log_contains(&["from container c1 (poststop)"]);
 }
 
 #[test]

@@ -188,6 +188,12 @@ fn every_route_the_container_brought_is_removed() {
     // Patching twice (a bundle run twice by hand) gives the same spec.
     let again = patch(after.clone());
     assert_eq!(again, after);
+    // A spec patched by the hook program's form before loses that hook too:
+    // one ds01 hook, never two.
+    let mut earlier = after.clone();
+    earlier["hooks"]["poststop"][1] = json!({"path": "/usr/bin/ds01-poststop",
+        "args": ["/usr/bin/ds01-poststop", "poststop", "a0", "/run/ds01/released"]});
+    assert_eq!(patch(earlier), after);
 }
 
 #[test]

@@ -107,6 +107,26 @@ pub fn note_reclaimed(log: &Path, audit_log: &Path, reclaimed: &[(Record, String
     }
 }
 
+/// Writes down released records: a line each in the runtime log and an
+/// event each in the audit log (whose failure is logged, never fatal).
+pub fn note_released(log: &Path, audit_log: &Path, why: &str, released: &[Record]) {
+    for r in released {
+        crate::log::append(
+            log,
+            "info",
+            &format!(
+                "released {} from container {} ({why})",
+                r.devices.join(","),
+                r.container_id
+            ),
+        );
+        let event = Event::of(EventKind::Release, r, Some(why.to_string()));
+        if let Err(e) = append(audit_log, &event) {
+            crate::log::append(log, "error", &e.to_string());
+        }
+    }
+}
+
 /// Appends one event. The log is world-readable, writable by root.
 pub fn append(path: &Path, event: &Event) -> Result<(), AuditError> {
     let io = |source| AuditError::Io {

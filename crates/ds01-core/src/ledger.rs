@@ -152,7 +152,12 @@ impl Records {
 pub struct Ledger {
     dir: PathBuf,
     wait: Duration,
+    on_released: Option<Box<OnReleased>>,
 }
+
+/// Told of the records a write took out because their poststop hook had
+/// marked them released (see [`RELEASED_DIR`]), after the lock is let go.
+pub type OnReleased = dyn Fn(&[Record]) + Send + Sync;
 
 /// How long a lock is waited for unless the config says otherwise.
 pub const LOCK_WAIT: Duration = Duration::from_secs(10);
@@ -160,6 +165,11 @@ pub const LOCK_WAIT: Duration = Duration::from_secs(10);
 pub const PENDING_DIR: &str = "pending";
 /// Where init pids are noted until the ledger's next write takes them in.
 pub const PIDS_DIR: &str = "pids";
+/// Where the poststop hook (`ds01-poststop`) marks an allocation released:
+/// an empty file named by its id, made without the lock by a program too
+/// small to parse the ledger. Every reader counts a marked record as gone
+/// at once; the next write takes it out.
+pub const RELEASED_DIR: &str = "released";
 
 /// An init process as [`Ledger::note_pid`] notes it.
 #[derive(Debug, Serialize, Deserialize)]
@@ -209,7 +219,15 @@ impl Ledger {
         Ledger {
             dir: state_dir.to_path_buf(),
             wait: LOCK_WAIT,
+            on_released: None,
         }
+    }
+
+    /// What to do with the records the poststop hook marked released, once
+    /// a write has taken them out (log and audit them).
+    pub fn on_released(mut self, f: impl Fn(&[Record]) + Send + Sync + 'static) -> Ledger {
+        self.on_released = Some(Box::new(f));
+        self
     }
 
     /// How long to wait for the lock before refusing as busy.
@@ -224,6 +242,10 @@ impl Ledger {
 
     pub fn pending_dir(&self) -> PathBuf {
         self.dir.join(PENDING_DIR)
+    }
+
+    pub fn released_dir(&self) -> PathBuf {
+        self.dir.join(RELEASED_DIR)
     }
 
     fn io(path: &Path) -> impl Fn(std::io::Error) -> LedgerError + '_ {
@@ -253,8 +275,45 @@ impl Ledger {
     }
 
     /// The records as last written. Needs no lock: the file is only ever replaced whole.
-    /// Init pids noted beside the ledger ([`Ledger::note_pid`]) are filled in.
+    /// Init pids noted beside the ledger ([`Ledger::note_pid`]) are filled in,
+    /// and records the poststop hook marked released are left out.
     pub fn read(&self) -> Result<Records, LedgerError> {
+        let mut records = self.read_noted()?;
+        self.take_released(&mut records);
+        Ok(records)
+    }
+
+    /// Takes out and returns the records marked released.
+    fn take_released(&self, records: &mut Records) -> Vec<Record> {
+        let marks = self.released_marks();
+        if marks.is_empty() {
+            return Vec::new();
+        }
+        records.take(|r| marks.contains(&r.alloc_id))
+    }
+
+    /// The allocation ids marked released.
+    fn released_marks(&self) -> Vec<String> {
+        let Ok(dir) = std::fs::read_dir(self.released_dir()) else {
+            return Vec::new();
+        };
+        dir.flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|name| !name.starts_with('.'))
+            .collect()
+    }
+
+    /// After a write: the marks of records no longer in it go.
+    fn drop_released_marks(&self, written: &Records) {
+        for name in self.released_marks() {
+            if !written.records.iter().any(|r| r.alloc_id == name) {
+                let _ = std::fs::remove_file(self.released_dir().join(name));
+            }
+        }
+    }
+
+    /// The file with the pid notes filled in, marked records still in it.
+    fn read_noted(&self) -> Result<Records, LedgerError> {
         let mut records = self.read_file()?;
         for (alloc_id, note) in self.pid_notes() {
             if let Some(r) = records
@@ -342,14 +401,31 @@ impl Ledger {
     /// A ledger that is missing or unreadable may be missing live records,
     /// so it is never allocated from: it is rebuilt first from what runc
     /// and the creates in flight know, and an unreadable one is kept aside.
+    ///
+    /// Records the poststop hook marked released are not among the records
+    /// `f` sees; this write takes them out of the file, and they go to
+    /// [`Ledger::on_released`] once the lock is let go.
     pub fn update<T>(&self, f: impl FnOnce(&mut Records) -> T) -> Result<T, LedgerError> {
-        let _lock = self.lock()?;
-        self.update_locked(f)
+        let (out, released) = {
+            let _lock = self.lock()?;
+            self.update_locked(f)?
+        };
+        self.tell_released(&released);
+        Ok(out)
     }
 
-    fn update_locked<T>(&self, f: impl FnOnce(&mut Records) -> T) -> Result<T, LedgerError> {
+    fn tell_released(&self, released: &[Record]) {
+        if let Some(note) = self.on_released.as_ref().filter(|_| !released.is_empty()) {
+            note(released);
+        }
+    }
+
+    fn update_locked<T>(
+        &self,
+        f: impl FnOnce(&mut Records) -> T,
+    ) -> Result<(T, Vec<Record>), LedgerError> {
         let path = self.path();
-        let (before, rebuilt) = match self.read() {
+        let (mut before, rebuilt) = match self.read_noted() {
             Ok(rs) if path.exists() => (rs, false),
             Ok(_) => (self.rebuild(&crate::host::RealHost), true),
             Err(LedgerError::Corrupt { .. }) => {
@@ -358,33 +434,46 @@ impl Ledger {
             }
             Err(e) => return Err(e),
         };
+        let released = self.take_released(&mut before);
         let mut records = before.clone();
         let out = f(&mut records);
-        if rebuilt || records != before {
+        if rebuilt || records != before || !released.is_empty() {
             self.write(&records)?;
             self.drop_pid_notes(&records);
+            self.drop_released_marks(&records);
         }
-        Ok(out)
+        Ok((out, released))
     }
 
     /// `ds01 gc --rebuild`: the records runc and the creates in flight
     /// vouch for, plus any live record of the old ledger they missed. The
     /// old file is kept aside. Returns the new records.
     pub fn rebuild_now(&self, host: &dyn Host) -> Result<Records, LedgerError> {
-        let _lock = self.lock()?;
-        let old = self.read().unwrap_or_default();
-        if self.path().exists() {
-            self.keep_aside("old")?;
-        }
-        let mut records = self.rebuild(host);
-        let pending = self.pending_dir();
-        for r in old.records {
-            let known = records.records.iter().any(|x| x.alloc_id == r.alloc_id);
-            if !known && r.stale_reason(host, &pending).is_none() {
-                records.records.push(r);
+        let (records, released) = {
+            let _lock = self.lock()?;
+            let mut old = self.read_noted().unwrap_or_default();
+            let mut released = self.take_released(&mut old);
+            if self.path().exists() {
+                self.keep_aside("old")?;
             }
-        }
-        self.write(&records)?;
+            let mut records = self.rebuild(host);
+            for r in self.take_released(&mut records) {
+                if !released.iter().any(|x| x.alloc_id == r.alloc_id) {
+                    released.push(r);
+                }
+            }
+            let pending = self.pending_dir();
+            for r in old.records {
+                let known = records.records.iter().any(|x| x.alloc_id == r.alloc_id);
+                if !known && r.stale_reason(host, &pending).is_none() {
+                    records.records.push(r);
+                }
+            }
+            self.write(&records)?;
+            self.drop_released_marks(&records);
+            (records, released)
+        };
+        self.tell_released(&released);
         Ok(records)
     }
 
@@ -467,6 +556,10 @@ impl Ledger {
         let dir = self.pending_dir();
         fsutil::ensure_dir(&self.dir).map_err(Self::io(&self.dir))?;
         fsutil::ensure_dir(&dir).map_err(Self::io(&dir))?;
+        // Where this create's poststop hook will mark it released: made
+        // here, readable by the CLI's users, checked as root's.
+        let released = self.released_dir();
+        fsutil::ensure_dir(&released).map_err(Self::io(&released))?;
         // Made and locked under a hidden name, then renamed into place: a
         // sweep never sees the marker unlocked.
         let path = dir.join(alloc_id);
@@ -644,6 +737,80 @@ pub(crate) mod tests {
 
     fn stale(r: &Record, h: &FakeHost) -> Option<String> {
         r.stale_reason(h, Path::new(PENDING))
+    }
+
+    /// Marks a record released, as `ds01-poststop` does.
+    fn mark(l: &Ledger, alloc_id: &str) {
+        std::fs::create_dir_all(l.released_dir()).unwrap();
+        std::fs::write(l.released_dir().join(alloc_id), "").unwrap();
+    }
+
+    #[test]
+    fn a_marked_record_is_gone_for_readers_at_once_and_out_of_the_file_at_the_next_write() {
+        use std::sync::{Arc, Mutex};
+        let dir = tempfile::tempdir().unwrap();
+        let told: Arc<Mutex<Vec<String>>> = Arc::default();
+        let seen = told.clone();
+        let l = Ledger::new(dir.path()).on_released(move |rs| {
+            seen.lock()
+                .unwrap()
+                .extend(rs.iter().map(|r| r.container_id.clone()))
+        });
+        let h = host();
+        l.update(|rs| {
+            rs.records.push(record("c1", &["MIG-1"], &h));
+            rs.records.push(record("c2", &["MIG-2"], &h));
+        })
+        .unwrap();
+        mark(&l, "c1-1");
+        // A mark for no record (a late hook of a run long gone).
+        mark(&l, "gone-9");
+
+        // Readers see the device free before any write.
+        let rs = l.read().unwrap();
+        assert!(!rs.holds("MIG-1") && rs.holds("MIG-2"));
+        // `delete` still finds it in the file, to take it out and log it.
+        assert!(l.holds_container(Path::new("/run/runc"), "c1"));
+        // The writer never sees it either, even one that changes nothing else.
+        let seen_by_writer = l.update(|rs| rs.holds("MIG-1")).unwrap();
+        assert!(!seen_by_writer);
+        let file = std::fs::read_to_string(l.path()).unwrap();
+        assert!(!file.contains("MIG-1") && file.contains("MIG-2"), "{file}");
+        assert_eq!(*told.lock().unwrap(), ["c1"], "told once, after the write");
+        assert_eq!(std::fs::read_dir(l.released_dir()).unwrap().count(), 0);
+
+        // Nothing marked: no write, nothing told.
+        l.update(|_| ()).unwrap();
+        assert_eq!(told.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_mark_made_for_a_record_still_in_the_file_stays_until_it_is_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Ledger::new(dir.path());
+        let h = host();
+        l.update(|rs| rs.records.push(record("c1", &["MIG-1"], &h)))
+            .unwrap();
+        // A writer that put the record back (a rebuild) would otherwise
+        // drop the mark of a record it keeps.
+        mark(&l, "c1-1");
+        l.drop_released_marks(&l.read_noted().unwrap());
+        assert!(l.released_dir().join("c1-1").exists());
+        assert!(!l.read().unwrap().holds("MIG-1"));
+    }
+
+    #[test]
+    fn a_rebuild_leaves_out_what_the_hook_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Ledger::new(dir.path());
+        let h = host();
+        l.update(|rs| rs.records.push(record("c1", &["MIG-1"], &h)))
+            .unwrap();
+        mark(&l, "c1-1");
+        let rs = l.rebuild_now(&h).unwrap();
+        assert!(!rs.holds("MIG-1"));
+        assert!(!l.read().unwrap().holds("MIG-1"));
+        assert_eq!(std::fs::read_dir(l.released_dir()).unwrap().count(), 0);
     }
 
     #[test]

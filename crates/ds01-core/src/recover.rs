@@ -61,8 +61,8 @@ pub fn note_of(spec: &Value) -> Option<Note> {
             .iter()
             .filter_map(Value::as_str)
             .collect();
-        args.windows(3)
-            .any(|w| w == ["hook", "poststop", note.id.as_str()])
+        // `ds01-poststop poststop ID DIR`, or `ds01-runtime hook poststop ID`.
+        args.windows(2).any(|w| w == ["poststop", note.id.as_str()])
     });
     hooked.then_some(note)
 }
@@ -171,6 +171,13 @@ mod tests {
         let mut bare = spec(&n, "a1");
         bare["hooks"] = json!({});
         assert_eq!(note_of(&bare), None);
+        // The hook program's own form: `ds01-poststop poststop ID DIR`.
+        let mut fast = spec(&n, "a1");
+        fast["hooks"]["poststop"][0] = json!({"path": "/usr/bin/ds01-poststop",
+            "args": ["/usr/bin/ds01-poststop", "poststop", "a1", "/run/ds01/released"]});
+        assert_eq!(note_of(&fast), Some(n.clone()));
+        fast["hooks"]["poststop"][0]["args"][2] = json!("other");
+        assert_eq!(note_of(&fast), None);
     }
 
     #[test]

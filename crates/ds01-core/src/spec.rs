@@ -4,6 +4,8 @@
 //! A pure function over `serde_json::Value` (with `preserve_order`), so every
 //! field ds01 does not touch survives as it was, unknown ones included.
 
+use std::path::Path;
+
 use serde_json::{Map, Value, json};
 
 use crate::access::{self, CRIO_ANNOTATIONS, DEVICE_LIST_DIRS, Node, NvidiaDevices, Rule};
@@ -173,7 +175,12 @@ pub fn inject(spec: &mut Value, alloc: &Allocation) {
     )));
 
     let poststop = array_at(object_in(root, "hooks"), "poststop");
-    poststop.retain(|h| h.get("path").and_then(Value::as_str) != Some(alloc.hook.path.as_str()));
+    // An earlier patch's hook goes, in either of its forms.
+    poststop.retain(|h| {
+        let path = h.get("path").and_then(Value::as_str).unwrap_or_default();
+        let name = Path::new(path).file_name().and_then(|n| n.to_str());
+        path != alloc.hook.path && !matches!(name, Some("ds01-runtime" | "ds01-poststop"))
+    });
     let mut hook =
         json!({"path": alloc.hook.path, "args": alloc.hook.args, "timeout": HOOK_TIMEOUT_SECS});
     if !alloc.hook.env.is_empty() {

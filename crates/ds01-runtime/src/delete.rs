@@ -20,8 +20,10 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
     }
     let code = runc::run(&cfg.runc, args, argv, &cfg.log, None);
     let host = RealHost;
-    // runc's delete ran the poststop hook, which freed the devices: then a
-    // look at the ledger file is all that is left to do, with no lock.
+    // runc's delete ran the poststop hook, which marked the devices
+    // released: the write below takes the record out, logs and audits it.
+    // (A container of an older ds01-runtime freed them in its hook already:
+    // then a look at the file, with no lock, is all.)
     let ledger = shim::ledger(&cfg);
     if !host.runc_knows(&root, &id) && ledger.holds_container(&root, &id) {
         let exe = std::env::current_exe().unwrap_or_default();

@@ -124,8 +124,13 @@ impl Ctx<'_> {
 }
 
 /// The ledger, with the config's lock wait.
+/// Records its poststop hook marked released are logged and audited by
+/// whichever write takes them out.
 pub fn ledger(cfg: &Config) -> Ledger {
-    Ledger::new(&cfg.state_dir).wait(Duration::from_secs(cfg.lock_wait_secs))
+    let (log, audit_log) = (cfg.log.clone(), cfg.audit_log.clone());
+    Ledger::new(&cfg.state_dir)
+        .wait(Duration::from_secs(cfg.lock_wait_secs))
+        .on_released(move |gone| audit::note_released(&log, &audit_log, "poststop", gone))
 }
 
 /// Whose container this is, by the config's identity order (`labels`:
@@ -524,7 +529,29 @@ pub fn allocate(
     Ok((record, pending))
 }
 
+/// The hook program beside the runtime: it only marks the allocation
+/// released ([`crate::ledger::RELEASED_DIR`]), and starts without libc.
+pub const POSTSTOP_BIN: &str = "ds01-poststop";
+
+/// The poststop hook that frees the allocation: `ds01-poststop` beside
+/// this binary, as the package installs it; where it is missing, this
+/// binary's own `hook poststop`, which frees it under the lock (slower to
+/// start, as sure).
 fn poststop_hook(ctx: &Ctx, alloc_id: &str) -> Hook {
+    let fast = ctx.exe.with_file_name(POSTSTOP_BIN);
+    if fast.is_file() {
+        let path = fast.display().to_string();
+        return Hook {
+            args: vec![
+                path.clone(),
+                "poststop".into(),
+                alloc_id.into(),
+                ctx.ledger().released_dir().display().to_string(),
+            ],
+            path,
+            env: Vec::new(),
+        };
+    }
     let path = ctx.exe.display().to_string();
     Hook {
         args: vec![
@@ -603,21 +630,7 @@ pub fn release(
 ) -> Vec<Record> {
     match ctx.ledger().update(|rs| rs.take(pred)) {
         Ok(gone) => {
-            for r in &gone {
-                ctx.log(
-                    "info",
-                    &format!(
-                        "released {} from container {} ({why})",
-                        r.devices.join(","),
-                        r.container_id
-                    ),
-                );
-                ctx.audit(&Event::of(
-                    audit::EventKind::Release,
-                    r,
-                    Some(why.to_string()),
-                ));
-            }
+            audit::note_released(&ctx.cfg.log, &ctx.cfg.audit_log, why, &gone);
             gone
         }
         Err(e) => {
