@@ -403,27 +403,23 @@ impl Ledger {
     /// and the creates in flight know, and an unreadable one is kept aside.
     ///
     /// Records the poststop hook marked released are not among the records
-    /// `f` sees; this write takes them out of the file, and they go to
-    /// [`Ledger::on_released`] once the lock is let go.
+    /// `f` sees; they go to [`Ledger::on_released`], then this write takes
+    /// them out of the file.
     pub fn update<T>(&self, f: impl FnOnce(&mut Records) -> T) -> Result<T, LedgerError> {
-        let (out, released) = {
-            let _lock = self.lock()?;
-            self.update_locked(f)?
-        };
-        self.tell_released(&released);
-        Ok(out)
+        let _lock = self.lock()?;
+        self.update_locked(f)
     }
 
+    /// Told before the write that drops them: a writer that dies in
+    /// between leaves the record and its mark for the next one, which
+    /// tells again (twice, never none).
     fn tell_released(&self, released: &[Record]) {
         if let Some(note) = self.on_released.as_ref().filter(|_| !released.is_empty()) {
             note(released);
         }
     }
 
-    fn update_locked<T>(
-        &self,
-        f: impl FnOnce(&mut Records) -> T,
-    ) -> Result<(T, Vec<Record>), LedgerError> {
+    fn update_locked<T>(&self, f: impl FnOnce(&mut Records) -> T) -> Result<T, LedgerError> {
         let path = self.path();
         let (mut before, rebuilt) = match self.read_noted() {
             Ok(rs) if path.exists() => (rs, false),
@@ -438,42 +434,40 @@ impl Ledger {
         let mut records = before.clone();
         let out = f(&mut records);
         if rebuilt || records != before || !released.is_empty() {
+            self.tell_released(&released);
             self.write(&records)?;
             self.drop_pid_notes(&records);
             self.drop_released_marks(&records);
         }
-        Ok((out, released))
+        Ok(out)
     }
 
     /// `ds01 gc --rebuild`: the records runc and the creates in flight
     /// vouch for, plus any live record of the old ledger they missed. The
     /// old file is kept aside. Returns the new records.
     pub fn rebuild_now(&self, host: &dyn Host) -> Result<Records, LedgerError> {
-        let (records, released) = {
-            let _lock = self.lock()?;
-            let mut old = self.read_noted().unwrap_or_default();
-            let mut released = self.take_released(&mut old);
-            if self.path().exists() {
-                self.keep_aside("old")?;
+        let _lock = self.lock()?;
+        let mut old = self.read_noted().unwrap_or_default();
+        let mut released = self.take_released(&mut old);
+        if self.path().exists() {
+            self.keep_aside("old")?;
+        }
+        let mut records = self.rebuild(host);
+        for r in self.take_released(&mut records) {
+            if !released.iter().any(|x| x.alloc_id == r.alloc_id) {
+                released.push(r);
             }
-            let mut records = self.rebuild(host);
-            for r in self.take_released(&mut records) {
-                if !released.iter().any(|x| x.alloc_id == r.alloc_id) {
-                    released.push(r);
-                }
+        }
+        let pending = self.pending_dir();
+        for r in old.records {
+            let known = records.records.iter().any(|x| x.alloc_id == r.alloc_id);
+            if !known && r.stale_reason(host, &pending).is_none() {
+                records.records.push(r);
             }
-            let pending = self.pending_dir();
-            for r in old.records {
-                let known = records.records.iter().any(|x| x.alloc_id == r.alloc_id);
-                if !known && r.stale_reason(host, &pending).is_none() {
-                    records.records.push(r);
-                }
-            }
-            self.write(&records)?;
-            self.drop_released_marks(&records);
-            (records, released)
-        };
+        }
         self.tell_released(&released);
+        self.write(&records)?;
+        self.drop_released_marks(&records);
         Ok(records)
     }
 
@@ -776,7 +770,7 @@ pub(crate) mod tests {
         assert!(!seen_by_writer);
         let file = std::fs::read_to_string(l.path()).unwrap();
         assert!(!file.contains("MIG-1") && file.contains("MIG-2"), "{file}");
-        assert_eq!(*told.lock().unwrap(), ["c1"], "told once, after the write");
+        assert_eq!(*told.lock().unwrap(), ["c1"], "told once");
         assert_eq!(std::fs::read_dir(l.released_dir()).unwrap().count(), 0);
 
         // Nothing marked: no write, nothing told.

@@ -13,12 +13,14 @@
 //! Exit status: 0 marked (or marked before), 1 the mark could not be made
 //! (said on stderr, which runc puts in its error), 2 bad arguments.
 
-#![no_std]
-#![no_main]
+// Elsewhere than x86-64 Linux (or with the `portable` feature, to try
+// it), the same program on std: correct, only slower to start.
+#![cfg_attr(raw, no_std, no_main)]
 // Loops below stay loops: LLVM must not turn them into calls to the very
 // `memcpy` and friends this crate defines (there is no libc to provide them).
-#![no_builtins]
+#![cfg_attr(raw, no_builtins)]
 
+#[cfg(raw)]
 use core::arch::{asm, naked_asm};
 
 const USAGE: &[u8] = b"usage: ds01-poststop poststop ALLOC_ID RELEASED_DIR\n";
@@ -27,6 +29,7 @@ const USAGE: &[u8] = b"usage: ds01-poststop poststop ALLOC_ID RELEASED_DIR\n";
 const ID_MAX: usize = 64;
 const PATH_MAX: usize = 4096;
 
+#[cfg(raw)]
 #[unsafe(naked)]
 #[unsafe(no_mangle)]
 pub extern "C" fn _start() -> ! {
@@ -42,6 +45,7 @@ pub extern "C" fn _start() -> ! {
 
 /// # Safety
 /// `sp` is the stack pointer the kernel started the process with.
+#[cfg(raw)]
 unsafe extern "C" fn start(sp: *const usize) -> ! {
     let mut args: [&[u8]; 5] = [b""; 5];
     // SAFETY: the kernel lays out argc and argc NUL-terminated strings.
@@ -57,10 +61,22 @@ unsafe extern "C" fn start(sp: *const usize) -> ! {
     sys::exit(code)
 }
 
+#[cfg(not(raw))]
+fn main() {
+    use std::os::unix::ffi::OsStringExt;
+    let args: Vec<Vec<u8>> = std::env::args_os().map(|a| a.into_vec()).collect();
+    let code = match &args[..] {
+        [_, verb, id, dir] => run(verb, id, dir),
+        _ => usage(),
+    };
+    sys::exit(code)
+}
+
 /// The bytes of a NUL-terminated string.
 ///
 /// # Safety
 /// `p` points at a NUL-terminated string that outlives the process.
+#[cfg(raw)]
 unsafe fn c_str(p: *const u8) -> &'static [u8] {
     let mut n = 0;
     // SAFETY: the string ends with a NUL.
@@ -107,10 +123,10 @@ fn run(verb: &[u8], id: &[u8], dir: &[u8]) -> i32 {
     if err == sys::ENOENT {
         // The first release since the state directory was made. 0755: the
         // CLI reads the marks as any user, as it reads the ledger.
-        let made = sys::mkdir(&dir_z, 0o755);
-        if made == 0 || made == sys::EEXIST {
-            err = mark(&path);
-        }
+        err = match sys::mkdir(&dir_z, 0o755) {
+            0 | sys::EEXIST => mark(&path),
+            failed => failed,
+        };
     }
     if err == 0 {
         return 0;
@@ -179,6 +195,7 @@ fn say(parts: &[&[u8]]) {
 
 /// The system calls, x86-64 Linux. Each returns what the kernel did: a
 /// value, or a negative error number.
+#[cfg(raw)]
 mod sys {
     use super::asm;
 
@@ -276,10 +293,80 @@ mod sys {
 
     pub fn exit(code: i32) -> ! {
         // SAFETY: exit_group does not return.
-        unsafe { asm!("syscall", in("rax") 231, in("rdi") code, options(noreturn, nostack)) }
+        unsafe {
+            asm!(
+                "syscall",
+                in("rax") 231usize,
+                in("rdi") code as isize,
+                options(noreturn, nostack),
+            )
+        }
     }
 }
 
+/// The same calls through std, where there is no raw version.
+#[cfg(not(raw))]
+mod sys {
+    use std::ffi::OsStr;
+    use std::io::{Read, Write};
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+
+    pub const ENOENT: isize = -2;
+    pub const EEXIST: isize = -17;
+    pub const O_WRONLY: usize = 0;
+    pub const O_CREAT: usize = 0;
+    pub const O_EXCL: usize = 0;
+    pub const O_NOFOLLOW: usize = 0;
+    pub const O_CLOEXEC: usize = 0;
+
+    /// The path up to its NUL.
+    fn path(p: &[u8]) -> &std::path::Path {
+        let end = p.iter().position(|&b| b == 0).unwrap_or(p.len());
+        OsStr::from_bytes(&p[..end]).as_ref()
+    }
+
+    fn errno(e: std::io::Error) -> isize {
+        -(e.raw_os_error().unwrap_or(5) as isize)
+    }
+
+    pub fn read(_fd: usize, buf: &mut [u8]) -> isize {
+        std::io::stdin()
+            .read(buf)
+            .map_or_else(errno, |n| n as isize)
+    }
+
+    pub fn write_all(_fd: usize, buf: &[u8]) {
+        let _ = std::io::stderr().write_all(buf);
+    }
+
+    /// Always creates, exclusively, never through a link; returns 0 (no
+    /// descriptor is kept) or a negative error number.
+    pub fn open(p: &[u8], _flags: usize, mode: usize) -> isize {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode as u32)
+            .custom_flags(0o400000)
+            .open(path(p))
+            .map_or_else(errno, |_| 0)
+    }
+
+    pub fn mkdir(p: &[u8], mode: usize) -> isize {
+        std::fs::DirBuilder::new()
+            .mode(mode as u32)
+            .create(path(p))
+            .map_or_else(errno, |_| 0)
+    }
+
+    pub fn close(_fd: isize) {}
+
+    pub fn exit(code: i32) -> ! {
+        std::process::exit(code)
+    }
+}
+
+#[cfg(raw)]
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {
     // Only an index out of bounds could get here, and the lengths are
@@ -291,6 +378,7 @@ fn panic(_: &core::panic::PanicInfo) -> ! {
 
 /// # Safety
 /// As C's `memcpy`.
+#[cfg(raw)]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn memcpy(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
     for i in 0..n {
@@ -302,6 +390,7 @@ pub unsafe extern "C" fn memcpy(dst: *mut u8, src: *const u8, n: usize) -> *mut 
 
 /// # Safety
 /// As C's `memmove`.
+#[cfg(raw)]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn memmove(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
     if (dst as usize) < (src as usize) {
@@ -320,6 +409,7 @@ pub unsafe extern "C" fn memmove(dst: *mut u8, src: *const u8, n: usize) -> *mut
 
 /// # Safety
 /// As C's `memset`.
+#[cfg(raw)]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn memset(dst: *mut u8, c: i32, n: usize) -> *mut u8 {
     for i in 0..n {
@@ -331,6 +421,7 @@ pub unsafe extern "C" fn memset(dst: *mut u8, c: i32, n: usize) -> *mut u8 {
 
 /// # Safety
 /// As C's `memcmp`.
+#[cfg(raw)]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
     for i in 0..n {
@@ -345,6 +436,7 @@ pub unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
 
 /// # Safety
 /// As C's `bcmp`.
+#[cfg(raw)]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
     // SAFETY: as C's memcmp.
@@ -353,5 +445,6 @@ pub unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
 
 /// Precompiled `core` names the unwinder's personality routine even where
 /// panics abort (debug builds keep the reference); nothing ever calls it.
+#[cfg(raw)]
 #[unsafe(no_mangle)]
 pub extern "C" fn rust_eh_personality() {}
