@@ -114,6 +114,13 @@ pub fn pass(cfg: &Config, w: &World, dry_run: bool) -> Result<Vec<Action>, Strin
     } else {
         Some(lock(&cfg.state_dir)?)
     };
+    if !dry_run {
+        // Releases the poststop hook marked since the last write reach the
+        // logs within a pass, even on a host where no GPU container starts.
+        ds01_core::shim::ledger(cfg)
+            .settle()
+            .map_err(|e| e.to_string())?;
+    }
     let records = Ledger::new(&cfg.state_dir)
         .read()
         .map_err(|e| e.to_string())?;

@@ -108,9 +108,10 @@ pub fn note_reclaimed(log: &Path, audit_log: &Path, reclaimed: &[(Record, String
 }
 
 /// Writes down released records: a line each in the runtime log and an
-/// event each in the audit log (whose failure is logged, never fatal).
-pub fn note_released(log: &Path, audit_log: &Path, why: &str, released: &[Record]) {
-    for r in released {
+/// event each in the audit log (whose failure is logged, never fatal),
+/// dated when each was released.
+pub fn note_released(log: &Path, audit_log: &Path, why: &str, released: &[(Record, SystemTime)]) {
+    for (r, at) in released {
         crate::log::append(
             log,
             "info",
@@ -120,7 +121,8 @@ pub fn note_released(log: &Path, audit_log: &Path, why: &str, released: &[Record
                 r.container_id
             ),
         );
-        let event = Event::of(EventKind::Release, r, Some(why.to_string()));
+        let mut event = Event::of(EventKind::Release, r, Some(why.to_string()));
+        event.time = timestamp(*at);
         if let Err(e) = append(audit_log, &event) {
             crate::log::append(log, "error", &e.to_string());
         }

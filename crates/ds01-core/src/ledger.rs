@@ -155,9 +155,10 @@ pub struct Ledger {
     on_released: Option<Box<OnReleased>>,
 }
 
-/// Told of the records a write took out because their poststop hook had
-/// marked them released (see [`RELEASED_DIR`]), after the lock is let go.
-pub type OnReleased = dyn Fn(&[Record]) + Send + Sync;
+/// Told of the records a write takes out because their poststop hook
+/// marked them released (see [`RELEASED_DIR`]), each with the time of its
+/// mark (when the hook ran).
+pub type OnReleased = dyn Fn(&[(Record, SystemTime)]) + Send + Sync;
 
 /// How long a lock is waited for unless the config says otherwise.
 pub const LOCK_WAIT: Duration = Duration::from_secs(10);
@@ -225,7 +226,10 @@ impl Ledger {
 
     /// What to do with the records the poststop hook marked released, once
     /// a write has taken them out (log and audit them).
-    pub fn on_released(mut self, f: impl Fn(&[Record]) + Send + Sync + 'static) -> Ledger {
+    pub fn on_released(
+        mut self,
+        f: impl Fn(&[(Record, SystemTime)]) + Send + Sync + 'static,
+    ) -> Ledger {
         self.on_released = Some(Box::new(f));
         self
     }
@@ -283,13 +287,26 @@ impl Ledger {
         Ok(records)
     }
 
-    /// Takes out and returns the records marked released.
-    fn take_released(&self, records: &mut Records) -> Vec<Record> {
+    /// Takes out and returns the records marked released, each with the
+    /// time of its mark.
+    fn take_released(&self, records: &mut Records) -> Vec<(Record, SystemTime)> {
         let marks = self.released_marks();
         if marks.is_empty() {
             return Vec::new();
         }
-        records.take(|r| marks.contains(&r.alloc_id))
+        let when = |r: &Record| {
+            std::fs::symlink_metadata(self.released_dir().join(&r.alloc_id))
+                .and_then(|m| m.modified())
+                .unwrap_or_else(|_| SystemTime::now())
+        };
+        records
+            .take(|r| marks.contains(&r.alloc_id))
+            .into_iter()
+            .map(|r| {
+                let at = when(&r);
+                (r, at)
+            })
+            .collect()
     }
 
     /// The allocation ids marked released.
@@ -301,6 +318,16 @@ impl Ledger {
             .filter_map(|e| e.file_name().into_string().ok())
             .filter(|name| !name.starts_with('.'))
             .collect()
+    }
+
+    /// Takes out of the file what the poststop hooks marked released (and
+    /// logs and audits it), if anything is marked: for writers that would
+    /// not write otherwise, such as the reaper's pass.
+    pub fn settle(&self) -> Result<(), LedgerError> {
+        if self.released_marks().is_empty() {
+            return Ok(());
+        }
+        self.update(|_| ())
     }
 
     /// After a write: the marks of records no longer in it go.
@@ -413,7 +440,7 @@ impl Ledger {
     /// Told before the write that drops them: a writer that dies in
     /// between leaves the record and its mark for the next one, which
     /// tells again (twice, never none).
-    fn tell_released(&self, released: &[Record]) {
+    fn tell_released(&self, released: &[(Record, SystemTime)]) {
         if let Some(note) = self.on_released.as_ref().filter(|_| !released.is_empty()) {
             note(released);
         }
@@ -454,7 +481,7 @@ impl Ledger {
         }
         let mut records = self.rebuild(host);
         for r in self.take_released(&mut records) {
-            if !released.iter().any(|x| x.alloc_id == r.alloc_id) {
+            if !released.iter().any(|x| x.0.alloc_id == r.0.alloc_id) {
                 released.push(r);
             }
         }
@@ -743,12 +770,12 @@ pub(crate) mod tests {
     fn a_marked_record_is_gone_for_readers_at_once_and_out_of_the_file_at_the_next_write() {
         use std::sync::{Arc, Mutex};
         let dir = tempfile::tempdir().unwrap();
-        let told: Arc<Mutex<Vec<String>>> = Arc::default();
+        let told: Arc<Mutex<Vec<(String, SystemTime)>>> = Arc::default();
         let seen = told.clone();
         let l = Ledger::new(dir.path()).on_released(move |rs| {
             seen.lock()
                 .unwrap()
-                .extend(rs.iter().map(|r| r.container_id.clone()))
+                .extend(rs.iter().map(|(r, at)| (r.container_id.clone(), *at)))
         });
         let h = host();
         l.update(|rs| {
@@ -757,6 +784,14 @@ pub(crate) mod tests {
         })
         .unwrap();
         mark(&l, "c1-1");
+        // The hook ran a while before anyone wrote.
+        let ran = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        File::options()
+            .write(true)
+            .open(l.released_dir().join("c1-1"))
+            .unwrap()
+            .set_modified(ran)
+            .unwrap();
         // A mark for no record (a late hook of a run long gone).
         mark(&l, "gone-9");
 
@@ -770,12 +805,31 @@ pub(crate) mod tests {
         assert!(!seen_by_writer);
         let file = std::fs::read_to_string(l.path()).unwrap();
         assert!(!file.contains("MIG-1") && file.contains("MIG-2"), "{file}");
-        assert_eq!(*told.lock().unwrap(), ["c1"], "told once");
+        assert_eq!(
+            *told.lock().unwrap(),
+            [("c1".to_string(), ran)],
+            "told once, dated when the hook ran"
+        );
         assert_eq!(std::fs::read_dir(l.released_dir()).unwrap().count(), 0);
 
         // Nothing marked: no write, nothing told.
         l.update(|_| ()).unwrap();
         assert_eq!(told.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn settle_writes_only_when_something_is_marked() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Ledger::new(&dir.path().join("state"));
+        l.settle().unwrap();
+        assert!(!l.path().exists(), "no ledger is made for nothing");
+        let h = host();
+        l.update(|rs| rs.records.push(record("c1", &["MIG-1"], &h)))
+            .unwrap();
+        mark(&l, "c1-1");
+        l.settle().unwrap();
+        let file = std::fs::read_to_string(l.path()).unwrap();
+        assert!(!file.contains("MIG-1"), "{file}");
     }
 
     #[test]

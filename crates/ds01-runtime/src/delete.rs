@@ -1,5 +1,8 @@
-//! `delete`: run runc, then free what the container held once runc has
-//! forgotten it.
+//! `delete`: runc in this process's place. runc's delete runs the
+//! poststop hook, which marks the container's devices released; the
+//! ledger's next write logs and audits that, and takes the record out.
+//! A container runc has forgotten already gets no hook from it: what it
+//! still holds is freed here, under the lock, before runc is run.
 
 use std::ffi::OsString;
 
@@ -15,17 +18,12 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
     };
     let root = argv.root_or_default();
     let id = argv.id.clone().unwrap_or_default();
-    if !shim::ledger(&cfg).holds_container(&root, &id) {
-        return runc::exec(&cfg.runc, args, argv, &cfg.log);
-    }
-    let code = runc::run(&cfg.runc, args, argv, &cfg.log, None);
     let host = RealHost;
-    // runc's delete ran the poststop hook, which marked the devices
-    // released: the write below takes the record out, logs and audits it.
-    // (A container of an older ds01-runtime freed them in its hook already:
-    // then a look at the file, with no lock, is all.)
     let ledger = shim::ledger(&cfg);
-    if !host.runc_knows(&root, &id) && ledger.holds_container(&root, &id) {
+    // The file as written, marks not applied: a record the hook marked is
+    // taken out (and logged) by the next delete of the same container, as
+    // Docker sends one after the other.
+    if ledger.holds_container(&root, &id) && !host.runc_knows(&root, &id) {
         let exe = std::env::current_exe().unwrap_or_default();
         let ctx = Ctx {
             cfg: &cfg,
@@ -43,5 +41,5 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
                 && !host.create_in_flight(&pending.join(&r.alloc_id))
         });
     }
-    code
+    runc::exec(&cfg.runc, args, argv, &cfg.log)
 }

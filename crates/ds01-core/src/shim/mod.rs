@@ -630,7 +630,9 @@ pub fn release(
 ) -> Vec<Record> {
     match ctx.ledger().update(|rs| rs.take(pred)) {
         Ok(gone) => {
-            audit::note_released(&ctx.cfg.log, &ctx.cfg.audit_log, why, &gone);
+            let now = ctx.host.now();
+            let dated: Vec<_> = gone.iter().map(|r| (r.clone(), now)).collect();
+            audit::note_released(&ctx.cfg.log, &ctx.cfg.audit_log, why, &dated);
             gone
         }
         Err(e) => {
