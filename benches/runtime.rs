@@ -3,7 +3,7 @@
 //!
 //!     cargo bench --bench runtime [-- ITERATIONS]
 //!
-//! Six cases per round, in rotating order so drift hits all alike:
+//! Seven cases per round, in rotating order so drift hits all alike:
 //! - `runc`: plain runc, a bundle without GPU;
 //! - `stub`: a static program that only execs runc (built here): the floor
 //!   for any wrapper, one more exec per runc command;
@@ -11,6 +11,9 @@
 //! - `runc +nodes`: plain runc given the spec the shim would write for a
 //!   GPU container (same device nodes, no hook);
 //! - `stub +nodes`: the stub on that spec: the floor for the GPU case;
+//! - `stub +hook`: the stub on the spec the shim writes, its poststop hook
+//!   kept (it marks an allocation long gone): what runc's running of any
+//!   hook costs, of the GPU case's gap;
 //! - `ds01 gpu`: the shim with `NVIDIA_VISIBLE_DEVICES=all`, simulated inventory.
 //!
 //! The static shim is built here too (`cargo rustc ... +crt-static` into
@@ -172,7 +175,7 @@ fn main() {
     let (stub, shim) = build_static(d, &runc);
     let plain = bundle(&runc, d, "plain", &rootfs, &[]);
     let gpu = bundle(&runc, d, "gpu", &rootfs, &["NVIDIA_VISIBLE_DEVICES=all"]);
-    let nodes = patched_baseline(d, &gpu, &shim);
+    let (nodes, hooked) = patched_baseline(d, &gpu, &shim);
 
     let case = |name, runtime: &Path, bundle: &Path| Case {
         name,
@@ -187,6 +190,7 @@ fn main() {
         case("ds01 no-gpu", &shim, &plain),
         case("runc +nodes", &runc, &nodes),
         case("stub +nodes", &stub, &nodes),
+        case("stub +hook", &stub, &hooked),
         case("ds01 gpu", &shim, &gpu),
     ];
     let root = d.join("runc-root");
@@ -246,8 +250,12 @@ fn main() {
     );
     println!(
         "with GPU:    ds01 / stub +nodes  {}  target <= 1.05; ds01 / runc +nodes {}",
-        ratio(5, 4),
-        ratio(5, 3)
+        ratio(6, 4),
+        ratio(6, 3)
+    );
+    println!(
+        "of which runc running a hook: stub +hook / stub +nodes {}",
+        ratio(5, 4)
     );
     hook_share(d, &shim, iterations);
 }
@@ -372,9 +380,9 @@ fn bundle(runc: &Path, d: &Path, name: &str, rootfs: &Path, env: &[&str]) -> Pat
     b
 }
 
-/// A bundle holding what the shim writes for a GPU container, minus the
-/// poststop hook, for plain runc.
-fn patched_baseline(d: &Path, gpu: &Path, shim: &Path) -> PathBuf {
+/// Bundles holding what the shim writes for a GPU container, for plain
+/// runc: without the poststop hook, and with it.
+fn patched_baseline(d: &Path, gpu: &Path, shim: &Path) -> (PathBuf, PathBuf) {
     let root = d.join("probe-root");
     let b = gpu.to_str().unwrap();
     let log = format!("{b}/log.json");
@@ -383,13 +391,17 @@ fn patched_baseline(d: &Path, gpu: &Path, shim: &Path) -> PathBuf {
     let mut spec: serde_json::Value =
         serde_json::from_slice(&std::fs::read(gpu.join("config.json")).unwrap()).unwrap();
     run(shim, &global, &["delete", "--force", "probe"]);
+    let write = |name: &str, spec: &serde_json::Value| {
+        let out = d.join(name);
+        std::fs::create_dir_all(&out).unwrap();
+        std::fs::write(
+            out.join("config.json"),
+            serde_json::to_vec_pretty(spec).unwrap(),
+        )
+        .unwrap();
+        out
+    };
+    let hooked = write("nodes-hook", &spec);
     spec["hooks"].as_object_mut().unwrap().remove("poststop");
-    let out = d.join("nodes");
-    std::fs::create_dir_all(&out).unwrap();
-    std::fs::write(
-        out.join("config.json"),
-        serde_json::to_vec_pretty(&spec).unwrap(),
-    )
-    .unwrap();
-    out
+    (write("nodes", &spec), hooked)
 }
