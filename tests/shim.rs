@@ -130,24 +130,12 @@ fn delete_and_hook_release_idempotently() {
         .to_string();
     assert_eq!(f.env.held().len(), 1);
 
-    // The poststop hook, as runc runs it: the OCI state on stdin.
+    // The runtime's own hook entry (containers of an older ds01, or no
+    // ds01-poststop beside it), as runc runs it: the OCI state on stdin.
     let hook = |alloc: &str| {
-        let mut child = f
-            .env
-            .shim()
-            .args(["hook", "poststop", alloc])
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        let state = serde_json::json!({"ociVersion": "1.0.2", "id": "c1", "status": "stopped", "bundle": b});
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(state.to_string().as_bytes())
-            .unwrap();
-        child.wait().unwrap()
+        let spec = serde_json::json!({"path": shim(), "args": [shim(), "hook", "poststop", alloc],
+            "env": [format!("DS01_CONFIG={}", f.env.config.display())]});
+        run_hook(&spec, "c1", &b).status
     };
     assert!(hook(&alloc).success());
     assert!(f.env.held().is_empty());

@@ -91,19 +91,17 @@ pub enum AuditError {
 /// event each in the audit log (whose failure is logged, never fatal).
 pub fn note_reclaimed(log: &Path, audit_log: &Path, reclaimed: &[(Record, String)]) {
     for (r, why) in reclaimed {
-        crate::log::append(
-            log,
-            "info",
-            &format!(
-                "reclaimed {} from container {}: {why}",
-                r.devices.join(","),
-                r.container_id
-            ),
+        let line = format!(
+            "reclaimed {} from container {}: {why}",
+            r.devices.join(","),
+            r.container_id
         );
-        let event = Event::of(EventKind::Reclaim, r, Some(why.clone()));
-        if let Err(e) = append(audit_log, &event) {
-            crate::log::append(log, "error", &e.to_string());
-        }
+        note(
+            log,
+            audit_log,
+            &line,
+            &Event::of(EventKind::Reclaim, r, Some(why.clone())),
+        );
     }
 }
 
@@ -112,20 +110,22 @@ pub fn note_reclaimed(log: &Path, audit_log: &Path, reclaimed: &[(Record, String
 /// dated when each was released.
 pub fn note_released(log: &Path, audit_log: &Path, why: &str, released: &[(Record, SystemTime)]) {
     for (r, at) in released {
-        crate::log::append(
-            log,
-            "info",
-            &format!(
-                "released {} from container {} ({why})",
-                r.devices.join(","),
-                r.container_id
-            ),
+        let line = format!(
+            "released {} from container {} ({why})",
+            r.devices.join(","),
+            r.container_id
         );
         let mut event = Event::of(EventKind::Release, r, Some(why.to_string()));
         event.time = timestamp(*at);
-        if let Err(e) = append(audit_log, &event) {
-            crate::log::append(log, "error", &e.to_string());
-        }
+        note(log, audit_log, &line, &event);
+    }
+}
+
+/// A line in the runtime log and the event in the audit log.
+fn note(log: &Path, audit_log: &Path, line: &str, event: &Event) {
+    crate::log::append(log, "info", line);
+    if let Err(e) = append(audit_log, event) {
+        crate::log::append(log, "error", &e.to_string());
     }
 }
 

@@ -832,16 +832,22 @@ pub(crate) mod tests {
         assert!(!file.contains("MIG-1"), "{file}");
     }
 
-    #[test]
-    fn a_mark_made_for_a_record_still_in_the_file_stays_until_it_is_taken() {
-        let dir = tempfile::tempdir().unwrap();
-        let l = Ledger::new(dir.path());
+    /// A ledger holding c1 (alloc `c1-1`, MIG-1), its mark made.
+    fn c1_marked(dir: &Path) -> (Ledger, FakeHost) {
+        let l = Ledger::new(dir);
         let h = host();
         l.update(|rs| rs.records.push(record("c1", &["MIG-1"], &h)))
             .unwrap();
+        mark(&l, "c1-1");
+        (l, h)
+    }
+
+    #[test]
+    fn a_mark_made_for_a_record_still_in_the_file_stays_until_it_is_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let (l, _) = c1_marked(dir.path());
         // A writer that put the record back (a rebuild) would otherwise
         // drop the mark of a record it keeps.
-        mark(&l, "c1-1");
         l.drop_released_marks(&l.read_noted().unwrap());
         assert!(l.released_dir().join("c1-1").exists());
         assert!(!l.read().unwrap().holds("MIG-1"));
@@ -850,11 +856,7 @@ pub(crate) mod tests {
     #[test]
     fn a_rebuild_leaves_out_what_the_hook_released() {
         let dir = tempfile::tempdir().unwrap();
-        let l = Ledger::new(dir.path());
-        let h = host();
-        l.update(|rs| rs.records.push(record("c1", &["MIG-1"], &h)))
-            .unwrap();
-        mark(&l, "c1-1");
+        let (l, h) = c1_marked(dir.path());
         let rs = l.rebuild_now(&h).unwrap();
         assert!(!rs.holds("MIG-1"));
         assert!(!l.read().unwrap().holds("MIG-1"));

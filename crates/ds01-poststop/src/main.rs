@@ -210,27 +210,15 @@ mod sys {
     const AT_FDCWD: isize = -100;
 
     /// # Safety
-    /// The arguments are valid for system call `nr`.
+    /// The arguments are valid for system call `nr` (a fourth, unused,
+    /// is ignored by the kernel).
     unsafe fn syscall3(nr: usize, a: usize, b: usize, c: usize) -> isize {
-        let ret: isize;
-        // SAFETY: the caller passes what the call expects.
-        unsafe {
-            asm!(
-                "syscall",
-                inlateout("rax") nr as isize => ret,
-                in("rdi") a,
-                in("rsi") b,
-                in("rdx") c,
-                lateout("rcx") _,
-                lateout("r11") _,
-                options(nostack),
-            );
-        }
-        ret
+        // SAFETY: as the caller promises.
+        unsafe { syscall4(nr, a, b, c, 0) }
     }
 
     /// # Safety
-    /// As [`syscall3`].
+    /// The arguments are valid for system call `nr`.
     unsafe fn syscall4(nr: usize, a: usize, b: usize, c: usize, d: usize) -> isize {
         let ret: isize;
         // SAFETY: the caller passes what the call expects.
@@ -381,11 +369,8 @@ fn panic(_: &core::panic::PanicInfo) -> ! {
 #[cfg(raw)]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn memcpy(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
-    for i in 0..n {
-        // SAFETY: as C's memcpy.
-        unsafe { *dst.add(i) = *src.add(i) };
-    }
-    dst
+    // SAFETY: regions that do not overlap are a case of memmove's.
+    unsafe { memmove(dst, src, n) }
 }
 
 /// # Safety
