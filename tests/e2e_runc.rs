@@ -373,8 +373,8 @@ fn killed_container_frees_its_slice_on_delete() {
     );
     // runc ran ds01-poststop, which marked it released: free at once.
     assert!(r.env.held().is_empty());
-    // Docker's second delete finds runc done with it and takes the record
-    // out of the file, logging whose hook freed it.
+    // A second delete finds runc done with it and takes the record out of
+    // the file, logging whose hook freed it.
     let out = r.shim(&b, &["delete", "--force", "k1"]);
     assert!(
         out.status.success(),

@@ -469,6 +469,45 @@ fn gc_reclaims_containers_whose_init_died() {
 }
 
 #[test]
+fn a_container_created_again_drops_its_earlier_run_s_missed_release() {
+    let f = Fake::new("");
+    let b = f.bundle("gpu", "gpu.json");
+    let mut sleeper = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    let pid = sleeper.id().to_string();
+    assert!(f.create(&b, "c1", &[("FAKE_PID", &pid)]).status.success());
+    let first = f.env.held();
+    // Its release was missed (runc's delete killed between removing the
+    // container and running the hook): the record stays, its init dead.
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+    assert!(f.create(&b, "c1", &[("FAKE_PID", &me())]).status.success());
+    let records = f.env.ledger()["records"].as_array().unwrap().clone();
+    assert_eq!(records.len(), 1, "one record per container: {records:?}");
+    assert_eq!(records[0]["pid"], std::process::id());
+    f.env
+        .assert_log_contains(&[&format!("reclaimed {} from container c1", first[0].0)]);
+    // An earlier run whose container runc still knows is not touched.
+    let mut live = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    let b2 = f.bundle("gpu2", "gpu.json");
+    assert!(
+        f.create(&b2, "c2", &[("FAKE_PID", &live.id().to_string())])
+            .status
+            .success()
+    );
+    assert!(f.create(&b2, "c2", &[("FAKE_PID", &me())]).status.success());
+    let c2 = f.env.held().iter().filter(|h| h.1 == "c2").count();
+    live.kill().unwrap();
+    live.wait().unwrap();
+    assert_eq!(c2, 2, "a live init keeps its record");
+}
+
+#[test]
 fn bad_profile_is_refused_plainly() {
     let f = Fake::new("");
     let b = f.bundle("gpu", "gpu.json");

@@ -136,15 +136,26 @@ impl Records {
 
     /// Removes the stale records, returning each with its reason.
     pub fn reclaim(&mut self, host: &dyn Host, pending_dir: &Path) -> Vec<(Record, String)> {
+        self.reclaim_where(host, pending_dir, |_| true)
+    }
+
+    /// Removes the stale records among those `pred` selects.
+    pub fn reclaim_where(
+        &mut self,
+        host: &dyn Host,
+        pending_dir: &Path,
+        pred: impl Fn(&Record) -> bool,
+    ) -> Vec<(Record, String)> {
         let mut out = Vec::new();
-        self.records
-            .retain(|r| match r.stale_reason(host, pending_dir) {
+        self.records.retain(
+            |r| match r.stale_reason(host, pending_dir).filter(|_| pred(r)) {
                 Some(why) => {
                     out.push((r.clone(), why));
                     false
                 }
                 None => true,
-            });
+            },
+        );
         out
     }
 }

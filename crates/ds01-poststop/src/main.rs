@@ -2,8 +2,8 @@
 //! ds01-runtime writes into a GPU container's spec. runc runs it once the
 //! container is gone. It makes the empty file `RELEASED_DIR/ALLOC_ID`; from
 //! then on the ledger counts the allocation as free, and its next locked
-//! write (ds01-runtime's own `delete`, right after runc's) takes the record
-//! out, logs and audits it.
+//! write (a GPU create, `ds01 gc`, the reaper's pass, a second delete)
+//! takes the record out, logs and audits it.
 //!
 //! Why a program of its own: runc starts the hook for every GPU container
 //! it deletes, and starting libc is most of what a small process costs

@@ -21,8 +21,8 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
     let host = RealHost;
     let ledger = shim::ledger(&cfg);
     // The file as written, marks not applied: a record the hook marked is
-    // taken out (and logged) by the next delete of the same container, as
-    // Docker sends one after the other.
+    // taken out (and logged) by a second delete of the same container, as
+    // by any later write of the ledger.
     if ledger.holds_container(&root, &id) && !host.runc_knows(&root, &id) {
         let exe = std::env::current_exe().unwrap_or_default();
         let ctx = Ctx {
@@ -34,11 +34,14 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
         // A record whose create is still in flight (its runtime killed, its
         // runc orphaned) is not this delete's to free: that runc may still
         // make the container. It is reclaimed once no process of it is left.
+        // Asked again under the lock, in this order: a create of the same
+        // id may have allocated and run since the look above.
         let pending = ledger.pending_dir();
         shim::release(&ctx, "delete", &id, |r| {
             r.container_id == id
                 && r.root == root
                 && !host.create_in_flight(&pending.join(&r.alloc_id))
+                && !host.runc_knows(&root, &id)
         });
     }
     runc::exec(&cfg.runc, args, argv, &cfg.log)

@@ -325,9 +325,15 @@ pub fn allocate(
                 allocate::choose(inv, rs, req, &who(owner), &limits, &used)
                     .map(|units| units.iter().map(|u| u.uuid.to_string()).collect::<Vec<_>>())
             };
-            let mut reclaimed = Vec::new();
+            // An earlier run of this very container whose release was
+            // missed (its delete killed between runc's and the hook) goes
+            // now: two records of one container would confuse `exec` and
+            // the reaper.
+            let mut reclaimed = rs.reclaim_where(ctx.host, &pending_dir, |r| {
+                r.container_id == id && r.root == root
+            });
             if try_choose(rs).is_err() {
-                reclaimed = rs.reclaim(ctx.host, &pending_dir);
+                reclaimed.extend(rs.reclaim(ctx.host, &pending_dir));
             }
             // Waiters ahead that could take a device now are served first.
             let waiters = queue::live(state_dir, ctx.host);
