@@ -445,16 +445,23 @@ fn shim_killed_between_allocating_and_runc_is_reclaimed() {
     f.env.assert_log_contains(&["reclaimed"]);
 }
 
+/// Creates `id` with a live process (`sleep 60`) as its init; kill it to
+/// make the init die.
+fn create_with_init(f: &Fake, b: &std::path::Path, id: &str) -> std::process::Child {
+    let init = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    let pid = init.id().to_string();
+    assert!(f.create(b, id, &[("FAKE_PID", &pid)]).status.success());
+    init
+}
+
 #[test]
 fn gc_reclaims_containers_whose_init_died() {
     let f = Fake::new("");
     let b = f.bundle("gpu", "gpu.json");
-    let mut sleeper = std::process::Command::new("sleep")
-        .arg("60")
-        .spawn()
-        .unwrap();
-    let pid = sleeper.id().to_string();
-    assert!(f.create(&b, "c1", &[("FAKE_PID", &pid)]).status.success());
+    let mut sleeper = create_with_init(&f, &b, "c1");
     let out = f.env.cli(&["gc"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "nothing to reclaim\n");
     assert_eq!(f.env.held().len(), 1);
@@ -472,12 +479,7 @@ fn gc_reclaims_containers_whose_init_died() {
 fn a_container_created_again_drops_its_earlier_run_s_missed_release() {
     let f = Fake::new("");
     let b = f.bundle("gpu", "gpu.json");
-    let mut sleeper = std::process::Command::new("sleep")
-        .arg("60")
-        .spawn()
-        .unwrap();
-    let pid = sleeper.id().to_string();
-    assert!(f.create(&b, "c1", &[("FAKE_PID", &pid)]).status.success());
+    let mut sleeper = create_with_init(&f, &b, "c1");
     let first = f.env.held();
     // Its release was missed (runc's delete killed between removing the
     // container and running the hook): the record stays, its init dead.
@@ -490,16 +492,8 @@ fn a_container_created_again_drops_its_earlier_run_s_missed_release() {
     f.env
         .assert_log_contains(&[&format!("reclaimed {} from container c1", first[0].0)]);
     // An earlier run whose container runc still knows is not touched.
-    let mut live = std::process::Command::new("sleep")
-        .arg("60")
-        .spawn()
-        .unwrap();
     let b2 = f.bundle("gpu2", "gpu.json");
-    assert!(
-        f.create(&b2, "c2", &[("FAKE_PID", &live.id().to_string())])
-            .status
-            .success()
-    );
+    let mut live = create_with_init(&f, &b2, "c2");
     assert!(f.create(&b2, "c2", &[("FAKE_PID", &me())]).status.success());
     let c2 = f.env.held().iter().filter(|h| h.1 == "c2").count();
     live.kill().unwrap();
