@@ -503,6 +503,35 @@ fn runtime_killed_after_runc_created_keeps_the_slice_with_the_container() {
         6,
         "the created container keeps its slice"
     );
+    // Its record has no init pid. The init dies and no one deletes the
+    // container: runc keeps a stopped container whose init its state
+    // names, and gc frees the slice.
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(r.root.join("c/state.json")).unwrap()).unwrap();
+    let pid = state["init_process_pid"].as_i64().unwrap() as i32;
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| ds01_core::host::parse_stat_start(&s).is_some())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "init {pid} did not die"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(r.root.join("c/state.json").exists(), "runc still knows it");
+    let out = r.env.cli(&["gc", "--json"]);
+    assert!(out.status.success());
+    let gone: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        gone.as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["container_id"] == "c" && g["reason"].as_str().unwrap().contains("stopped")),
+        "{gone}"
+    );
+    assert!(!r.env.held().iter().any(|h| h.1 == "c"));
     r.check_after_fault();
 }
 

@@ -13,6 +13,10 @@ pub trait Host {
     fn process_start(&self, pid: u32) -> Option<u64>;
     /// Whether runc still keeps state for this container under `root`.
     fn runc_knows(&self, root: &Path, id: &str) -> bool;
+    /// The init process runc's state names for this container: its pid,
+    /// and its start time where recorded. `None` when runc keeps no state
+    /// for it, or none naming an init.
+    fn runc_init(&self, root: &Path, id: &str) -> Option<(u32, Option<u64>)>;
     /// Whether some process holds the `flock` of a create's marker file:
     /// the runtime that made it, or the runc it handed the marker to.
     fn create_in_flight(&self, marker: &Path) -> bool;
@@ -42,6 +46,14 @@ impl Host for RealHost {
         !id.is_empty() && !id.contains('/') && root.join(id).join("state.json").exists()
     }
 
+    fn runc_init(&self, root: &Path, id: &str) -> Option<(u32, Option<u64>)> {
+        if id.is_empty() || id.contains('/') {
+            return None;
+        }
+        let bytes = std::fs::read(root.join(id).join("state.json")).ok()?;
+        init_of(&serde_json::from_slice(&bytes).ok()?)
+    }
+
     fn create_in_flight(&self, marker: &Path) -> bool {
         use std::os::unix::fs::OpenOptionsExt;
         let file = match std::fs::OpenOptions::new()
@@ -55,6 +67,21 @@ impl Host for RealHost {
         // Unsure is in flight: a slice kept too long is better than one handed out twice.
         !matches!(file.try_lock_shared(), Ok(()))
     }
+}
+
+/// The init pid and its start time (clock ticks since boot, as in
+/// `/proc/<pid>/stat`) in a runc `state.json`.
+pub fn init_of(state: &serde_json::Value) -> Option<(u32, Option<u64>)> {
+    let pid = state
+        .get("init_process_pid")
+        .and_then(serde_json::Value::as_u64)
+        .and_then(|p| u32::try_from(p).ok())
+        .filter(|&p| p > 0)?;
+    let start = state.get("init_process_start").and_then(|v| {
+        v.as_u64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+    });
+    Some((pid, start))
 }
 
 /// Field 22 (starttime) of `/proc/<pid>/stat`, or `None` for a zombie.

@@ -99,6 +99,19 @@ impl Record {
             return None;
         }
         if host.runc_knows(&self.root, &self.container_id) {
+            // runc's state names the init: once it died the container is
+            // stopped, and may be one no one is left to delete.
+            if let Some((pid, start)) = host.runc_init(&self.root, &self.container_id) {
+                match host.process_start(pid) {
+                    None => return Some(format!("its container is stopped (init {pid} is dead)")),
+                    Some(s) if start.is_some_and(|t| t != s) => {
+                        return Some(format!(
+                            "its container is stopped (pid {pid} now belongs to another process)"
+                        ));
+                    }
+                    Some(_) => {}
+                }
+            }
             return None;
         }
         Some("its create ended before runc made the container".into())
@@ -966,6 +979,29 @@ pub(crate) mod tests {
         r.pid_start = Some(42);
         r.boot_id = "boot-old".into();
         assert!(stale(&r, &h).unwrap().contains("earlier boot"));
+    }
+
+    #[test]
+    fn a_record_without_pid_is_judged_by_the_init_runc_s_state_names() {
+        let h = host();
+        let r = record("c1", &["MIG-1"], &h);
+        h.runc.borrow_mut().push("c1".into());
+        // runc knows it but names no init (a state being written): live.
+        assert_eq!(stale(&r, &h), None);
+        h.runc_inits
+            .borrow_mut()
+            .insert("c1".into(), (4242, Some(777)));
+        h.procs.borrow_mut().insert(4242, 777);
+        assert_eq!(stale(&r, &h), None, "its init lives");
+        h.procs.borrow_mut().insert(4242, 778);
+        assert!(stale(&r, &h).unwrap().contains("another process"));
+        h.procs.borrow_mut().clear();
+        assert!(stale(&r, &h).unwrap().contains("stopped"));
+        // A create in flight still wins over all of it.
+        h.in_flight
+            .borrow_mut()
+            .push(Path::new(PENDING).join(&r.alloc_id));
+        assert_eq!(stale(&r, &h), None);
     }
 
     #[test]

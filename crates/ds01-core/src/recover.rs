@@ -84,14 +84,8 @@ pub fn from_runc_root(root: &Path, host: &dyn Host) -> Vec<Record> {
         let Some(note) = read_json(&bundle.join("config.json")).and_then(|s| note_of(&s)) else {
             continue;
         };
-        let pid = state
-            .get("init_process_pid")
-            .and_then(Value::as_u64)
-            .and_then(|p| u32::try_from(p).ok());
-        let pid_start = state.get("init_process_start").and_then(|v| {
-            v.as_u64()
-                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-        });
+        let init = crate::host::init_of(&state);
+        let (pid, pid_start) = (init.map(|i| i.0), init.and_then(|i| i.1));
         out.push(Record {
             alloc_id: note.id,
             container_id: id,

@@ -17,6 +17,8 @@ pub struct FakeHost {
     pub boot: String,
     pub procs: RefCell<HashMap<u32, u64>>,
     pub runc: RefCell<Vec<String>>,
+    /// The init (pid, start) runc's state names, by container id.
+    pub runc_inits: RefCell<HashMap<String, (u32, Option<u64>)>>,
     /// Markers of creates in flight.
     pub in_flight: RefCell<Vec<PathBuf>>,
 }
@@ -35,6 +37,11 @@ impl Host for FakeHost {
     }
     fn runc_knows(&self, _root: &Path, id: &str) -> bool {
         self.runc.borrow().iter().any(|c| c == id)
+    }
+    fn runc_init(&self, root: &Path, id: &str) -> Option<(u32, Option<u64>)> {
+        self.runc_knows(root, id)
+            .then(|| self.runc_inits.borrow().get(id).copied())
+            .flatten()
     }
     fn create_in_flight(&self, marker: &Path) -> bool {
         self.in_flight.borrow().iter().any(|m| m == marker)
