@@ -336,6 +336,21 @@ fn sixteen_concurrent_creates_share_seven_slices() {
     assert!(r.env.held().is_empty(), "{:?}", r.env.held());
 }
 
+/// Kills a container's init and waits until it is dead (or a zombie).
+fn kill_init(pid: i32) {
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| ds01_core::host::parse_stat_start(&s).is_some())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "init {pid} did not die"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 #[test]
 fn killed_container_frees_its_slice_on_delete() {
     let Some(r) = setup("") else { return };
@@ -352,18 +367,8 @@ fn killed_container_frees_its_slice_on_delete() {
         .trim()
         .parse()
         .unwrap();
-    unsafe { libc::kill(pid, libc::SIGKILL) };
     // Docker deletes once it saw the exit: wait until runc would call it stopped.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|s| ds01_core::host::parse_stat_start(&s).is_some())
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "init {pid} did not die"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    kill_init(pid);
     // Docker's order after an exit: delete, then delete --force.
     let out = r.shim(&b, &["delete", "k1"]);
     assert!(
@@ -508,18 +513,7 @@ fn runtime_killed_after_runc_created_keeps_the_slice_with_the_container() {
     // names, and gc frees the slice.
     let state: serde_json::Value =
         serde_json::from_slice(&std::fs::read(r.root.join("c/state.json")).unwrap()).unwrap();
-    let pid = state["init_process_pid"].as_i64().unwrap() as i32;
-    unsafe { libc::kill(pid, libc::SIGKILL) };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|s| ds01_core::host::parse_stat_start(&s).is_some())
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "init {pid} did not die"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    kill_init(state["init_process_pid"].as_i64().unwrap() as i32);
     assert!(r.root.join("c/state.json").exists(), "runc still knows it");
     let out = r.env.cli(&["gc", "--json"]);
     assert!(out.status.success());
