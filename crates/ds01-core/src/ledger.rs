@@ -272,7 +272,7 @@ impl Ledger {
         self.dir.join(PENDING_DIR)
     }
 
-    pub fn released_dir(&self) -> PathBuf {
+    fn released_dir(&self) -> PathBuf {
         self.dir.join(RELEASED_DIR)
     }
 
@@ -731,9 +731,7 @@ impl Ceiling {
             Ceiling(Some((policy, old)))
         }
     }
-}
 
-impl Ceiling {
     fn restore(&mut self) {
         if let Some((policy, old)) = self.0.take() {
             // SAFETY: as in `raise`. Dropping the reset-on-fork flag needs

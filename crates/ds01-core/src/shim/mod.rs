@@ -552,7 +552,11 @@ fn poststop_hook(ctx: &Ctx, alloc_id: &str) -> Hook {
                 path.clone(),
                 "poststop".into(),
                 alloc_id.into(),
-                ctx.ledger().released_dir().display().to_string(),
+                ctx.cfg
+                    .state_dir
+                    .join(crate::ledger::RELEASED_DIR)
+                    .display()
+                    .to_string(),
             ],
             path,
             env: Vec::new(),
