@@ -16,6 +16,11 @@
 //!   hook costs, of the GPU case's gap;
 //! - `ds01 gpu`: the shim with `NVIDIA_VISIBLE_DEVICES=all`, simulated inventory.
 //!
+//! Then, with runc replaced by a stand-in that does next to nothing, the
+//! time of a `create` through the stub and through the shim (without and
+//! with a GPU): the shim's own time in milliseconds, which the lifecycle's
+//! noise (runc's tens of milliseconds) cannot hide.
+//!
 //! The static shim is built here too (`cargo rustc ... +crt-static` into
 //! `target/static`), as `packaging/build-deb.sh` builds it. Everything lives
 //! on tmpfs (/dev/shm), as /run does on a real host.
@@ -41,7 +46,14 @@ fn build_static(d: &Path, runc: &Path) -> (PathBuf, PathBuf) {
     std::fs::write(&src, STUB).unwrap();
     let stub = d.join("stub");
     let ok = Command::new("rustc")
-        .args(["-O", "-C", "target-feature=+crt-static", "-o"])
+        .args([
+            "--edition",
+            "2021",
+            "-O",
+            "-C",
+            "target-feature=+crt-static",
+            "-o",
+        ])
         .arg(&stub)
         .arg(&src)
         .env("RUNC", runc)
@@ -52,7 +64,14 @@ fn build_static(d: &Path, runc: &Path) -> (PathBuf, PathBuf) {
     // The same, doing nothing: what any process runc starts costs (a hook).
     std::fs::write(d.join("empty.rs"), "fn main() {}\n").unwrap();
     let ok = Command::new("rustc")
-        .args(["-O", "-C", "target-feature=+crt-static", "-o"])
+        .args([
+            "--edition",
+            "2021",
+            "-O",
+            "-C",
+            "target-feature=+crt-static",
+            "-o",
+        ])
         .arg(d.join("empty"))
         .arg(d.join("empty.rs"))
         .status()
@@ -258,6 +277,119 @@ fn main() {
         ratio(5, 4)
     );
     hook_share(d, &shim, iterations);
+    own_time(d, &shim, &plain, &gpu, iterations);
+}
+
+/// A stand-in for runc that does nothing but what the shim reads after a
+/// create: the init pid (pid 1, always alive) in the `--pid-file`.
+const STANDIN: &str = "fn main() {\n\
+    let args: Vec<String> = std::env::args().collect();\n\
+    if let Some(i) = args.iter().position(|a| a == \"--pid-file\") {\n\
+        std::fs::write(&args[i + 1], \"1\").unwrap();\n\
+    }\n\
+}\n";
+
+/// ds01's own time in a `create`, apart from runc's: the stub and the shim
+/// each run a stand-in that does next to nothing, so what differs is the
+/// shim's work. Far less noisy than the lifecycle ratios, whose runc
+/// dwarfs it.
+fn own_time(d: &Path, shim: &Path, plain: &Path, gpu: &Path, iterations: usize) {
+    let build = |name: &str, src: &str, runc: &Path| {
+        std::fs::write(d.join(format!("{name}.rs")), src).unwrap();
+        let ok = Command::new("rustc")
+            .args([
+                "--edition",
+                "2021",
+                "-O",
+                "-C",
+                "target-feature=+crt-static",
+                "-o",
+            ])
+            .arg(d.join(name))
+            .arg(d.join(format!("{name}.rs")))
+            .env("RUNC", runc)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "cannot build {name}");
+        d.join(name)
+    };
+    let standin = build("standin", STANDIN, Path::new("/"));
+    let stub = build("stub-standin", STUB, &standin);
+    // A state of its own, so that the lifecycles' records stay apart.
+    let config = d.join("config-standin.toml");
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(std::env::var_os("DS01_CONFIG").unwrap())
+            .unwrap()
+            .lines()
+            .map(|l| {
+                if l.starts_with("runc =") {
+                    format!("runc = {standin:?}\n")
+                } else if l.starts_with("state_dir =") {
+                    format!("state_dir = {:?}\n", d.join("state-standin"))
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect::<String>(),
+    )
+    .unwrap();
+    let with_config = |cmd: &mut Command| {
+        cmd.env("DS01_CONFIG", &config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+    };
+    let mut refresh = Command::new(CLI);
+    refresh.args(["gpus", "refresh"]);
+    with_config(&mut refresh);
+    assert!(refresh.status().unwrap().success());
+    let root = d.join("standin-root");
+    let global = global_args(&root, "/dev/null");
+    let create = |runtime: &Path, bundle: &Path| {
+        let b = bundle.to_str().unwrap();
+        let pid = format!("{b}/init.pid");
+        let mut cmd = Command::new(runtime);
+        cmd.args(global)
+            .args(["create", "--bundle", b, "--pid-file", &pid, "own"]);
+        with_config(&mut cmd);
+        let start = Instant::now();
+        assert!(
+            cmd.status().unwrap().success(),
+            "{} create failed",
+            runtime.display()
+        );
+        start.elapsed()
+    };
+    let cases: [(&Path, &Path); 3] = [(&stub, plain), (shim, plain), (shim, gpu)];
+    let mut times: [Vec<Duration>; 3] = Default::default();
+    for i in 0..iterations * 4 {
+        for k in 0..3 {
+            let n = (i + k) % 3;
+            let (runtime, bundle) = cases[n];
+            if bundle == gpu {
+                std::fs::copy(gpu.join("config.orig.json"), gpu.join("config.json")).unwrap();
+            }
+            times[n].push(create(runtime, bundle));
+            if bundle == gpu {
+                // Untimed: frees the slice, as Docker's delete after a create runc never made.
+                let mut delete = Command::new(shim);
+                delete.args(global).args(["delete", "--force", "own"]);
+                with_config(&mut delete);
+                assert!(delete.status().unwrap().success());
+            }
+        }
+    }
+    let ms = |t: &[Duration]| middle(t).as_secs_f64() * 1e3;
+    let [stub_t, plain_t, gpu_t] = [ms(&times[0]), ms(&times[1]), ms(&times[2])];
+    println!(
+        "own time of a create, runc a stand-in ({} rounds, medians): stub {stub_t:.2} ms, \
+         ds01 no-gpu {plain_t:.2} ms (+{:.2}), ds01 gpu {gpu_t:.2} ms (+{:.2})",
+        iterations * 4,
+        plain_t - stub_t,
+        gpu_t - stub_t
+    );
 }
 
 /// The poststop hook on its own (`ds01-poststop`, which marks the
