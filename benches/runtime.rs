@@ -42,42 +42,9 @@ fn main() {\n\
 /// Builds the stub and the static shim (beside copies of the CLI, which it
 /// asks for snapshots, and of ds01-accounts) into `d`.
 fn build_static(d: &Path, runc: &Path) -> (PathBuf, PathBuf) {
-    let src = d.join("stub.rs");
-    std::fs::write(&src, STUB).unwrap();
-    let stub = d.join("stub");
-    let ok = Command::new("rustc")
-        .args([
-            "--edition",
-            "2021",
-            "-O",
-            "-C",
-            "target-feature=+crt-static",
-            "-o",
-        ])
-        .arg(&stub)
-        .arg(&src)
-        .env("RUNC", runc)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "cannot build the stub");
+    let stub = rustc_static(d, "stub", STUB, runc);
     // The same, doing nothing: what any process runc starts costs (a hook).
-    std::fs::write(d.join("empty.rs"), "fn main() {}\n").unwrap();
-    let ok = Command::new("rustc")
-        .args([
-            "--edition",
-            "2021",
-            "-O",
-            "-C",
-            "target-feature=+crt-static",
-            "-o",
-        ])
-        .arg(d.join("empty"))
-        .arg(d.join("empty.rs"))
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "cannot build the empty program");
+    rustc_static(d, "empty", "fn main() {}\n", runc);
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let target = manifest.join("target/static");
     eprintln!(
@@ -127,6 +94,29 @@ fn build_static(d: &Path, runc: &Path) -> (PathBuf, PathBuf) {
     let accounts = Path::new(CLI).with_file_name("ds01-accounts");
     std::fs::copy(accounts, bin.join("ds01-accounts")).unwrap();
     (stub, bin.join("ds01-runtime"))
+}
+
+/// `d/NAME`, a static program built from `src` (which may name `RUNC`).
+fn rustc_static(d: &Path, name: &str, src: &str, runc: &Path) -> PathBuf {
+    let src_path = d.join(format!("{name}.rs"));
+    std::fs::write(&src_path, src).unwrap();
+    let ok = Command::new("rustc")
+        .args([
+            "--edition",
+            "2021",
+            "-O",
+            "-C",
+            "target-feature=+crt-static",
+            "-o",
+        ])
+        .arg(d.join(name))
+        .arg(&src_path)
+        .env("RUNC", runc)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "cannot build {name}");
+    d.join(name)
 }
 
 struct Case {
@@ -294,28 +284,8 @@ const STANDIN: &str = "fn main() {\n\
 /// shim's work. Far less noisy than the lifecycle ratios, whose runc
 /// dwarfs it.
 fn own_time(d: &Path, shim: &Path, plain: &Path, gpu: &Path, iterations: usize) {
-    let build = |name: &str, src: &str, runc: &Path| {
-        std::fs::write(d.join(format!("{name}.rs")), src).unwrap();
-        let ok = Command::new("rustc")
-            .args([
-                "--edition",
-                "2021",
-                "-O",
-                "-C",
-                "target-feature=+crt-static",
-                "-o",
-            ])
-            .arg(d.join(name))
-            .arg(d.join(format!("{name}.rs")))
-            .env("RUNC", runc)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "cannot build {name}");
-        d.join(name)
-    };
-    let standin = build("standin", STANDIN, Path::new("/"));
-    let stub = build("stub-standin", STUB, &standin);
+    let standin = rustc_static(d, "standin", STANDIN, Path::new("/"));
+    let stub = rustc_static(d, "stub-standin", STUB, &standin);
     // A state of its own, so that the lifecycles' records stay apart.
     let config = d.join("config-standin.toml");
     std::fs::write(
