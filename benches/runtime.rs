@@ -96,6 +96,23 @@ fn build_static(d: &Path, runc: &Path) -> (PathBuf, PathBuf) {
     (stub, bin.join("ds01-runtime"))
 }
 
+/// `d/NAME`, a config for the simulated inventory with this runc and
+/// state directory (`d/STATE`).
+fn write_config(d: &Path, name: &str, runc: &Path, state: &str) -> PathBuf {
+    let inventory = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/sim/inventory.toml");
+    let config = d.join(name);
+    std::fs::write(
+        &config,
+        format!(
+            "runc = {runc:?}\nstate_dir = {:?}\nlog = {:?}\ninventory = {inventory:?}\n",
+            d.join(state),
+            d.join("runtime.log")
+        ),
+    )
+    .unwrap();
+    config
+}
+
 /// `d/NAME`, a static program built from `src` (which may name `RUNC`).
 fn rustc_static(d: &Path, name: &str, src: &str, runc: &Path) -> PathBuf {
     let src_path = d.join(format!("{name}.rs"));
@@ -158,17 +175,7 @@ fn main() {
     std::fs::create_dir_all(rootfs.join("bin")).unwrap();
     std::fs::copy(&busybox, rootfs.join("bin/busybox")).unwrap();
     std::os::unix::fs::symlink("busybox", rootfs.join("bin/true")).unwrap();
-    let config = d.join("config.toml");
-    let inventory = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/sim/inventory.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "runc = {runc:?}\nstate_dir = {:?}\nlog = {:?}\ninventory = {inventory:?}\n",
-            d.join("state"),
-            d.join("runtime.log")
-        ),
-    )
-    .unwrap();
+    let config = write_config(d, "config.toml", &runc, "state");
     // SAFETY: single-threaded here; the variable is read by the child processes.
     unsafe { std::env::set_var("DS01_CONFIG", &config) };
     // The snapshot the runtime reads, as the package's install makes it.
@@ -287,24 +294,7 @@ fn own_time(d: &Path, shim: &Path, plain: &Path, gpu: &Path, iterations: usize) 
     let standin = rustc_static(d, "standin", STANDIN, Path::new("/"));
     let stub = rustc_static(d, "stub-standin", STUB, &standin);
     // A state of its own, so that the lifecycles' records stay apart.
-    let config = d.join("config-standin.toml");
-    std::fs::write(
-        &config,
-        std::fs::read_to_string(std::env::var_os("DS01_CONFIG").unwrap())
-            .unwrap()
-            .lines()
-            .map(|l| {
-                if l.starts_with("runc =") {
-                    format!("runc = {standin:?}\n")
-                } else if l.starts_with("state_dir =") {
-                    format!("state_dir = {:?}\n", d.join("state-standin"))
-                } else {
-                    format!("{l}\n")
-                }
-            })
-            .collect::<String>(),
-    )
-    .unwrap();
+    let config = write_config(d, "config-standin.toml", &standin, "state-standin");
     let with_config = |cmd: &mut Command| {
         cmd.env("DS01_CONFIG", &config)
             .stdin(Stdio::null())
