@@ -6,6 +6,8 @@ install_missing() {
     [ -x /usr/sbin/runc ] || [ -x /usr/bin/runc ] || _missing="$_missing runc"
     [ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || _missing="$_missing busybox-static"
     { [ -x /usr/sbin/dockerd ] && [ -x /usr/bin/docker ]; } || _missing="$_missing docker.io"
+    # Raw requests to ds01-gate as a test user.
+    [ -x /usr/bin/curl ] || _missing="$_missing curl"
     # A Compose project through ds01-gate.
     [ -x /usr/bin/docker-compose ] || _missing="$_missing docker-compose"
     _missing=$(echo $_missing)

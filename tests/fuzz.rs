@@ -283,9 +283,15 @@ proptest! {
         let rules = ds01::gate::Rules::default();
         let _ = ds01::gate::create(&bytes, &caller, &rules);
         let _ = ds01::gate::volume_create(&bytes, &caller);
-        let _ = ds01::gate::target(&method, &path);
+        let _ = ds01::gate::network_create(&bytes, &caller);
+        let _ = ds01::gate::commit_config(&bytes, &caller);
+        let _ = ds01::gate::route(&method, &path);
         let _ = ds01::gate::own_filter(Some(&query), &caller);
-        let _ = ds01::gate::strip_version(&path);
+        let _ = ds01::gate::route::strip_version(&path);
+        if let Ok(pairs) = ds01::gate::query::parse(Some(&query)) {
+            let _ = ds01::gate::query::judge_build(&pairs, &caller);
+            let _ = ds01::gate::query::judge_commit(&pairs);
+        }
     }
 
     #[test]
@@ -303,7 +309,7 @@ proptest! {
         let body = json!({"Image": "x", "Labels": {"ds01.user": label}, "Env": s["process"]["env"],
                           "HostConfig": {"Privileged": privileged}});
         match ds01::gate::create(body.to_string().as_bytes(), &caller, &ds01::gate::Rules::default()) {
-            Ok(out) => {
+            Ok((out, _)) => {
                 prop_assert!(!privileged);
                 let v: Value = serde_json::from_slice(&out).unwrap();
                 prop_assert_eq!(&v["Labels"]["ds01.user"], "alice");

@@ -4,6 +4,9 @@
 //! allows to the real dockerd socket, streams and hijacked connections
 //! included. What it cannot read it refuses.
 
+// A refusal travels as the response that says it, once per request.
+#![allow(clippy::result_large_err)]
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
@@ -11,7 +14,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use clap::Parser;
-use ds01::gate::{self, Caller, Refusal, Rules, Target};
+use ds01::gate::{self, Caller, Op, Refusal, Route, Rules};
 use ds01_core::config::Config;
 use ds01_core::identity::{self, Accounts, SystemAccounts};
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
@@ -71,6 +74,7 @@ fn main() -> std::process::ExitCode {
         list_all: cfg.gate_list_all,
     };
     let gate = Arc::new(Gate { docker, rules, cfg });
+    raise_open_files();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -109,33 +113,144 @@ async fn serve(listen: &Path, gate: Arc<Gate>) -> Result<(), String> {
         listen.display(),
         gate.docker.display()
     );
+    let counts: Arc<std::sync::Mutex<HashMap<u32, usize>>> = Arc::default();
+    let mut quiet = LogLimit::default();
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(s) => s,
             Err(e) => {
-                eprintln!("ds01-gate: accept: {e}");
+                // Out of file handles: wait for some to close rather than
+                // spin, and say so once in a while rather than each time.
+                quiet.log(&format!("accept: {e}"));
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 continue;
             }
         };
         let Ok(cred) = stream.peer_cred() else {
             continue; // no credentials: no service (fail closed)
         };
+        let uid = cred.uid();
+        let Some(slot) = Slot::take(&counts, uid, gate.cfg.gate_max_connections) else {
+            quiet.log(&format!(
+                "uid {uid} is at gate_max_connections; a connection refused"
+            ));
+            tokio::spawn(too_many(stream));
+            continue;
+        };
         let conn = Arc::new(Conn {
-            caller: caller_of(&gate.cfg, cred.uid()),
+            caller: caller_of(&gate.cfg, uid),
             upstream: tokio::sync::Mutex::new(None),
             owners: std::sync::Mutex::new(HashMap::new()),
         });
         let gate = gate.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let svc = hyper::service::service_fn(move |req| {
                 let (gate, conn) = (gate.clone(), conn.clone());
                 async move { Ok::<_, Infallible>(handle(req, &gate, &conn).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_DEADLINE)
                 .serve_connection(TokioIo::new(stream), svc)
                 .with_upgrades()
                 .await;
         });
+    }
+}
+
+/// How long a request's header may take to arrive.
+const HEADER_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// One of a user's open connections, given back when it closes. Root has
+/// no cap: the admin's way in stays open.
+struct Slot {
+    counts: Arc<std::sync::Mutex<HashMap<u32, usize>>>,
+    uid: u32,
+}
+
+impl Slot {
+    fn take(
+        counts: &Arc<std::sync::Mutex<HashMap<u32, usize>>>,
+        uid: u32,
+        cap: usize,
+    ) -> Option<Slot> {
+        let mut c = counts.lock().expect("not poisoned");
+        let n = c.entry(uid).or_default();
+        if uid != 0 && *n >= cap {
+            return None;
+        }
+        *n += 1;
+        Some(Slot {
+            counts: counts.clone(),
+            uid,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut c = self.counts.lock().expect("not poisoned");
+        if let Some(n) = c.get_mut(&self.uid) {
+            *n -= 1;
+            if *n == 0 {
+                c.remove(&self.uid);
+            }
+        }
+    }
+}
+
+async fn too_many(mut stream: UnixStream) {
+    use tokio::io::AsyncWriteExt;
+    let body = r#"{"message":"ds01-gate: you have too many connections open to Docker (gate_max_connections); close some (rule connections)"}"#;
+    let resp = format!(
+        "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(HEADER_DEADLINE, stream.write_all(resp.as_bytes())).await;
+}
+
+/// A log line at most every ten seconds, with how many were held back.
+#[derive(Default)]
+struct LogLimit {
+    last: Option<std::time::Instant>,
+    held: u64,
+}
+
+impl LogLimit {
+    fn log(&mut self, line: &str) {
+        let now = std::time::Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t).as_secs() < 10)
+        {
+            self.held += 1;
+            return;
+        }
+        if self.held > 0 {
+            eprintln!("ds01-gate: {line} ({} more like it not shown)", self.held);
+        } else {
+            eprintln!("ds01-gate: {line}");
+        }
+        self.last = Some(now);
+        self.held = 0;
+    }
+}
+
+/// Lifts the open-files limit to its hard limit: each client connection
+/// costs two (the client's and dockerd's), and systemd's default soft
+/// limit is 1024.
+fn raise_open_files() {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
     }
 }
 
@@ -198,99 +313,307 @@ fn refused(r: &Refusal) -> Response<Body> {
     refusal(StatusCode::FORBIDDEN, &r.to_string())
 }
 
-async fn handle(mut req: Request<Incoming>, gate: &Gate, conn: &Conn) -> Response<Body> {
+/// The most a judged body may be: creates are a few KiB.
+const BODY_CAP: usize = 1 << 20;
+
+async fn handle(req: Request<Incoming>, gate: &Gate, conn: &Conn) -> Response<Body> {
     let caller = &conn.caller;
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
-    match gate::target(&method, &path) {
-        Target::Create => {
-            let (parts, body) = match read_body(req).await {
-                Ok(x) => x,
-                Err(r) => return r,
-            };
-            match gate::create(&body, caller, &gate.rules) {
-                Ok(new) => forward(with_body(parts, new), gate, conn).await,
-                Err(r) => refused(&r),
-            }
+    let route = match gate::route(&method, &path) {
+        Ok(r) => r,
+        // An admin reaches all of Docker, as through its own socket.
+        Err(_) if caller.admin => return forward(req.map(|b| b.boxed()), gate, conn).await,
+        Err(r) => {
+            drain(req).await;
+            return refused(&r);
         }
-        Target::VolumeCreate => {
-            let (parts, body) = match read_body(req).await {
-                Ok(x) => x,
-                Err(r) => return r,
-            };
-            match gate::volume_create(&body, caller) {
-                Ok(new) => forward(with_body(parts, new), gate, conn).await,
-                Err(r) => refused(&r),
-            }
-        }
-        Target::List if !gate.rules.list_all && !caller.admin => {
-            let q = gate::own_filter(req.uri().query(), caller);
-            let uri = format!("{path}?{q}");
-            match uri.parse() {
-                Ok(u) => {
-                    *req.uri_mut() = u;
-                    forward(req.map(|b| b.boxed()), gate, conn).await
-                }
-                Err(_) => refusal(
-                    StatusCode::BAD_REQUEST,
-                    "ds01-gate: the list query cannot be read (rule parse)",
-                ),
-            }
-        }
-        Target::Container(id, _op) => {
-            match owner_of(gate, conn, &format!("/containers/{id}/json")).await {
-                Ok(Some(owner)) => match gate::may_act(caller, owner.as_deref()) {
-                    Ok(()) => forward(req.map(|b| b.boxed()), gate, conn).await,
-                    Err(r) => refused(&r),
-                },
-                // Docker does not know it: it says so itself.
-                Ok(None) => forward(req.map(|b| b.boxed()), gate, conn).await,
-                Err(e) => refusal(StatusCode::BAD_GATEWAY, &e),
-            }
-        }
-        Target::Exec(id) => match exec_container(gate, conn, &id).await {
-            Ok(Some(container)) => {
-                match owner_of(gate, conn, &format!("/containers/{container}/json")).await {
-                    Ok(Some(owner)) => match gate::may_act(caller, owner.as_deref()) {
-                        Ok(()) => forward(req.map(|b| b.boxed()), gate, conn).await,
-                        Err(r) => refused(&r),
-                    },
-                    Ok(None) => forward(req.map(|b| b.boxed()), gate, conn).await,
-                    Err(e) => refusal(StatusCode::BAD_GATEWAY, &e),
-                }
-            }
-            Ok(None) => forward(req.map(|b| b.boxed()), gate, conn).await,
-            Err(e) => refusal(StatusCode::BAD_GATEWAY, &e),
-        },
-        Target::VolumeRemove(name) => {
-            match label_of(gate, conn, &format!("/volumes/{name}"), "/Labels").await {
-                // Volumes are shared; one stamped with another user's name is theirs.
-                Ok(Some(Some(owner))) if owner != caller.name && !caller.admin => {
-                    refused(&Refusal {
-                        rule: "volume-owner",
-                        reason: format!("volume {name} is {owner}'s, not yours"),
-                    })
-                }
-                Ok(_) => forward(req.map(|b| b.boxed()), gate, conn).await,
-                Err(e) => refusal(StatusCode::BAD_GATEWAY, &e),
-            }
-        }
-        _ => forward(req.map(|b| b.boxed()), gate, conn).await,
+    };
+    match judge(req, route, gate, conn).await {
+        Ok(req) => forward(req, gate, conn).await,
+        Err(resp) => resp,
     }
 }
 
-/// The whole request body (creates are small); an unreadable one is refused.
+/// The request to forward, judged and rewritten for its route, or the
+/// answer that refuses it.
+async fn judge(
+    req: Request<Incoming>,
+    route: Route,
+    gate: &Gate,
+    conn: &Conn,
+) -> Result<Request<Body>, Response<Body>> {
+    let caller = &conn.caller;
+    let plain = |req: Request<Incoming>| req.map(|b| b.boxed());
+    match route {
+        Route::Plain => Ok(plain(req)),
+        Route::Create => {
+            let (parts, body) = read_body(req).await?;
+            let (new, reach) = gate::create(&body, caller, &gate.rules).map_err(|r| refused(&r))?;
+            for c in &reach.containers {
+                own_container(gate, conn, c, true).await?;
+            }
+            Ok(with_body(parts, new))
+        }
+        Route::List if gate.rules.list_all || caller.admin => Ok(plain(req)),
+        Route::List | Route::Events | Route::Prune if !caller.admin => {
+            let q = gate::own_filter(req.uri().query(), caller).map_err(|r| refused(&r))?;
+            with_query(plain(req), &q)
+        }
+        Route::List | Route::Events | Route::Prune => Ok(plain(req)),
+        Route::Container(id, op) => {
+            own_container(gate, conn, &id, false).await?;
+            match op {
+                Op::Start => {
+                    let (parts, body) = read_body(req).await?;
+                    if !caller.admin && !body.iter().all(u8::is_ascii_whitespace) {
+                        return Err(refused(&Refusal {
+                            rule: "start-body",
+                            reason: "a start with a HostConfig (an old API's form) is refused; create the container with it".into(),
+                        }));
+                    }
+                    Ok(with_body(parts, body.to_vec()))
+                }
+                Op::Update => body_judged(req, caller, "update", gate::body::judge_update).await,
+                Op::Exec => body_judged(req, caller, "exec", gate::body::judge_exec).await,
+                Op::Other(_) => Ok(plain(req)),
+            }
+        }
+        Route::Exec(id) => {
+            if let Some(container) = exec_container(gate, conn, &id).await.map_err(bad_gateway)? {
+                own_container(gate, conn, &container, false).await?;
+            }
+            Ok(plain(req))
+        }
+        Route::Build => {
+            let pairs = gate::query::parse(req.uri().query()).map_err(|r| refused(&r))?;
+            if caller.admin {
+                return Ok(plain(req));
+            }
+            let (q, tags) = gate::query::judge_build(&pairs, caller).map_err(|r| refused(&r))?;
+            for t in &tags {
+                own_tag(gate, conn, t, false).await?;
+            }
+            with_query(plain(req), &q)
+        }
+        Route::Pull => {
+            let pairs = gate::query::parse(req.uri().query()).map_err(|r| refused(&r))?;
+            let name = gate::query::judge_pull(&pairs).map_err(|r| refused(&r))?;
+            // A pull refreshes a name from its registry; one a user built
+            // is theirs alone to replace.
+            own_tag(gate, conn, &name, true).await?;
+            Ok(plain(req))
+        }
+        Route::Tag => {
+            let pairs = gate::query::parse(req.uri().query()).map_err(|r| refused(&r))?;
+            let name = gate::query::judge_tag(&pairs).map_err(|r| refused(&r))?;
+            own_tag(gate, conn, &name, false).await?;
+            Ok(plain(req))
+        }
+        Route::Commit => {
+            let pairs = gate::query::parse(req.uri().query()).map_err(|r| refused(&r))?;
+            let (container, name) = gate::query::judge_commit(&pairs).map_err(|r| refused(&r))?;
+            own_container(gate, conn, &container, true).await?;
+            if let Some(n) = name {
+                own_tag(gate, conn, &n, false).await?;
+            }
+            let (parts, body) = read_body(req).await?;
+            let new = gate::commit_config(&body, caller).map_err(|r| refused(&r))?;
+            Ok(with_body(parts, new))
+        }
+        Route::ImageRemove(name) => {
+            own_tag(gate, conn, &name, false).await?;
+            Ok(plain(req))
+        }
+        Route::VolumeCreate => {
+            let (parts, body) = read_body(req).await?;
+            let new = gate::volume_create(&body, caller).map_err(|r| refused(&r))?;
+            Ok(with_body(parts, new))
+        }
+        Route::NetworkCreate => {
+            let (parts, body) = read_body(req).await?;
+            let new = gate::network_create(&body, caller).map_err(|r| refused(&r))?;
+            Ok(with_body(parts, new))
+        }
+        Route::NetworkConnect => {
+            let (parts, body) = read_body(req).await?;
+            if let Some(c) = gate::judged(&body, caller, "network", gate::body::judge_connect)
+                .map_err(|r| refused(&r))?
+            {
+                own_container(gate, conn, &c, true).await?;
+            }
+            Ok(with_body(parts, body.to_vec()))
+        }
+        Route::VolumeRemove(name) => {
+            own_object(
+                gate,
+                conn,
+                &format!("/volumes/{name}"),
+                "/Labels",
+                "volume",
+                &name,
+            )
+            .await?;
+            Ok(plain(req))
+        }
+        Route::NetworkRemove(id) => {
+            own_object(
+                gate,
+                conn,
+                &format!("/networks/{id}"),
+                "/Labels",
+                "network",
+                &id,
+            )
+            .await?;
+            Ok(plain(req))
+        }
+    }
+}
+
+/// Reads and drops what a refused request sends, so that its client,
+/// still writing, reads the refusal instead of a broken pipe; within
+/// limits, so a refusal cannot be made to cost much.
+async fn drain(req: Request<Incoming>) {
+    let body = http_body_util::Limited::new(req.into_body(), 16 << 20);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), body.collect()).await;
+}
+
+fn bad_gateway(e: String) -> Response<Body> {
+    refusal(StatusCode::BAD_GATEWAY, &e)
+}
+
+fn with_query(mut req: Request<Body>, q: &str) -> Result<Request<Body>, Response<Body>> {
+    let uri = format!("{}?{q}", req.uri().path());
+    match uri.parse() {
+        Ok(u) => {
+            *req.uri_mut() = u;
+            Ok(req)
+        }
+        Err(_) => Err(refusal(
+            StatusCode::BAD_REQUEST,
+            "ds01-gate: the query cannot be read (rule parse)",
+        )),
+    }
+}
+
+/// A body judged and passed on unchanged.
+async fn body_judged<T>(
+    req: Request<Incoming>,
+    caller: &Caller,
+    what: &str,
+    judge: impl Fn(&serde_json::Value) -> Result<T, Refusal>,
+) -> Result<Request<Body>, Response<Body>> {
+    let (parts, body) = read_body(req).await?;
+    gate::judged(&body, caller, what, judge).map_err(|r| refused(&r))?;
+    Ok(with_body(parts, body.to_vec()))
+}
+
+/// Whether `id` is the caller's container. One Docker does not know is
+/// Docker's to report for a request on it (`named` false), but is refused
+/// where another request names it (`named` true: it may come to exist).
+async fn own_container(
+    gate: &Gate,
+    conn: &Conn,
+    id: &str,
+    named: bool,
+) -> Result<(), Response<Body>> {
+    if conn.caller.admin {
+        return Ok(());
+    }
+    match owner_of(gate, conn, id).await.map_err(bad_gateway)? {
+        Some(owner) => gate::may_act(&conn.caller, owner.as_deref()).map_err(|r| refused(&r)),
+        None if named => Err(refused(&Refusal {
+            rule: "ownership",
+            reason: format!("there is no container {id} of yours"),
+        })),
+        None => Ok(()),
+    }
+}
+
+/// Whether the caller may write the image name `name`: it is new, or
+/// theirs (or, where `unowned_ok`, no one's, such as a pulled image).
+async fn own_tag(
+    gate: &Gate,
+    conn: &Conn,
+    name: &str,
+    unowned_ok: bool,
+) -> Result<(), Response<Body>> {
+    if conn.caller.admin {
+        return Ok(());
+    }
+    let path = format!("/images/{name}/json");
+    match label_of(gate, conn, &path, "/Config/Labels")
+        .await
+        .map_err(bad_gateway)?
+    {
+        None => Ok(()),
+        Some(Some(o)) if o == conn.caller.name => Ok(()),
+        Some(None) if unowned_ok => Ok(()),
+        Some(owner) => Err(refused(&Refusal {
+            rule: "image-owner",
+            reason: format!(
+                "the image {name} is {}; choose another name",
+                owner.map_or_else(
+                    || "shared (no ds01.user label)".to_string(),
+                    |o| format!("{o}'s")
+                )
+            ),
+        })),
+    }
+}
+
+/// Whether a volume or network is the caller's (stamped with their name).
+async fn own_object(
+    gate: &Gate,
+    conn: &Conn,
+    path: &str,
+    labels: &str,
+    kind: &str,
+    name: &str,
+) -> Result<(), Response<Body>> {
+    if conn.caller.admin {
+        return Ok(());
+    }
+    match label_of(gate, conn, path, labels)
+        .await
+        .map_err(bad_gateway)?
+    {
+        None => Ok(()),
+        Some(Some(o)) if o == conn.caller.name => Ok(()),
+        Some(owner) => Err(refused(&Refusal {
+            rule: if kind == "volume" {
+                "volume-owner"
+            } else {
+                "network-owner"
+            },
+            reason: format!(
+                "{kind} {name} is {}, not yours",
+                owner.map_or_else(
+                    || "shared (no ds01.user label)".to_string(),
+                    |o| format!("{o}'s")
+                )
+            ),
+        })),
+    }
+}
+
+/// The whole request body, up to [`BODY_CAP`]; an unreadable or larger
+/// one is refused.
 async fn read_body(
     req: Request<Incoming>,
 ) -> Result<(hyper::http::request::Parts, Bytes), Response<Body>> {
     let (parts, body) = req.into_parts();
-    body.collect()
+    http_body_util::Limited::new(body, BODY_CAP)
+        .collect()
         .await
         .map(|c| (parts, c.to_bytes()))
         .map_err(|e| {
             refusal(
                 StatusCode::BAD_REQUEST,
-                &format!("ds01-gate: cannot read the request body: {e} (rule parse)"),
+                &format!(
+                    "ds01-gate: cannot read the request body: {e} (at most {BODY_CAP} bytes) (rule parse)"
+                ),
             )
         })
 }
@@ -408,15 +731,13 @@ async fn label_of(
 }
 
 /// A container's owner, from Docker (cached by full id for this connection).
-async fn owner_of(gate: &Gate, conn: &Conn, path: &str) -> Result<Option<Option<String>>, String> {
-    let id = path
-        .trim_start_matches("/containers/")
-        .trim_end_matches("/json");
+async fn owner_of(gate: &Gate, conn: &Conn, id: &str) -> Result<Option<Option<String>>, String> {
     let full_id = id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit());
     if full_id && let Some(o) = conn.owners.lock().expect("not poisoned").get(id) {
         return Ok(Some(o.clone()));
     }
-    let found = label_of(gate, conn, path, "/Config/Labels").await?;
+    let path = format!("/containers/{}/json", gate::query::encode(id));
+    let found = label_of(gate, conn, &path, "/Config/Labels").await?;
     if full_id && let Some(o) = &found {
         conn.owners
             .lock()

@@ -120,6 +120,8 @@ pub struct Config {
     pub gate_host_namespaces: Vec<String>,
     /// Host paths anyone may bind-mount through the gate, besides their home.
     pub gate_shared_paths: Vec<PathBuf>,
+    /// Connections one user may hold open to the gate at once.
+    pub gate_max_connections: usize,
 }
 
 /// Where the documented install puts the official Dev Containers CLI
@@ -168,6 +170,7 @@ impl Default for Config {
             gate_cap_add: Vec::new(),
             gate_host_namespaces: Vec::new(),
             gate_shared_paths: Vec::new(),
+            gate_max_connections: 64,
         }
     }
 }
@@ -421,6 +424,17 @@ impl Config {
             }
             cfg.gate_host_namespaces = list;
         }
+        if let Some(v) = &file.gate_max_connections {
+            cfg.gate_max_connections = v
+                .as_integer()
+                .filter(|n| (1..=100_000).contains(n))
+                .ok_or_else(|| {
+                    bad(
+                        "gate_max_connections",
+                        format!("must be a whole number from 1 to 100000, got {v}"),
+                    )
+                })? as usize;
+        }
         if let Some(v) = &file.gate_shared_paths {
             let list = v.as_array().ok_or_else(|| {
                 bad(
@@ -513,6 +527,7 @@ struct File {
     gate_listen: Option<toml::Value>,
     gate_docker: Option<toml::Value>,
     gate_list: Option<toml::Value>,
+    gate_max_connections: Option<toml::Value>,
     gate_cap_add: Option<toml::Value>,
     gate_host_namespaces: Option<toml::Value>,
     gate_shared_paths: Option<toml::Value>,
