@@ -2800,3 +2800,199 @@ fn the_gate_cannot_be_walked_around() {
     let _ = d.docker(&["rmi", "bobs-app:latest", "alices-app"]);
     let _ = d.docker(&["volume", "rm", "bobs"]);
 }
+
+/// The second layer: whatever route a container took to dockerd (here the
+/// root socket, standing in for a gate bug or a swarm task), ds01-runtime
+/// runs nothing a non-admin may not run.
+#[test]
+fn the_runtime_runs_nothing_a_user_may_not_whatever_the_route() {
+    let _g = lock();
+    let Some(d) = start("", false) else {
+        return;
+    };
+    if !Path::new("/usr/sbin/useradd").exists() {
+        skip("docker", "useradd is not installed");
+        return;
+    }
+    let (Some(alice), Some(bob)) = (TempUser::new("ra"), TempUser::new("rb")) else {
+        panic!("cannot create test users");
+    };
+    let as_user = |u: &str| format!("ds01.user={u}");
+    let (la, lb) = (as_user(&alice.0), as_user(&bob.0));
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "rb1",
+        "--label",
+        &lb,
+        "busybox:local",
+        "sleep",
+        "300",
+    ]);
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "ra1",
+        "--label",
+        &la,
+        "--ipc",
+        "shareable",
+        "busybox:local",
+        "sleep",
+        "300",
+    ]);
+    let secret = d.env.path("runtime-secret");
+    std::fs::write(&secret, "root only\n").unwrap();
+    let profile = d.env.path("allow-all.json");
+    std::fs::write(&profile, r#"{"defaultAction":"SCMP_ACT_ALLOW"}"#).unwrap();
+    let allow_all = format!("seccomp={}", profile.display());
+    let secret_bind = format!("{}:/s", secret.display());
+    d.ok(&[
+        "volume",
+        "create",
+        "-o",
+        "type=none",
+        "-o",
+        "o=bind",
+        "-o",
+        &format!("device={}", d.env.dir.path().display()),
+        "hostdir",
+    ]);
+    let home = format!("/home/{}", alice.0);
+    std::fs::write(format!("{home}/mine"), "hers\n").unwrap();
+    let home_bind = format!("{home}:/h");
+    let link = format!("{home}/out");
+    std::os::unix::fs::symlink(d.env.dir.path(), &link).unwrap();
+    let link_bind = format!("{link}:/o");
+    for (opts, what) in [
+        (&["--cap-add", "SYS_ADMIN"][..], "CAP_SYS_ADMIN"),
+        (&["--pid", "host"], "the host's pid namespace"),
+        (&["--network", "host"], "the host's network namespace"),
+        (&["--uts", "host"], "the host's uts namespace"),
+        (&["--pid", "container:rb1"], "the pid namespace of /proc/"),
+        (
+            &["--network", "container:rb1"],
+            "the network namespace of /proc/",
+        ),
+        (&["-v", &secret_bind], "a bind mount of"),
+        (&["-v", &link_bind], "a bind mount of"),
+        (&["-v", "hostdir:/x"], "a volume bound to a host path"),
+        (&["--device", "/dev/kmsg"], "the device /dev/kmsg"),
+        (
+            &["--device-cgroup-rule", "b *:* rwm"],
+            "the device rule b *:* rwm",
+        ),
+        (&["--security-opt", "systempaths=unconfined"], "unmasked"),
+        (&["--security-opt", &allow_all], "no seccomp filter"),
+        (
+            &["--security-opt", "seccomp=unconfined"],
+            "no seccomp filter",
+        ),
+    ] {
+        let mut args = vec!["run", "--rm", "--label", &la];
+        args.extend(opts);
+        args.extend([
+            "busybox:local",
+            "sh",
+            "-c",
+            "cat /s /o/runtime-secret /x/runtime-secret 2>/dev/null; echo ran",
+        ]);
+        let out = d.docker(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "{opts:?} ran: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("root only"));
+        assert!(
+            err.contains(&format!("ds01: {} may not run a container with", alice.0))
+                && err.contains(what),
+            "{opts:?}: {err}"
+        );
+    }
+    // Hers she may: her home, her own container's namespaces.
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--label",
+        &la,
+        "-v",
+        &home_bind,
+        "busybox:local",
+        "cat",
+        "/h/mine",
+    ]);
+    assert_eq!(out, "hers\n");
+    d.ok(&[
+        "run",
+        "--rm",
+        "--label",
+        &la,
+        "--pid",
+        "container:ra1",
+        "--ipc",
+        "container:ra1",
+        "busybox:local",
+        "true",
+    ]);
+    // A privileged exec into her own container is refused; a plain one runs.
+    let out = d.docker(&["exec", "--privileged", "ra1", "true"]);
+    assert!(!out.status.success());
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("may not run") && said.contains("CAP_"),
+        "{said}"
+    );
+    d.ok(&["exec", "ra1", "true"]);
+    // The host's own containers (no owner) and an admin's are theirs to run.
+    d.ok(&[
+        "run",
+        "--rm",
+        "--cap-add",
+        "SYS_ADMIN",
+        "-v",
+        &secret_bind,
+        "busybox:local",
+        "cat",
+        "/s",
+    ]);
+    d.ok(&[
+        "run",
+        "--rm",
+        "--label",
+        "ds01.user=root",
+        "--pid",
+        "host",
+        "busybox:local",
+        "true",
+    ]);
+    // A label that names no valid user is no way around it.
+    let out = d.docker(&[
+        "run",
+        "--rm",
+        "--label",
+        "ds01.user=../x",
+        "--pid",
+        "host",
+        "busybox:local",
+        "true",
+    ]);
+    assert!(
+        !out.status.success(),
+        "an invalid owner ran with the host's pids"
+    );
+    let events = std::fs::read_to_string(d.env.path("events.jsonl")).unwrap_or_default();
+    assert!(
+        events.contains("may not run a container with"),
+        "refusals are audited"
+    );
+    let _ = d.docker(&["rm", "-f", "ra1", "rb1"]);
+    let _ = d.docker(&["volume", "rm", "hostdir"]);
+}

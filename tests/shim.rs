@@ -403,7 +403,11 @@ fn broken_config_refuses_gpu_but_passes_plain_containers() {
     let p = f.bundle("plain", "plain.json");
     let out = f.create(&p, "p", &[]);
     quiet(&out);
-    assert!(out.status.success(), "a container without GPU still starts");
+    assert!(
+        out.status.success(),
+        "a container without GPU still starts: {:?}",
+        last_oci_error(&p.join("log.json"))
+    );
     assert_eq!(f.last_argv().last().unwrap(), "p");
 }
 

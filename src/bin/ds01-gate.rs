@@ -329,16 +329,31 @@ async fn handle(req: Request<Incoming>, gate: &Gate, conn: &Conn) -> Response<Bo
             return refused(&r);
         }
     };
-    match judge(req, route, gate, conn).await {
+    let mut req = Some(req);
+    match judge(&mut req, route, gate, conn).await {
         Ok(req) => forward(req, gate, conn).await,
-        Err(resp) => resp,
+        Err(resp) => {
+            if let Some(req) = req {
+                drain(req).await;
+            }
+            resp
+        }
     }
+}
+
+/// The request, for the one step of [`judge`] that consumes it.
+fn take(req: &mut Option<Request<Incoming>>) -> Request<Incoming> {
+    req.take().expect("a request is consumed once")
+}
+
+fn peek(req: &Option<Request<Incoming>>) -> &Request<Incoming> {
+    req.as_ref().expect("not yet consumed")
 }
 
 /// The request to forward, judged and rewritten for its route, or the
 /// answer that refuses it.
 async fn judge(
-    req: Request<Incoming>,
+    req: &mut Option<Request<Incoming>>,
     route: Route,
     gate: &Gate,
     conn: &Conn,
@@ -346,26 +361,26 @@ async fn judge(
     let caller = &conn.caller;
     let plain = |req: Request<Incoming>| req.map(|b| b.boxed());
     match route {
-        Route::Plain => Ok(plain(req)),
+        Route::Plain => Ok(plain(take(req))),
         Route::Create => {
-            let (parts, body) = read_body(req).await?;
+            let (parts, body) = read_body(take(req)).await?;
             let (new, reach) = gate::create(&body, caller, &gate.rules).map_err(|r| refused(&r))?;
             for c in &reach.containers {
                 own_container(gate, conn, c, true).await?;
             }
             Ok(with_body(parts, new))
         }
-        Route::List if gate.rules.list_all || caller.admin => Ok(plain(req)),
+        Route::List if gate.rules.list_all || caller.admin => Ok(plain(take(req))),
         Route::List | Route::Events | Route::Prune if !caller.admin => {
-            let q = gate::own_filter(req.uri().query(), caller).map_err(|r| refused(&r))?;
-            with_query(plain(req), &q)
+            let q = gate::own_filter(peek(req).uri().query(), caller).map_err(|r| refused(&r))?;
+            with_query(plain(take(req)), &q)
         }
-        Route::List | Route::Events | Route::Prune => Ok(plain(req)),
+        Route::List | Route::Events | Route::Prune => Ok(plain(take(req))),
         Route::Container(id, op) => {
             own_container(gate, conn, &id, false).await?;
             match op {
                 Op::Start => {
-                    let (parts, body) = read_body(req).await?;
+                    let (parts, body) = read_body(take(req)).await?;
                     if !caller.admin && !body.iter().all(u8::is_ascii_whitespace) {
                         return Err(refused(&Refusal {
                             rule: "start-body",
@@ -374,69 +389,71 @@ async fn judge(
                     }
                     Ok(with_body(parts, body.to_vec()))
                 }
-                Op::Update => body_judged(req, caller, "update", gate::body::judge_update).await,
-                Op::Exec => body_judged(req, caller, "exec", gate::body::judge_exec).await,
-                Op::Other(_) => Ok(plain(req)),
+                Op::Update => {
+                    body_judged(take(req), caller, "update", gate::body::judge_update).await
+                }
+                Op::Exec => body_judged(take(req), caller, "exec", gate::body::judge_exec).await,
+                Op::Other(_) => Ok(plain(take(req))),
             }
         }
         Route::Exec(id) => {
             if let Some(container) = exec_container(gate, conn, &id).await.map_err(bad_gateway)? {
                 own_container(gate, conn, &container, false).await?;
             }
-            Ok(plain(req))
+            Ok(plain(take(req)))
         }
         Route::Build => {
-            let pairs = gate::query::parse(req.uri().query()).map_err(|r| refused(&r))?;
+            let pairs = gate::query::parse(peek(req).uri().query()).map_err(|r| refused(&r))?;
             if caller.admin {
-                return Ok(plain(req));
+                return Ok(plain(take(req)));
             }
             let (q, tags) = gate::query::judge_build(&pairs, caller).map_err(|r| refused(&r))?;
             for t in &tags {
                 own_tag(gate, conn, t, false).await?;
             }
-            with_query(plain(req), &q)
+            with_query(plain(take(req)), &q)
         }
         Route::Pull => {
-            let pairs = gate::query::parse(req.uri().query()).map_err(|r| refused(&r))?;
+            let pairs = gate::query::parse(peek(req).uri().query()).map_err(|r| refused(&r))?;
             let name = gate::query::judge_pull(&pairs).map_err(|r| refused(&r))?;
             // A pull refreshes a name from its registry; one a user built
             // is theirs alone to replace.
             own_tag(gate, conn, &name, true).await?;
-            Ok(plain(req))
+            Ok(plain(take(req)))
         }
         Route::Tag => {
-            let pairs = gate::query::parse(req.uri().query()).map_err(|r| refused(&r))?;
+            let pairs = gate::query::parse(peek(req).uri().query()).map_err(|r| refused(&r))?;
             let name = gate::query::judge_tag(&pairs).map_err(|r| refused(&r))?;
             own_tag(gate, conn, &name, false).await?;
-            Ok(plain(req))
+            Ok(plain(take(req)))
         }
         Route::Commit => {
-            let pairs = gate::query::parse(req.uri().query()).map_err(|r| refused(&r))?;
+            let pairs = gate::query::parse(peek(req).uri().query()).map_err(|r| refused(&r))?;
             let (container, name) = gate::query::judge_commit(&pairs).map_err(|r| refused(&r))?;
             own_container(gate, conn, &container, true).await?;
             if let Some(n) = name {
                 own_tag(gate, conn, &n, false).await?;
             }
-            let (parts, body) = read_body(req).await?;
+            let (parts, body) = read_body(take(req)).await?;
             let new = gate::commit_config(&body, caller).map_err(|r| refused(&r))?;
             Ok(with_body(parts, new))
         }
         Route::ImageRemove(name) => {
             own_tag(gate, conn, &name, false).await?;
-            Ok(plain(req))
+            Ok(plain(take(req)))
         }
         Route::VolumeCreate => {
-            let (parts, body) = read_body(req).await?;
+            let (parts, body) = read_body(take(req)).await?;
             let new = gate::volume_create(&body, caller).map_err(|r| refused(&r))?;
             Ok(with_body(parts, new))
         }
         Route::NetworkCreate => {
-            let (parts, body) = read_body(req).await?;
+            let (parts, body) = read_body(take(req)).await?;
             let new = gate::network_create(&body, caller).map_err(|r| refused(&r))?;
             Ok(with_body(parts, new))
         }
         Route::NetworkConnect => {
-            let (parts, body) = read_body(req).await?;
+            let (parts, body) = read_body(take(req)).await?;
             if let Some(c) = gate::judged(&body, caller, "network", gate::body::judge_connect)
                 .map_err(|r| refused(&r))?
             {
@@ -454,7 +471,7 @@ async fn judge(
                 &name,
             )
             .await?;
-            Ok(plain(req))
+            Ok(plain(take(req)))
         }
         Route::NetworkRemove(id) => {
             own_object(
@@ -466,7 +483,7 @@ async fn judge(
                 &id,
             )
             .await?;
-            Ok(plain(req))
+            Ok(plain(take(req)))
         }
     }
 }

@@ -2,7 +2,7 @@
 //! on the socket, may ask of Docker. Pure: the daemon reads the requests
 //! and Docker's answers, this decides.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
@@ -164,28 +164,12 @@ fn stamp(obj: &mut Map<String, Value>, caller: &Caller) {
         .insert(USER_LABEL.into(), Value::String(caller.name.clone()));
 }
 
-/// A path with `.` and `..` taken out, as the kernel would walk it (links
-/// are resolved by [`may_mount`] where the path exists).
-fn lexical(p: &Path) -> PathBuf {
-    let mut out = PathBuf::from("/");
-    for c in p.components() {
-        match c {
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::Normal(n) => out.push(n),
-            _ => {}
-        }
-    }
-    out
-}
-
 /// Whether a bind source lies in the caller's home or a shared path, after
 /// `..` and symbolic links (a link in your home to `/` is not your home).
 pub fn may_mount(src: &Path, caller: &Caller, rules: &Rules) -> bool {
-    let real = std::fs::canonicalize(src).unwrap_or_else(|_| lexical(src));
+    let real = std::fs::canonicalize(src).unwrap_or_else(|_| ds01_core::fsutil::lexical(src));
     let under = |root: &Path| {
-        let root = std::fs::canonicalize(root).unwrap_or_else(|_| lexical(root));
+        let root = std::fs::canonicalize(root).unwrap_or_else(|_| ds01_core::fsutil::lexical(root));
         real.starts_with(&root)
     };
     under(&caller.home) || rules.shared_paths.iter().any(|p| under(p))
@@ -216,7 +200,8 @@ pub fn own_filter(q: Option<&str>, caller: &Caller) -> Result<String, Refusal> {
         Some(f) if !f.is_empty() => match strict::parse(f.as_bytes()) {
             Ok(Value::Object(o)) => o,
             _ => {
-                return refuse("parse", "the filters cannot be read".into()).map(|()| String::new());
+                return refuse("parse", "the filters cannot be read".into())
+                    .map(|()| String::new());
             }
         },
         _ => Map::new(),

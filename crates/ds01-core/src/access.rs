@@ -24,7 +24,7 @@ pub const DRM_MAJOR: u32 = 226;
 
 /// Majors the kernel hands out dynamically (`nvidia-uvm`, `nvidia-caps`
 /// live here), plus the fixed NVIDIA and DRM ones.
-fn maybe_nvidia_major(m: i64) -> bool {
+pub fn maybe_nvidia_major(m: i64) -> bool {
     m == 195 || m == i64::from(DRM_MAJOR) || (234..=254).contains(&m) || (384..=511).contains(&m)
 }
 

@@ -106,6 +106,11 @@ pub struct Owner {
 /// The system's user and group database; a trait so tests need no accounts.
 pub trait Accounts: Groups {
     fn user_name(&self, uid: u32) -> Option<String>;
+    /// The user's home directory; `None` where unknown (binds from it are
+    /// then refused).
+    fn home_of(&self, _user: &str) -> Option<std::path::PathBuf> {
+        None
+    }
 }
 
 /// What resolution reads about the container.
@@ -276,6 +281,10 @@ pub fn account(user: &str) -> Option<(u32, u32, String)> {
 }
 
 impl Accounts for SystemAccounts {
+    fn home_of(&self, user: &str) -> Option<std::path::PathBuf> {
+        account(user).map(|(_, _, h)| std::path::PathBuf::from(h))
+    }
+
     fn user_name(&self, uid: u32) -> Option<String> {
         // SAFETY: as above.
         unsafe {

@@ -24,6 +24,7 @@ pub mod policy;
 pub mod queue;
 pub mod recover;
 pub mod request;
+pub mod shape;
 pub mod shim;
 pub mod spec;
 #[cfg(any(test, feature = "testing"))]

@@ -67,6 +67,16 @@ pub fn read(bytes: &[u8]) -> Result<Spec, ReadError> {
     Ok(Spec { value, lossy })
 }
 
+/// Reads an exec's process file (`runc exec --process F`) as runc does.
+pub fn read_process(bytes: &[u8]) -> Result<Value, ReadError> {
+    let mut value = first_value(bytes)?;
+    if !value.is_object() {
+        return Err(ReadError::NotObject);
+    }
+    canonicalise(&mut value, &PROCESS, "process")?;
+    Ok(value)
+}
+
 /// The first JSON value in `bytes`, as Go's `json.Decoder` reads it: what
 /// follows is never looked at. Duplicate keys are an error.
 fn first_value(bytes: &[u8]) -> Result<Value, ReadError> {
@@ -210,8 +220,26 @@ const MOUNT: Shape = Shape::Object(&[
     ("type", Shape::String),
     ("options", Shape::Array(&Shape::String)),
 ]);
+const STRINGS: Shape = Shape::Array(&Shape::String);
+/// A process: the container's (`process`), or an exec's (`--process`).
+const PROCESS: Shape = Shape::Object(&[
+    ("env", ENV),
+    (
+        "capabilities",
+        Shape::Object(&[
+            ("bounding", STRINGS),
+            ("effective", STRINGS),
+            ("inheritable", STRINGS),
+            ("permitted", STRINGS),
+            ("ambient", STRINGS),
+        ]),
+    ),
+    ("apparmorProfile", Shape::String),
+    ("noNewPrivileges", Shape::Bool),
+]);
+const NAMESPACE: Shape = Shape::Object(&[("type", Shape::String), ("path", Shape::String)]);
 const ROOT: Shape = Shape::Object(&[
-    ("process", Shape::Object(&[("env", ENV)])),
+    ("process", PROCESS),
     ("mounts", Shape::Array(&MOUNT)),
     (
         "hooks",
@@ -233,6 +261,16 @@ const ROOT: Shape = Shape::Object(&[
                 "resources",
                 Shape::Object(&[("devices", Shape::Array(&RULE))]),
             ),
+            ("namespaces", Shape::Array(&NAMESPACE)),
+            ("maskedPaths", STRINGS),
+            ("readonlyPaths", STRINGS),
+            (
+                "seccomp",
+                Shape::Object(&[("defaultAction", Shape::String)]),
+            ),
+            ("sysctl", Shape::StringMap),
+            ("cgroupsPath", Shape::String),
+            ("rootfsPropagation", Shape::String),
         ]),
     ),
 ]);

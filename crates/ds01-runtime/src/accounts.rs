@@ -59,6 +59,13 @@ impl Groups for HelperAccounts {
 }
 
 impl Accounts for HelperAccounts {
+    fn home_of(&self, user: &str) -> Option<PathBuf> {
+        self.ask(&["home", user])
+            .into_iter()
+            .next()
+            .map(PathBuf::from)
+    }
+
     fn user_name(&self, uid: u32) -> Option<String> {
         let mut lines = self.ask(&["user", &uid.to_string()]).into_iter();
         let name = lines.next()?;

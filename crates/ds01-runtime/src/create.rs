@@ -7,8 +7,10 @@ use std::path::Path;
 use ds01_core::access;
 use ds01_core::config::{Config, DriverInjection};
 use ds01_core::host::RealHost;
+use ds01_core::identity::Owner;
 use ds01_core::inventory::snapshot;
-use ds01_core::shim::{self, Ctx, Plan, argv::Argv};
+use ds01_core::shape;
+use ds01_core::shim::{self, Ctx, Plan, argv::Argv, judge};
 use ds01_core::{cdi, driver};
 
 use crate::accounts::HelperAccounts;
@@ -33,41 +35,35 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
         Ok(s) => s,
         Err(e) => return fail(argv, &log_of(Config::load().ok()), &e.to_string()),
     };
-    // The cheap look every container gets: nothing in the spec could reach
-    // an NVIDIA device, so runc runs it as it is, with no more of the config
-    // read than its `runc` line.
-    if !access::might_touch_nvidia(&spec.value) {
-        return runc::exec(&runc::path(), args, argv, &Config::default().log);
+    // The cheap looks every container gets: nothing in the spec could reach
+    // an NVIDIA device, and it asks nothing beyond Docker's defaults, so
+    // runc runs it as it is, with no more of the config read than its
+    // `runc` line.
+    let touches = access::might_touch_nvidia(&spec.value);
+    let plain = Config::default();
+    let defaults = shape::Host {
+        docker_root: &plain.docker_data_root,
+        cap_add: &[],
+        host_namespaces: &[],
+        nvidia_major: &access::maybe_nvidia_major,
+    };
+    if !touches && shape::asks(&spec.value, &defaults).is_empty() {
+        return runc::exec(&runc::path(), args, argv, &plain.log);
     }
     let cfg = match Config::load() {
         Ok(c) => c,
+        // A container that asks for no GPU still runs with a broken
+        // config, judged by the defaults (and the config's `runc` line).
+        Err(e) if !touches => {
+            ds01_core::log::append(&plain.log, "warn", &format!("{e}; judged by the defaults"));
+            Config {
+                runc: runc::path(),
+                ..Config::default()
+            }
+        }
         Err(e) => {
-            return fail(
-                argv,
-                &Config::default().log,
-                &shim::ShimError::from(e).to_string(),
-            );
+            return fail(argv, &plain.log, &shim::ShimError::from(e).to_string());
         }
-    };
-    let inv = match inventory(&cfg) {
-        Ok(inv) => inv,
-        // A host without the NVIDIA driver has no GPU to keep anyone from:
-        // a container that asks for none (a --privileged one, say) runs.
-        Err(e)
-            if !access::env_asks(&spec.value)
-                && !Path::new(DRIVER_NODE).exists()
-                && !Path::new(DRIVER_MODULE).exists() =>
-        {
-            ds01_core::log::append(
-                &cfg.log,
-                "warn",
-                &format!(
-                    "{e}; no {DRIVER_NODE} on this host, so container passed to runc unjudged"
-                ),
-            );
-            return runc::exec(&cfg.runc, args, argv, &cfg.log);
-        }
-        Err(e) => return fail(argv, &cfg.log, &e),
     };
     let exe = self_path();
     let accounts = HelperAccounts::beside(&exe);
@@ -78,7 +74,59 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
         accounts: &accounts,
     };
     let id = argv.id.clone().unwrap_or_default();
-    let (owner, req, wait) = match shim::plan(&ctx, &id, &spec, &inv) {
+    // What runs, judged for its owner: the second layer behind the gate.
+    let judged = |majors: &dyn Fn(i64) -> bool, known: Option<&Owner>| -> Result<(), String> {
+        let asks = shape::asks(&spec.value, &judge::host(&ctx, majors));
+        if asks.is_empty() {
+            return Ok(());
+        }
+        let (owner, labels) = judge::owner_of(&ctx, &id, &spec.value)?;
+        judge::judge(&ctx, &id, &asks, known.unwrap_or(&owner), labels.as_ref())
+    };
+    if !touches {
+        if let Err(msg) = judged(&access::maybe_nvidia_major, None) {
+            return fail(argv, &cfg.log, &msg);
+        }
+        return runc::exec(&cfg.runc, args, argv, &cfg.log);
+    }
+    let inv = match inventory(&cfg) {
+        Ok(inv) => inv,
+        // A host without the NVIDIA driver has no GPU to keep anyone from:
+        // a container that asks for none (a --privileged one, say) runs,
+        // if its owner may run what it asks.
+        Err(e)
+            if !access::env_asks(&spec.value)
+                && !Path::new(DRIVER_NODE).exists()
+                && !Path::new(DRIVER_MODULE).exists() =>
+        {
+            if let Err(msg) = judged(&access::maybe_nvidia_major, None) {
+                return fail(argv, &cfg.log, &msg);
+            }
+            ds01_core::log::append(
+                &cfg.log,
+                "warn",
+                &format!(
+                    "{e}; no {DRIVER_NODE} on this host, so container passed to runc with no GPU judged"
+                ),
+            );
+            return runc::exec(&cfg.runc, args, argv, &cfg.log);
+        }
+        Err(e) => return fail(argv, &cfg.log, &e),
+    };
+    let majors = inv.nvidia_majors();
+    let nvidia_major = |m: i64| u32::try_from(m).is_ok_and(|m| majors.contains(&m));
+    let plan = shim::plan(&ctx, &id, &spec, &inv);
+    let known = match &plan {
+        Plan::Allocate { owner, .. } => Some(owner),
+        _ => None,
+    };
+    // An admin's container around the allocator was judged by the plan.
+    if !matches!(plan, Plan::Bypass { .. } | Plan::Refuse(_))
+        && let Err(msg) = judged(&nvidia_major, known)
+    {
+        return fail(argv, &cfg.log, &msg);
+    }
+    let (owner, req, wait) = match plan {
         Plan::PassThrough => return runc::exec(&cfg.runc, args, argv, &cfg.log),
         Plan::Bypass { owner, why } => {
             shim::record_bypass(&ctx, &id, &owner, &why, &inv);

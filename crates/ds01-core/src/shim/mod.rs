@@ -3,6 +3,7 @@
 //! on `delete` and in the poststop hook.
 
 pub mod argv;
+pub mod judge;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, UNIX_EPOCH};

@@ -4,13 +4,15 @@
 //!
 //!     ds01-accounts groups USER   the groups USER is in, one per line
 //!     ds01-accounts user UID      the user's name, then its groups
+//!     ds01-accounts home USER     the user's home directory
 //!
 //! Exit 0 with the answer, 1 for a uid with no user, 2 for bad usage.
 
 use ds01_core::identity::{Accounts, SystemAccounts};
 use ds01_core::policy::Groups;
 
-const USAGE: &str = "usage: ds01-accounts groups USER | ds01-accounts user UID";
+const USAGE: &str =
+    "usage: ds01-accounts groups USER | ds01-accounts user UID | ds01-accounts home USER";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -20,6 +22,13 @@ fn main() {
             print_lines(SystemAccounts.groups_of(user));
             0
         }
+        ["home", user] => match SystemAccounts.home_of(user) {
+            Some(h) => {
+                print_lines([h.to_string_lossy().into_owned()]);
+                0
+            }
+            None => 1,
+        },
         ["user", uid] => match uid.parse::<u32>() {
             Ok(uid) => match SystemAccounts.user_name(uid) {
                 Some(name) => {

@@ -1,0 +1,107 @@
+//! The runtime's second layer: what a non-admin's container may not run,
+//! whatever route its spec came by (see [`crate::shape`]).
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::Ctx;
+use crate::identity::{self, Owner};
+use crate::shape::{self, Ask};
+
+/// The config's view of the host for [`shape::asks`].
+pub fn host<'a>(ctx: &'a Ctx, nvidia_major: &'a dyn Fn(i64) -> bool) -> shape::Host<'a> {
+    shape::Host {
+        docker_root: &ctx.cfg.docker_data_root,
+        cap_add: &ctx.cfg.gate_cap_add,
+        host_namespaces: &ctx.cfg.gate_host_namespaces,
+        nvidia_major,
+    }
+}
+
+/// Whether the owner may run with whatever they ask beyond Docker's
+/// defaults: admins and root may; a container with no owner at all (no
+/// `ds01.user` label: the host's own, made on dockerd's root-only socket,
+/// as every container made through the gate carries its caller's name) may.
+/// `Err` is the one-line reason, audited as a refusal.
+pub fn judge(
+    ctx: &Ctx,
+    id: &str,
+    asks: &[Ask],
+    owner: &Owner,
+    labels: Option<&Value>,
+) -> Result<(), String> {
+    if asks.is_empty() {
+        return Ok(());
+    }
+    let Some(user) = owner.user.as_deref() else {
+        let labelled = labels.and_then(|l| l.get("ds01.user")).is_some();
+        return if labelled {
+            Err(ctx.refuse_text(
+                owner,
+                id,
+                format!(
+                    "this container's ds01.user label names no valid user, and it asks for {}",
+                    asks[0]
+                ),
+            ))
+        } else {
+            Ok(())
+        };
+    };
+    if user == "root"
+        || ctx
+            .cfg
+            .policy
+            .is_admin(&ctx.cfg.admin_group, Some(user), ctx.accounts)
+    {
+        return Ok(());
+    }
+    let home = ctx.accounts.home_of(user);
+    let docker_root = ctx.cfg.docker_data_root.clone();
+    let owns_pid = |pid: u32| {
+        shape::container_of_pid(pid)
+            .and_then(|c| identity::docker_labels(&docker_root, &c))
+            .and_then(|l| {
+                identity::from_labels(|k| l.get(k).and_then(Value::as_str)).map(|(u, _)| u)
+            })
+            .is_some_and(|u| u == user)
+    };
+    let view = shape::Owner {
+        name: user,
+        home: home.as_deref(),
+        shared: &ctx.cfg.gate_shared_paths,
+        owns_pid: &owns_pid,
+    };
+    match view.refuses(asks) {
+        None => Ok(()),
+        Some(why) => Err(ctx.refuse_text(owner, id, why)),
+    }
+}
+
+/// The owner of container `id` and Docker's labels for it.
+pub fn owner_of(ctx: &Ctx, id: &str, spec: &Value) -> Result<(Owner, Option<Value>), String> {
+    let labels = identity::docker_labels(&ctx.cfg.docker_data_root, id);
+    super::owner(ctx.cfg, ctx.accounts, labels.as_ref(), spec)
+        .map(|o| (o, labels))
+        .map_err(|e| super::ShimError::from(e).to_string())
+}
+
+/// An exec's process (`runc exec --process F`): no capability beyond the
+/// container's defaults for a non-admin's container (`exec --privileged`).
+pub fn judge_exec(ctx: &Ctx, id: &str, process: &Path) -> Result<(), String> {
+    let bytes = std::fs::read(process).map_err(|e| format!("ds01: {}: {e}", process.display()))?;
+    let proc = crate::oci::read_process(&bytes)
+        .map_err(|e| format!("ds01: the exec's process {}: {e}", process.display()))?;
+    let nvidia = |_| false;
+    let mut asks = Vec::new();
+    shape::capabilities(&proc, &host(ctx, &nvidia), &mut asks);
+    if proc.get("apparmorProfile").and_then(Value::as_str) == Some("unconfined") {
+        asks.push(Ask::Unconfined);
+    }
+    if asks.is_empty() {
+        return Ok(());
+    }
+    let (owner, labels) = owner_of(ctx, id, &Value::Null)?;
+    judge(ctx, id, &asks, &owner, labels.as_ref())
+}
