@@ -1450,12 +1450,36 @@ impl TempUser {
             .status()
             .ok()?
             .success();
-        ok.then(|| TempUser(name))
+        // Homes on a filesystem mounted nosuid,nodev, as docs/gate.md asks
+        // of a server whose users bind their homes.
+        let home = format!("/home/{name}");
+        let mounted = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                "nosuid,nodev,mode=0750",
+                "tmpfs",
+                &home,
+            ])
+            .status()
+            .ok()?
+            .success();
+        let owned = Command::new("chown")
+            .arg(format!("{name}:{name}"))
+            .arg(&home)
+            .status()
+            .ok()?
+            .success();
+        (ok && mounted && owned).then(|| TempUser(name))
     }
 }
 
 impl Drop for TempUser {
     fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .args(["-l", &format!("/home/{}", self.0)])
+            .output();
         let _ = Command::new("/usr/sbin/userdel")
             .args(["-r", &self.0])
             .output();
@@ -2995,4 +3019,145 @@ fn the_runtime_runs_nothing_a_user_may_not_whatever_the_route() {
     );
     let _ = d.docker(&["rm", "-f", "ra1", "rb1"]);
     let _ = d.docker(&["volume", "rm", "hostdir"]);
+}
+
+/// Routes 11 and 12 of the gate's threat model: root in a container cannot
+/// leave the host a setuid program or a device node through a bind of the
+/// owner's home, and a bind source swapped for a link to `/` while the
+/// container starts never mounts `/`.
+#[test]
+fn binds_cannot_hurt_the_host() {
+    let _g = lock();
+    let Some(d) = start("", false) else {
+        return;
+    };
+    if !Path::new("/usr/sbin/useradd").exists() {
+        skip("docker", "useradd is not installed");
+        return;
+    }
+    let Some(alice) = TempUser::new("pa") else {
+        panic!("cannot create a test user");
+    };
+    let label = format!("ds01.user={}", alice.0);
+    let home = PathBuf::from(format!("/home/{}", alice.0));
+    let as_alice = |cmd: &str| {
+        Command::new("runuser")
+            .args(["-u", &alice.0, "--", "sh", "-c", cmd])
+            .current_dir("/")
+            .output()
+            .unwrap()
+    };
+    // Container root plants a setuid-root busybox and a writable device
+    // node in her home (nosuid,nodev, as the harness mounts homes).
+    let bind = format!("{}:/h", home.display());
+    d.ok(&[
+        "run", "--rm", "--label", &label, "-v", &bind, "busybox:local", "sh", "-c",
+        "cp /bin/busybox /h/busybox && chown 0:0 /h/busybox && chmod 4755 /h/busybox && mknod /h/k c 1 3 && chmod 666 /h/k",
+    ]);
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let planted = std::fs::metadata(home.join("busybox")).unwrap();
+    assert_eq!(
+        planted.permissions().mode() & 0o4000,
+        0o4000,
+        "the setuid bit is there"
+    );
+    assert!(
+        std::fs::metadata(home.join("k"))
+            .unwrap()
+            .file_type()
+            .is_char_device()
+    );
+    // On the host they give her nothing: the program runs as her, the node
+    // does not open.
+    let out = as_alice(&format!("{}/busybox id -u", home.display()));
+    let uid = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        !uid.is_empty() && uid != "0",
+        "the planted program ran as {uid:?}: {out:?}"
+    );
+    let out = as_alice(&format!("echo x > {}/k", home.display()));
+    assert!(!out.status.success(), "the planted node opened");
+
+    // A bind from a filesystem without nosuid,nodev is refused.
+    let plain = d.env.path("plain-dir");
+    std::fs::create_dir_all(&plain).unwrap();
+    let plain_bind = format!("{}:/p", plain.display());
+    let toml = std::fs::read_to_string(&d.env.config).unwrap();
+    std::fs::write(
+        &d.env.config,
+        format!("gate_shared_paths = [\"{}\"]\n{toml}", plain.display()),
+    )
+    .unwrap();
+    let out = d.docker(&[
+        "run",
+        "--rm",
+        "--label",
+        &label,
+        "-v",
+        &plain_bind,
+        "busybox:local",
+        "true",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("is not mounted nosuid,nodev"),
+        "{err}"
+    );
+
+    // The source swapped between a directory and a link to `/` while
+    // containers start: none ever sees the host's root.
+    let secret = d.env.path("swap-secret");
+    std::fs::write(&secret, "root only\n").unwrap();
+    let x = home.join("x-dir");
+    let l = home.join("x-link");
+    std::fs::create_dir(&x).unwrap();
+    std::os::unix::fs::symlink("/", &l).unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let bind = format!("{}:/x", x.display());
+    let inside = format!("cat /x{} 2>/dev/null; true", secret.display());
+    let leaked = std::thread::scope(|s| {
+        s.spawn(|| {
+            let (a, b) = (
+                std::ffi::CString::new(x.as_os_str().as_encoded_bytes()).unwrap(),
+                std::ffi::CString::new(l.as_os_str().as_encoded_bytes()).unwrap(),
+            );
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // SAFETY: a plain syscall on two NUL-terminated paths.
+                unsafe {
+                    libc::renameat2(
+                        libc::AT_FDCWD,
+                        a.as_ptr(),
+                        libc::AT_FDCWD,
+                        b.as_ptr(),
+                        libc::RENAME_EXCHANGE,
+                    )
+                };
+            }
+        });
+        let mut leaked = 0;
+        for _ in 0..40 {
+            let out = d.docker(&[
+                "run",
+                "--rm",
+                "--label",
+                &label,
+                "-v",
+                &bind,
+                "busybox:local",
+                "sh",
+                "-c",
+                &inside,
+            ]);
+            if String::from_utf8_lossy(&out.stdout).contains("root only") {
+                leaked += 1;
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        leaked
+    });
+    assert_eq!(leaked, 0, "the swapped link mounted the host's root");
+    assert!(
+        std::fs::read_dir(d.env.path("state/binds")).map_or(true, |mut r| r.next().is_none()),
+        "pins are taken down"
+    );
 }

@@ -122,6 +122,9 @@ pub struct Config {
     pub gate_shared_paths: Vec<PathBuf>,
     /// Connections one user may hold open to the gate at once.
     pub gate_max_connections: usize,
+    /// Whether a non-admin's bind sources must be on filesystems mounted
+    /// `nosuid,nodev` (else root in the container can plant a setuid file).
+    pub gate_require_nosuid: bool,
 }
 
 /// Where the documented install puts the official Dev Containers CLI
@@ -171,6 +174,7 @@ impl Default for Config {
             gate_host_namespaces: Vec::new(),
             gate_shared_paths: Vec::new(),
             gate_max_connections: 64,
+            gate_require_nosuid: true,
         }
     }
 }
@@ -435,6 +439,14 @@ impl Config {
                     )
                 })? as usize;
         }
+        if let Some(v) = &file.gate_require_nosuid {
+            cfg.gate_require_nosuid = v.as_bool().ok_or_else(|| {
+                bad(
+                    "gate_require_nosuid",
+                    format!("must be true or false, got {v}"),
+                )
+            })?;
+        }
         if let Some(v) = &file.gate_shared_paths {
             let list = v.as_array().ok_or_else(|| {
                 bad(
@@ -528,6 +540,7 @@ struct File {
     gate_docker: Option<toml::Value>,
     gate_list: Option<toml::Value>,
     gate_max_connections: Option<toml::Value>,
+    gate_require_nosuid: Option<toml::Value>,
     gate_cap_add: Option<toml::Value>,
     gate_host_namespaces: Option<toml::Value>,
     gate_shared_paths: Option<toml::Value>,

@@ -14,7 +14,7 @@ use ds01_core::shim::{self, Ctx, Plan, argv::Argv, judge};
 use ds01_core::{cdi, driver};
 
 use crate::accounts::HelperAccounts;
-use crate::runc;
+use crate::{pin, runc};
 
 /// Present wherever the NVIDIA driver is loaded (its nodes may be made lazily).
 const DRIVER_NODE: &str = "/dev/nvidiactl";
@@ -75,19 +75,65 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
     };
     let id = argv.id.clone().unwrap_or_default();
     // What runs, judged for its owner: the second layer behind the gate.
-    let judged = |majors: &dyn Fn(i64) -> bool, known: Option<&Owner>| -> Result<(), String> {
+    let judged = |majors: &dyn Fn(i64) -> bool,
+                  known: Option<&Owner>|
+     -> Result<Option<judge::Verdict>, String> {
         let asks = shape::asks(&spec.value, &judge::host(&ctx, majors));
         if asks.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let (owner, labels) = judge::owner_of(&ctx, &id, &spec.value)?;
         judge::judge(&ctx, &id, &asks, known.unwrap_or(&owner), labels.as_ref())
     };
-    if !touches {
-        if let Err(msg) = judged(&access::maybe_nvidia_major, None) {
-            return fail(argv, &cfg.log, &msg);
+    // A non-admin's binds are pinned; `None` is an error already reported.
+    let pin = |value: &mut serde_json::Value, verdict: &Option<judge::Verdict>| {
+        let Some(v) = verdict.as_ref().filter(|v| !v.binds.is_empty()) else {
+            return Some(None);
+        };
+        if spec.lossy {
+            fail(
+                argv,
+                &cfg.log,
+                "ds01: the spec holds invalid UTF-8, which ds01 will not rewrite to pin its bind mounts",
+            );
+            return None;
         }
-        return runc::exec(&cfg.runc, args, argv, &cfg.log);
+        let rule = pin::Rule {
+            user: &v.user,
+            roots: v.roots.clone(),
+            need_nosuid: cfg.gate_require_nosuid,
+        };
+        match pin::pin(value, &v.binds, &id, &cfg.state_dir, &rule) {
+            Ok(p) => Some(Some(p)),
+            Err(msg) => {
+                fail(argv, &cfg.log, &msg);
+                None
+            }
+        }
+    };
+    // runc, on a spec that may carry pins: then runc is a child, and the
+    // pins come down once it has made the container.
+    let run_pinned = |value: &serde_json::Value, pins: Option<pin::Pins>| -> i32 {
+        let Some(pins) = pins else {
+            return runc::exec(&cfg.runc, args, argv, &cfg.log);
+        };
+        if let Err(e) = shim::rewrite_json(&path, value) {
+            return fail(argv, &cfg.log, &e.to_string());
+        }
+        let code = runc::run(&cfg.runc, args, argv, &cfg.log, None);
+        drop(pins);
+        code
+    };
+    if !touches {
+        let verdict = match judged(&access::maybe_nvidia_major, None) {
+            Ok(v) => v,
+            Err(msg) => return fail(argv, &cfg.log, &msg),
+        };
+        let mut value = spec.value.clone();
+        let Some(pins) = pin(&mut value, &verdict) else {
+            return 1;
+        };
+        return run_pinned(&value, pins);
     }
     let inv = match inventory(&cfg) {
         Ok(inv) => inv,
@@ -99,9 +145,10 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
                 && !Path::new(DRIVER_NODE).exists()
                 && !Path::new(DRIVER_MODULE).exists() =>
         {
-            if let Err(msg) = judged(&access::maybe_nvidia_major, None) {
-                return fail(argv, &cfg.log, &msg);
-            }
+            let verdict = match judged(&access::maybe_nvidia_major, None) {
+                Ok(v) => v,
+                Err(msg) => return fail(argv, &cfg.log, &msg),
+            };
             ds01_core::log::append(
                 &cfg.log,
                 "warn",
@@ -109,7 +156,11 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
                     "{e}; no {DRIVER_NODE} on this host, so container passed to runc with no GPU judged"
                 ),
             );
-            return runc::exec(&cfg.runc, args, argv, &cfg.log);
+            let mut value = spec.value.clone();
+            let Some(pins) = pin(&mut value, &verdict) else {
+                return 1;
+            };
+            return run_pinned(&value, pins);
         }
         Err(e) => return fail(argv, &cfg.log, &e),
     };
@@ -121,29 +172,42 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
         _ => None,
     };
     // An admin's container around the allocator was judged by the plan.
-    if !matches!(plan, Plan::Bypass { .. } | Plan::Refuse(_))
-        && let Err(msg) = judged(&nvidia_major, known)
-    {
-        return fail(argv, &cfg.log, &msg);
-    }
+    let verdict = if matches!(plan, Plan::Bypass { .. } | Plan::Refuse(_)) {
+        None
+    } else {
+        match judged(&nvidia_major, known) {
+            Ok(v) => v,
+            Err(msg) => return fail(argv, &cfg.log, &msg),
+        }
+    };
+    let mut value = spec.value.clone();
     let (owner, req, wait) = match plan {
-        Plan::PassThrough => return runc::exec(&cfg.runc, args, argv, &cfg.log),
+        Plan::PassThrough => {
+            let Some(pins) = pin(&mut value, &verdict) else {
+                return 1;
+            };
+            return run_pinned(&value, pins);
+        }
         Plan::Bypass { owner, why } => {
             shim::record_bypass(&ctx, &id, &owner, &why, &inv);
             return runc::exec(&cfg.runc, args, argv, &cfg.log);
         }
         Plan::Refuse(msg) => return fail(argv, &cfg.log, &msg),
         Plan::DenyHook => {
-            let mut value = spec.value;
             ds01_core::spec::deny_nvidia_hook(&mut value);
+            let Some(pins) = pin(&mut value, &verdict) else {
+                return 1;
+            };
             if let Err(e) = shim::rewrite_json(&path, &value) {
                 return fail(argv, &cfg.log, &e.to_string());
             }
-            return runc::exec(&cfg.runc, args, argv, &cfg.log);
+            return run_pinned(&value, pins);
         }
         Plan::Allocate { owner, req, wait } => (owner, req, wait),
     };
-    let mut value = spec.value;
+    let Some(pins) = pin(&mut value, &verdict) else {
+        return 1;
+    };
     let found = driver_found(&cfg);
     let (record, pending) = match shim::allocate(
         &ctx, argv, &bundle, &mut value, &req, wait, &owner, &inv, &found,
@@ -154,6 +218,7 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
     // runc inherits the marker: while it runs, even if this process is
     // killed, the allocation counts as a create in flight.
     let code = runc::run(&cfg.runc, args, argv, &cfg.log, Some(pending.fd()));
+    drop(pins);
     // `create`, `run --detach` and `restore --detach` return while the
     // container lives on; a foreground `run` or `restore` returns at its end.
     let returns_early = argv.command.as_deref() == Some("create") || argv.detach;

@@ -10,6 +10,7 @@ mod create;
 mod delete;
 mod exec;
 mod hook;
+mod pin;
 mod runc;
 
 use std::ffi::OsString;

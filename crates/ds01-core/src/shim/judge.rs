@@ -1,7 +1,7 @@
 //! The runtime's second layer: what a non-admin's container may not run,
 //! whatever route its spec came by (see [`crate::shape`]).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
@@ -19,20 +19,31 @@ pub fn host<'a>(ctx: &'a Ctx, nvidia_major: &'a dyn Fn(i64) -> bool) -> shape::H
     }
 }
 
+/// The binds a non-admin's container may have, to be pinned by what is
+/// opened ([`Verdict::binds`] under [`Verdict::roots`]).
+#[derive(Debug, Default, PartialEq)]
+pub struct Verdict {
+    pub user: String,
+    pub binds: Vec<PathBuf>,
+    /// The real paths of the owner's home and the shared paths.
+    pub roots: Vec<PathBuf>,
+}
+
 /// Whether the owner may run with whatever they ask beyond Docker's
 /// defaults: admins and root may; a container with no owner at all (no
 /// `ds01.user` label: the host's own, made on dockerd's root-only socket,
 /// as every container made through the gate carries its caller's name) may.
-/// `Err` is the one-line reason, audited as a refusal.
+/// `Ok(Some)` for a non-admin whose binds must be pinned; `Err` is the
+/// one-line reason, audited as a refusal.
 pub fn judge(
     ctx: &Ctx,
     id: &str,
     asks: &[Ask],
     owner: &Owner,
     labels: Option<&Value>,
-) -> Result<(), String> {
+) -> Result<Option<Verdict>, String> {
     if asks.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let Some(user) = owner.user.as_deref() else {
         let labelled = labels.and_then(|l| l.get("ds01.user")).is_some();
@@ -46,7 +57,7 @@ pub fn judge(
                 ),
             ))
         } else {
-            Ok(())
+            Ok(None)
         };
     };
     if user == "root"
@@ -55,7 +66,7 @@ pub fn judge(
             .policy
             .is_admin(&ctx.cfg.admin_group, Some(user), ctx.accounts)
     {
-        return Ok(());
+        return Ok(None);
     }
     let home = ctx.accounts.home_of(user);
     let docker_root = ctx.cfg.docker_data_root.clone();
@@ -73,10 +84,26 @@ pub fn judge(
         shared: &ctx.cfg.gate_shared_paths,
         owns_pid: &owns_pid,
     };
-    match view.refuses(asks) {
-        None => Ok(()),
-        Some(why) => Err(ctx.refuse_text(owner, id, why)),
+    if let Some(why) = view.refuses(asks) {
+        return Err(ctx.refuse_text(owner, id, why));
     }
+    let roots = home
+        .iter()
+        .chain(&ctx.cfg.gate_shared_paths)
+        .filter_map(|p| std::fs::canonicalize(p).ok())
+        .collect();
+    let binds = asks
+        .iter()
+        .filter_map(|a| match a {
+            Ask::Bind(p) => Some(p.clone()),
+            _ => None,
+        })
+        .collect();
+    Ok(Some(Verdict {
+        user: user.to_string(),
+        binds,
+        roots,
+    }))
 }
 
 /// The owner of container `id` and Docker's labels for it.
@@ -103,5 +130,5 @@ pub fn judge_exec(ctx: &Ctx, id: &str, process: &Path) -> Result<(), String> {
         return Ok(());
     }
     let (owner, labels) = owner_of(ctx, id, &Value::Null)?;
-    judge(ctx, id, &asks, &owner, labels.as_ref())
+    judge(ctx, id, &asks, &owner, labels.as_ref()).map(drop)
 }
