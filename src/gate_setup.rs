@@ -21,12 +21,29 @@ pub trait Host {
     fn ensure_group(&self, name: &str) -> Result<(), String>;
     fn write(&self, path: &Path, text: &str) -> Result<(), String>;
     fn remove(&self, path: &Path) -> Result<(), String>;
+    /// Whether the filesystem at `path` is mounted `nosuid,nodev`.
+    fn nosuid_nodev(&self, path: &Path) -> bool;
 }
+
+/// Where users' homes live, which they bind into their containers.
+pub const HOMES: &str = "/home";
 
 /// This machine: `systemctl`, `groupadd`, files written whole.
 pub struct RealHost;
 
 impl Host for RealHost {
+    fn nosuid_nodev(&self, path: &Path) -> bool {
+        use std::os::unix::ffi::OsStrExt;
+        let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+            return false;
+        };
+        // SAFETY: statvfs fills a zeroed struct of ours.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        (unsafe { libc::statvfs(c.as_ptr(), &mut st) }) == 0
+            && st.f_flag & libc::ST_NOSUID != 0
+            && st.f_flag & libc::ST_NODEV != 0
+    }
+
     fn systemd_running(&self) -> bool {
         Path::new("/run/systemd/system").is_dir()
     }
@@ -181,6 +198,13 @@ pub fn enable(host: &dyn Host, paths: &Paths) -> Result<Vec<String>, String> {
     host.systemctl(&["restart", "docker.service"])?;
     host.systemctl(&["enable", "--now", "ds01-gate.service"])?;
     done.push("restarted docker; ds01-gate enabled and started".into());
+    if !host.nosuid_nodev(Path::new(HOMES)) {
+        done.push(format!(
+            "warning: {HOMES} is not mounted nosuid,nodev, so users' binds of their homes are refused \
+             (root in a container could leave a setuid program there); to allow them, add nosuid,nodev \
+             to {HOMES}'s options in /etc/fstab and run: mount -o remount,nosuid,nodev {HOMES}"
+        ));
+    }
     Ok(done)
 }
 
@@ -216,6 +240,9 @@ mod tests {
     }
 
     impl Host for Fake {
+        fn nosuid_nodev(&self, _path: &Path) -> bool {
+            false
+        }
         fn systemd_running(&self) -> bool {
             !self.no_systemd
         }
@@ -276,7 +303,14 @@ mod tests {
             ..Fake::default()
         };
         let paths = Paths::default();
-        enable(&host, &paths).unwrap();
+        let done = enable(&host, &paths).unwrap();
+        // The fake's homes are not nosuid,nodev: the admin is told how.
+        assert!(
+            done.last()
+                .unwrap()
+                .contains("mount -o remount,nosuid,nodev /home"),
+            "{done:?}"
+        );
         let calls = host.calls.take();
         assert_eq!(
             calls,

@@ -22,13 +22,18 @@ impl Fake {
         self.env.path("runc-argv.log")
     }
 
-    /// A bundle holding a config.json that a real Docker wrote.
+    /// A bundle holding a config.json that a real Docker wrote, its paths
+    /// moved from that Docker's data root to this test's (as the config
+    /// names it), as a host's Docker would have them.
     pub fn bundle(&self, name: &str, fixture: &str) -> PathBuf {
         let b = self.env.path(name);
         std::fs::create_dir_all(&b).unwrap();
-        std::fs::copy(
-            repo().join("tests/fixtures/docker").join(fixture),
+        let spec =
+            std::fs::read_to_string(repo().join("tests/fixtures/docker").join(fixture)).unwrap();
+        let data = self.env.path("data");
+        std::fs::write(
             b.join("config.json"),
+            spec.replace("/tmp/dk/data/", &format!("{}/", data.display())),
         )
         .unwrap();
         b
