@@ -2711,6 +2711,34 @@ fn the_gate_cannot_be_walked_around() {
         a,
         &["build", "-q", "-t", "alices-app", ctx.to_str().unwrap()],
     ));
+    // 4. A build's steps are the builder's, whatever labels the image
+    // holds: one that asks for a GPU is allocated as alice's, not bob's.
+    let gpu_ctx = PathBuf::from(format!("/home/{}/gpuctx", alice.0));
+    std::fs::create_dir_all(&gpu_ctx).unwrap();
+    std::fs::write(
+        gpu_ctx.join("Dockerfile"),
+        format!(
+            "FROM busybox:local\nLABEL ds01.user={}\nENV NVIDIA_VISIBLE_DEVICES=all\nRUN true\n",
+            bob.0
+        ),
+    )
+    .unwrap();
+    ok(docker_via(
+        &sock,
+        a,
+        &["build", "-q", "-t", "alices-gpu", gpu_ctx.to_str().unwrap()],
+    ));
+    let bobs = events_of(&d, &bob.0);
+    assert!(
+        bobs.iter().all(|e| e.0 != "allocate"),
+        "bob paid for alice's build: {bobs:?}"
+    );
+    let hers = events_of(&d, &alice.0);
+    assert!(
+        hers.iter()
+            .any(|e| e.0 == "allocate" && e.2 == "cgroup-parent"),
+        "{hers:?}"
+    );
     ok(docker_via(&sock, a, &["container", "prune", "-f"]));
     ok(docker_via(&sock, a, &["volume", "prune", "-f"]));
     assert_eq!(
@@ -2821,7 +2849,7 @@ fn the_gate_cannot_be_walked_around() {
     for c in ["a1", "b1", "b2"] {
         let _ = d.docker(&["rm", "-f", c]);
     }
-    let _ = d.docker(&["rmi", "bobs-app:latest", "alices-app"]);
+    let _ = d.docker(&["rmi", "bobs-app:latest", "alices-app", "alices-gpu"]);
     let _ = d.docker(&["volume", "rm", "bobs"]);
 }
 

@@ -289,7 +289,7 @@ proptest! {
         let _ = ds01::gate::own_filter(Some(&query), &caller);
         let _ = ds01::gate::route::strip_version(&path);
         if let Ok(pairs) = ds01::gate::query::parse(Some(&query)) {
-            let _ = ds01::gate::query::judge_build(&pairs, &caller);
+            let _ = ds01::gate::query::judge_build(&pairs, &caller, "/ds01-build-alice.slice");
             let _ = ds01::gate::query::judge_commit(&pairs);
         }
     }

@@ -407,7 +407,19 @@ async fn judge(
             if caller.admin {
                 return Ok(plain(take(req)));
             }
-            let (q, tags) = gate::query::judge_build(&pairs, caller).map_err(|r| refused(&r))?;
+            // Docker's cgroup driver says how a parent is written.
+            let systemd = get_json(gate, conn, "/info")
+                .await
+                .map_err(bad_gateway)?
+                .and_then(|i| {
+                    i.get("CgroupDriver")
+                        .and_then(|d| d.as_str())
+                        .map(String::from)
+                })
+                .is_some_and(|d| d == "systemd");
+            let parent = ds01_core::identity::owner_slice("build", &caller.name, systemd);
+            let (q, tags) =
+                gate::query::judge_build(&pairs, caller, &parent).map_err(|r| refused(&r))?;
             for t in &tags {
                 own_tag(gate, conn, t, false).await?;
             }

@@ -131,10 +131,13 @@ const BUILD_KEYS: &[&str] = &[
 
 /// A classic build, for a non-admin: its step containers get the same
 /// fences as a create, and what it makes carries the caller's name. The
+/// steps run under `parent`, the caller's cgroup parent, which names them
+/// as the caller's to ds01-runtime whatever labels the image holds. The
 /// new query, and the tags it writes (each must not be another's).
 pub fn judge_build(
     pairs: &[(String, String)],
     caller: &Caller,
+    parent: &str,
 ) -> Result<(String, Vec<String>), Refusal> {
     known_keys(pairs, BUILD_KEYS, "the build")?;
     let is = |k: &str, allowed: &[&str]| -> Result<(), Refusal> {
@@ -179,10 +182,11 @@ pub fn judge_build(
     obj.insert(USER_LABEL.into(), Value::String(caller.name.clone()));
     let mut out: Vec<(String, String)> = pairs
         .iter()
-        .filter(|(k, _)| k != "labels")
+        .filter(|(k, _)| k != "labels" && k != "cgroupparent")
         .cloned()
         .collect();
     out.push(("labels".into(), labels.to_string()));
+    out.push(("cgroupparent".into(), parent.to_string()));
     let tags = pairs
         .iter()
         .filter(|(k, v)| k == "t" && !v.is_empty())
@@ -322,7 +326,13 @@ mod tests {
 
     #[test]
     fn builds_keep_to_the_fences_and_carry_the_callers_name() {
-        let b = |q: &str| judge_build(&parse(Some(q)).unwrap(), &alice());
+        let b = |q: &str| {
+            judge_build(
+                &parse(Some(q)).unwrap(),
+                &alice(),
+                "/ds01-build-alice.slice",
+            )
+        };
         for q in [
             "networkmode=host",
             "networkmode=%68ost",
@@ -341,6 +351,10 @@ mod tests {
         let p = parse(Some(&q)).unwrap();
         let labels: Value = serde_json::from_str(one(&p, "labels").unwrap().unwrap()).unwrap();
         assert_eq!(labels["ds01.user"], "alice");
+        assert_eq!(
+            one(&p, "cgroupparent").unwrap(),
+            Some("/ds01-build-alice.slice")
+        );
     }
 
     #[test]

@@ -124,7 +124,12 @@ pub struct Container<'a> {
 pub fn resolve(order: &[Step], c: &Container, accounts: &dyn Accounts) -> Owner {
     for step in order {
         let found = match step {
-            Step::Docker => from_docker(c),
+            // A ds01 slice in the cgroup path outranks the labels: the gate
+            // sets it (and refuses a user's own --cgroup-parent), while
+            // labels come with images, so a build's steps carry whatever
+            // `LABEL ds01.user=` the Dockerfile or its base image wrote.
+            Step::Docker => from_docker(c)
+                .map(|found| cgroup_user(c.spec).map_or(found, |u| (u, Source::CgroupParent))),
             Step::Env => env_user(c.spec).map(|u| (u, Source::Env)),
             Step::HomeMount => {
                 home_mount_owner(c.spec, accounts, HOME).map(|u| (u, Source::HomeMount))
@@ -208,6 +213,13 @@ fn home_mount_owner(spec: &Value, accounts: &dyn Accounts, home: &str) -> Option
         let uid = std::fs::metadata(source).ok()?.uid();
         accounts.user_name(uid).filter(|u| valid_name(u))
     })
+}
+
+/// The cgroup parent that names `user` (in `group`, which has no `-`), as
+/// [`cgroup_user`] reads it back: a systemd slice, or a cgroupfs path.
+pub fn owner_slice(group: &str, user: &str, systemd: bool) -> String {
+    let slice = format!("ds01-{group}-{user}.slice");
+    if systemd { slice } else { format!("/{slice}") }
 }
 
 /// `ds01-<group>-<user>.slice` anywhere in `linux.cgroupsPath` (cgroupfs
@@ -364,8 +376,10 @@ mod tests {
         let spec = json!({
             "process": {"env": ["DS01_USER=erin"]},
             "mounts": [{"destination": "/w", "type": "bind", "source": "/home/root", "options": ["rbind"]}],
-            "linux": {"cgroupsPath": "ds01-students-frank.slice:docker:c1"}
+            "linux": {"cgroupsPath": "system.slice:docker:c1"}
         });
+        let mut frank = spec.clone();
+        frank["linux"]["cgroupsPath"] = json!("ds01-students-frank.slice:docker:c1");
         let all = Step::ALL;
         // No Docker record: the environment answers.
         assert_eq!(
@@ -390,9 +404,19 @@ mod tests {
             resolve_with(&all, dir.path(), &spec),
             owner("alice", Source::DockerLabel)
         );
+        // A ds01 slice outranks the labels (images carry labels into a
+        // build's steps; the gate sets the slice), not what comes after.
+        assert_eq!(
+            resolve_with(&all, dir.path(), &frank),
+            owner("frank", Source::CgroupParent)
+        );
+        assert_eq!(
+            resolve_with(&[Step::Env, Step::Docker], dir.path(), &frank),
+            owner("erin", Source::Env)
+        );
         // The order is the admin's to choose.
         assert_eq!(
-            resolve_with(&[Step::Cgroup, Step::Docker], dir.path(), &spec),
+            resolve_with(&[Step::Cgroup, Step::Docker], dir.path(), &frank),
             owner("frank", Source::CgroupParent)
         );
         assert_eq!(
@@ -432,6 +456,15 @@ mod tests {
             Some("bob".into())
         );
         assert_eq!(cgroup_user(&spec("system.slice:docker:1")), None);
+        for systemd in [true, false] {
+            let parent = owner_slice("build", "al-ice", systemd);
+            let path = if systemd {
+                format!("{parent}:docker:1")
+            } else {
+                format!("{parent}/1")
+            };
+            assert_eq!(cgroup_user(&spec(&path)), Some("al-ice".into()));
+        }
     }
 
     #[test]
