@@ -3189,3 +3189,287 @@ fn binds_cannot_hurt_the_host() {
         "pins are taken down"
     );
 }
+
+/// The differential fuzz: random create bodies (keys in any case or Go's
+/// folds, repeated, at the top or nested, unknown fields, escaped paths)
+/// sent through the gate as alice. Either the gate refuses, or the
+/// container dockerd made (`docker inspect`) holds nothing the gate's
+/// rules refuse.
+#[test]
+fn what_the_gate_lets_through_dockerd_runs_within_the_rules() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    let _g = lock();
+    let Some(d) = start("", false) else {
+        return;
+    };
+    if !Path::new("/usr/sbin/useradd").exists() || !Path::new("/usr/bin/curl").exists() {
+        skip("docker", "useradd or curl is not installed");
+        return;
+    }
+    let (Some(alice), Some(bob)) = (TempUser::new("fa"), TempUser::new("fb")) else {
+        panic!("cannot create test users");
+    };
+    let (_gate, sock) = gate_for(&d);
+    let b = Some(bob.0.as_str());
+    assert!(
+        docker_via(
+            &sock,
+            b,
+            &["create", "--name", "fzbob", "busybox:local", "true"]
+        )
+        .status
+        .success()
+    );
+    // (field, a value the rules refuse for a non-admin)
+    let fields: Vec<(&str, String)> = vec![
+        ("Privileged", "true".into()),
+        ("CapAdd", r#"["SYS_ADMIN"]"#.into()),
+        ("Binds", r#"["/etc:/h"]"#.into()),
+        ("PidMode", r#""host""#.into()),
+        ("NetworkMode", r#""host""#.into()),
+        ("IpcMode", r#""host""#.into()),
+        ("UTSMode", r#""host""#.into()),
+        ("UsernsMode", r#""host""#.into()),
+        ("Devices", r#"[{"PathOnHost":"/dev/kmsg","PathInContainer":"/dev/kmsg","CgroupPermissions":"rwm"}]"#.into()),
+        ("SecurityOpt", r#"["seccomp=unconfined"]"#.into()),
+        ("Runtime", r#""runc""#.into()),
+        ("CgroupParent", r#""/""#.into()),
+        ("MaskedPaths", "[]".into()),
+        ("Mounts", r#"[{"Type":"bind","Source":"/etc","Target":"/h"}]"#.into()),
+        ("VolumesFrom", r#"["fzbob"]"#.into()),
+        ("Labels", format!(r#"{{"ds01.user":"{}"}}"#, bob.0)),
+        ("ShmSize", "1048576".into()),
+        ("Tmpfs", r#"{"/t":""}"#.into()),
+        ("SomethingNew", "1".into()),
+        // And what a user may: these alone go through.
+        ("Privileged", "false".into()),
+        ("CapAdd", "[]".into()),
+        ("CapDrop", r#"["NET_RAW"]"#.into()),
+        ("NetworkMode", r#""none""#.into()),
+        ("ReadonlyRootfs", "true".into()),
+        ("Binds", format!(r#"["/home/{}:/h"]"#, alice.0)),
+        ("Mounts", format!(r#"[{{"Type":"bind","Source":"/home/{}","Target":"/h"}}]"#, alice.0)),
+        ("Labels", r#"{"team":"vision"}"#.into()),
+    ];
+    let spell = |k: &str, how: u8| -> String {
+        match how {
+            0 => k.to_string(),
+            1 => k.to_ascii_lowercase(),
+            2 => k.to_ascii_uppercase(),
+            3 => k.replace('s', "\u{17f}").replace('k', "\u{212a}"),
+            _ => {
+                let mut c = k.chars();
+                c.next()
+                    .map(|f| f.to_ascii_lowercase().to_string() + c.as_str())
+                    .unwrap_or_default()
+            }
+        }
+    };
+    let spelling = prop_oneof![4 => Just(0u8), 1 => 1u8..5];
+    let place = prop_oneof![4 => Just(0u8), 1 => 1u8..4];
+    let strategy = (
+        proptest::collection::vec((0..fields.len(), spelling, place), 1..3),
+        prop_oneof![4 => Just(false), 1 => Just(true)],
+        prop_oneof![3 => Just(0u8), 1 => 1u8..3],
+    );
+    // A fixed seed: the same 64 bodies each run, so CI never sees a run
+    // that happened to try nothing benign.
+    let mut runner = TestRunner::new_with_rng(
+        Config {
+            cases: 64,
+            failure_persistence: None,
+            ..Config::default()
+        },
+        proptest::test_runner::TestRng::deterministic_rng(
+            proptest::test_runner::RngAlgorithm::ChaCha,
+        ),
+    );
+    use std::cell::Cell;
+    let (n, made, refused) = (Cell::new(0), Cell::new(0), Cell::new(0));
+    runner
+        .run(&strategy, |(entries, repeat, path_form)| {
+            n.set(n.get() + 1);
+            let name = format!("fz{}", n.get());
+            let mut top = vec![
+                r#""Image":"busybox:local""#.to_string(),
+                r#""Cmd":["true"]"#.to_string(),
+            ];
+            let mut hc: Vec<(String, Vec<String>)> = Vec::new();
+            for (f, how, place) in &entries {
+                let (k, v) = &fields[*f];
+                let pair = format!("{:?}:{v}", spell(k, *how));
+                let wrapper = match place {
+                    0 => "HostConfig",
+                    1 => "",
+                    2 => "hostconfig",
+                    _ => "HOSTCONFIG",
+                };
+                if wrapper.is_empty() || *k == "Labels" {
+                    top.push(pair);
+                } else {
+                    match hc.iter_mut().find(|(w, _)| w == wrapper) {
+                        Some((_, v)) => v.push(pair),
+                        None => hc.push((wrapper.to_string(), vec![pair])),
+                    }
+                }
+            }
+            if repeat {
+                top.push(r#""Labels":{}"#.to_string());
+            }
+            for (w, pairs) in hc {
+                top.push(format!("{w:?}:{{{}}}", pairs.join(",")));
+            }
+            let body = format!("{{{}}}", top.join(","));
+            let path = match path_form {
+                0 => format!("/v1.41/containers/create?name={name}"),
+                1 => format!("/v1.41/%63ontainers/create?name={name}"),
+                _ => format!("/containers/create?name={name}"),
+            };
+            let (code, out) = curl_as(&sock, &alice.0, "POST", &path, Some(&body));
+            if code != 201 {
+                prop_assert!(
+                    code == 403 || code == 400 || code >= 500,
+                    "{code} {out} for {body}"
+                );
+                prop_assert!(
+                    !d.docker(&["inspect", &name]).status.success(),
+                    "refused, yet made: {body}"
+                );
+                refused.set(refused.get() + 1);
+                return Ok(());
+            }
+            made.set(made.get() + 1);
+            let v: serde_json::Value = serde_json::from_str(&d.ok(&["inspect", &name])).unwrap();
+            let c = &v[0];
+            let hc = &c["HostConfig"];
+            let home = format!("/home/{}", alice.0);
+            let within = |src: &str| !src.starts_with('/') || Path::new(src).starts_with(&home);
+            prop_assert_eq!(
+                c["Config"]["Labels"]["ds01.user"].as_str(),
+                Some(alice.0.as_str()),
+                "{}",
+                body
+            );
+            prop_assert_ne!(hc["Privileged"].as_bool(), Some(true), "{}", body);
+            prop_assert!(
+                hc["CapAdd"].as_array().is_none_or(|a| a.is_empty()),
+                "{body}"
+            );
+            prop_assert!(
+                hc["Devices"].as_array().is_none_or(|a| a.is_empty()),
+                "{body}"
+            );
+            prop_assert!(
+                hc["SecurityOpt"].as_array().is_none_or(|a| a.is_empty()),
+                "{body}"
+            );
+            prop_assert!(
+                hc["VolumesFrom"].as_array().is_none_or(|a| a.is_empty()),
+                "{body}"
+            );
+            prop_assert!(
+                hc["MaskedPaths"].as_array().is_none_or(|a| !a.is_empty()),
+                "{body}"
+            );
+            prop_assert_eq!(hc["CgroupParent"].as_str().unwrap_or(""), "", "{}", body);
+            prop_assert_ne!(hc["Runtime"].as_str(), Some("runc"), "{}", body);
+            for k in ["PidMode", "NetworkMode", "IpcMode", "UTSMode", "UsernsMode"] {
+                prop_assert_ne!(hc[k].as_str(), Some("host"), "{} {}", k, body);
+            }
+            for b in hc["Binds"].as_array().into_iter().flatten() {
+                let src = b.as_str().unwrap_or("").split(':').next().unwrap_or("");
+                prop_assert!(within(src), "{src} in {body}");
+            }
+            for m in hc["Mounts"].as_array().into_iter().flatten() {
+                prop_assert!(within(m["Source"].as_str().unwrap_or("")), "{body}");
+            }
+            d.ok(&["rm", "-f", &name]);
+            Ok(())
+        })
+        .unwrap();
+    let (made, refused) = (made.get(), refused.get());
+    eprintln!("differential fuzz: {made} made within the rules, {refused} refused");
+    assert!(
+        made > 0,
+        "no benign body went through: the fuzz tried nothing"
+    );
+    let _ = d.docker(&["rm", "-f", "fzbob"]);
+}
+
+/// `container deploy`, attach and retire, as a user through the gate: the
+/// CLI's requests (a build, a create with the home and project bound, a
+/// GPU) all pass both layers.
+#[test]
+fn container_deploy_works_through_the_gate() {
+    let _g = lock();
+    let Some((d, _catalog)) = start_with_catalog(&["sm_80", "sm_90"]) else {
+        return;
+    };
+    if !Path::new("/usr/sbin/useradd").exists() {
+        skip("docker", "useradd is not installed");
+        return;
+    }
+    let Some(alice) = TempUser::new("da") else {
+        panic!("cannot create a test user");
+    };
+    let (_gate, sock) = gate_for(&d);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(d.env.path("state")).unwrap();
+        std::fs::set_permissions(d.env.path("state"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+    }
+    let proj = PathBuf::from(format!("/home/{}/thesis", alice.0));
+    std::fs::create_dir_all(&proj).unwrap();
+    std::fs::write(
+        proj.join("Dockerfile"),
+        "FROM busybox:local\nRUN echo built > /built\n",
+    )
+    .unwrap();
+    Command::new("chown")
+        .args(["-R", &format!("{0}:{0}", alice.0)])
+        .arg(&proj)
+        .status()
+        .unwrap();
+    let ds01 = |args: &[&str]| {
+        Command::new("runuser")
+            .args(["-u", &alice.0, "--"])
+            .arg(cli_bin())
+            .args(args)
+            .current_dir(&proj)
+            .env("DS01_CONFIG", &d.env.config)
+            .env("NO_COLOR", "1")
+            .env("DOCKER_HOST", format!("unix://{}", sock.display()))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let ok = |out: Output| {
+        assert!(
+            out.status.success(),
+            "{}{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(d.env.path("gate.log")).unwrap_or_default()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let out = ok(ds01(&["container", "deploy", "thesis"]));
+    assert!(out.contains("thesis is running with MIG"), "{out}");
+    let out = ok(ds01(&[
+        "container",
+        "attach",
+        "thesis",
+        "--",
+        "sh",
+        "-c",
+        "cat /built; pwd",
+    ]));
+    assert!(
+        out.starts_with("built\n") && out.contains(&proj.display().to_string()),
+        "{out}"
+    );
+    ok(ds01(&["container", "retire", "thesis", "--force"]));
+    d.expect_held(0);
+}

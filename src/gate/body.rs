@@ -148,7 +148,8 @@ fn judge_config(obj: Option<&Map<String, Value>>) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// Labels are the caller's to set, but `ds01.*` is ds01's to say.
+/// Labels are the caller's to set (`ds01.user` is replaced by the stamp,
+/// `ds01.name` and `ds01.gpu-wait` are the user's to say); values are text.
 fn labels(v: &Value) -> Result<(), Refusal> {
     let Some(o) = v.as_object() else {
         return match v {
@@ -156,14 +157,8 @@ fn labels(v: &Value) -> Result<(), Refusal> {
             _ => Err(refusal("parse", "Labels is not an object")),
         };
     };
-    for (k, val) in o {
+    for val in o.values() {
         string(val, "a label's value")?;
-        if k.to_ascii_lowercase().starts_with("ds01.") && k != super::USER_LABEL {
-            return Err(refusal(
-                "label",
-                format!("the label {k:?} is ds01's to set; leave ds01.* labels out"),
-            ));
-        }
     }
     Ok(())
 }
