@@ -674,6 +674,7 @@ const ENDPOINT_FIELDS: &[&str] = &[
     "MacAddress",
     "DriverOpts",
     "DNSNames",
+    "GwPriority",
 ];
 
 fn judge_endpoint(v: &Value) -> Result<(), Refusal> {
