@@ -328,7 +328,11 @@ fn own_time(d: &Path, shim: &Path, plain: &Path, gpu: &Path, iterations: usize) 
     // (none here: the host's own), as the runtime's second layer does.
     let docker = docker_bundle(d, "docker", plain, &[]);
     let judged = docker_bundle(d, "docker-judged", plain, &["CAP_SYS_PTRACE"]);
-    let cases: [(&Path, &Path); 6] = [
+    // Another build of the runtime to set beside this one, on the same
+    // rounds (`DS01_BENCH_BASELINE=path/to/ds01-runtime`, static, say of
+    // the last release): its no-GPU creates.
+    let baseline = std::env::var_os("DS01_BENCH_BASELINE").map(PathBuf::from);
+    let mut cases: Vec<(&Path, &Path)> = vec![
         (&stub, plain),
         (shim, plain),
         (shim, gpu),
@@ -336,7 +340,10 @@ fn own_time(d: &Path, shim: &Path, plain: &Path, gpu: &Path, iterations: usize) 
         (shim, &docker),
         (shim, &judged),
     ];
-    let mut times: [Vec<Duration>; 6] = Default::default();
+    if let Some(b) = &baseline {
+        cases.extend([(b.as_path(), plain), (b.as_path(), docker.as_path())]);
+    }
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); cases.len()];
     for i in 0..iterations * 4 {
         for k in 0..cases.len() {
             let n = (i + k) % cases.len();
@@ -375,6 +382,16 @@ fn own_time(d: &Path, shim: &Path, plain: &Path, gpu: &Path, iterations: usize) 
         t[5],
         t[5] - t[3]
     );
+    if let Some(b) = baseline {
+        println!(
+            "the baseline {}: no-gpu {:.2} ms (+{:.2}), on Docker's spec {:.2} ms (+{:.2})",
+            b.display(),
+            t[6],
+            t[6] - t[0],
+            t[7],
+            t[7] - t[3]
+        );
+    }
 }
 
 /// A bundle holding the spec a real Docker wrote for a plain container

@@ -5,18 +5,23 @@
 # gate in front of it. Side by side, alternating, RUNS times each:
 # `docker run --rm busybox true` through the gate and on Docker's socket,
 # then `docker ps` with CONTAINERS containers the same two ways. Prints the
-# medians and the ratios.
+# medians and the ratios. The client runs as a throwaway user who is no
+# admin (both ways), so the gate judges every request as it would a user's.
 set -eu
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 runs=${1:-30}
 n=${2:-200}
 . "$repo/contrib/private-dockerd.sh"
-bench_on_exit='[ -z "${gate_pid:-}" ] || kill "$gate_pid" 2>/dev/null || true'
+user=ds01bench$$
+bench_on_exit='[ -z "${gate_pid:-}" ] || kill "$gate_pid" 2>/dev/null || true; userdel -r "$user" 2>/dev/null || true'
 bench_setup "$repo"
+useradd -m -s /bin/sh "$user"
 "$bin/ds01-gate" --listen "$work/gate.sock" --docker "$work/docker.sock" 2>/dev/null &
 gate_pid=$!
 until [ -S "$work/gate.sock" ]; do sleep 0.05; done
+chmod 755 "$work"
+chmod 666 "$work/docker.sock" "$work/gate.sock"
 
 direct="unix://$work/docker.sock"
 gated="unix://$work/gate.sock"
@@ -28,8 +33,8 @@ pair() { # NAME ARGS...: alternating runs, direct then gated
     : > "$work/d.t"; : > "$work/g.t"
     k=0
     while [ $k -lt "$runs" ]; do
-        t0=$(us); /usr/bin/docker -H "$direct" "$@" >/dev/null; t1=$(us)
-        /usr/bin/docker -H "$gated" "$@" >/dev/null; t2=$(us)
+        t0=$(us); runuser -u "$user" -- /usr/bin/docker -H "$direct" "$@" >/dev/null; t1=$(us)
+        runuser -u "$user" -- /usr/bin/docker -H "$gated" "$@" >/dev/null; t2=$(us)
         echo $((t1 - t0)) >> "$work/d.t"; echo $((t2 - t1)) >> "$work/g.t"
         k=$((k + 1))
     done

@@ -6,7 +6,6 @@ pub mod deploy;
 pub mod devcontainer;
 pub mod docker_config;
 pub mod doctor;
-pub mod gate;
 pub mod gate_setup;
 pub mod logs;
 pub mod notice;

@@ -23,6 +23,12 @@ fn runtime_bin() -> PathBuf {
     std::env::var_os("DS01_RUNTIME_BIN").map_or_else(|| PathBuf::from(shim()), PathBuf::from)
 }
 
+/// ds01-gate, built beside the CLI by `cargo build --workspace` (its own crate).
+fn gate_bin() -> PathBuf {
+    std::env::var_os("DS01_GATE_BIN")
+        .map_or_else(|| Path::new(CLI).with_file_name("ds01-gate"), PathBuf::from)
+}
+
 fn cli_bin() -> PathBuf {
     std::env::var_os("DS01_CLI_BIN").map_or_else(|| PathBuf::from(CLI), PathBuf::from)
 }
@@ -1744,7 +1750,7 @@ fn the_gate_knows_each_caller_and_keeps_them_to_their_own() {
     }
     let gate_sock = d.env.path("gate.sock");
     let _gate = GateProc(
-        Command::new(env!("CARGO_BIN_EXE_ds01-gate"))
+        Command::new(gate_bin())
             .arg("--listen")
             .arg(&gate_sock)
             .arg("--docker")
@@ -2184,7 +2190,7 @@ fn the_gate_survives_disconnects_crowds_and_restarts() {
     let Some(d) = start("", false) else { return };
     let gate_sock = d.env.path("gate.sock");
     let spawn = || {
-        let child = Command::new(env!("CARGO_BIN_EXE_ds01-gate"))
+        let child = Command::new(gate_bin())
             .arg("--listen")
             .arg(&gate_sock)
             .arg("--docker")
@@ -2306,7 +2312,7 @@ fn the_gate_survives_disconnects_crowds_and_restarts() {
 fn gate_for(d: &Dockerd) -> (GateProc, PathBuf) {
     let sock = d.env.path("gate.sock");
     let gate = GateProc(
-        Command::new(env!("CARGO_BIN_EXE_ds01-gate"))
+        Command::new(gate_bin())
             .arg("--listen")
             .arg(&sock)
             .arg("--docker")

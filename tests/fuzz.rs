@@ -274,23 +274,23 @@ proptest! {
         method in "(GET|POST|DELETE|HEAD|PUT)",
         query in ".{0,40}",
     ) {
-        let caller = ds01::gate::Caller {
+        let caller = ds01_gate::Caller {
             uid: 1000,
             name: "alice".into(),
             home: "/home/alice".into(),
             admin: false,
         };
-        let rules = ds01::gate::Rules::default();
-        let _ = ds01::gate::create(&bytes, &caller, &rules);
-        let _ = ds01::gate::volume_create(&bytes, &caller);
-        let _ = ds01::gate::network_create(&bytes, &caller);
-        let _ = ds01::gate::commit_config(&bytes, &caller);
-        let _ = ds01::gate::route(&method, &path);
-        let _ = ds01::gate::own_filter(Some(&query), &caller);
-        let _ = ds01::gate::route::strip_version(&path);
-        if let Ok(pairs) = ds01::gate::query::parse(Some(&query)) {
-            let _ = ds01::gate::query::judge_build(&pairs, &caller, "/ds01-build-alice.slice");
-            let _ = ds01::gate::query::judge_commit(&pairs);
+        let rules = ds01_gate::Rules::default();
+        let _ = ds01_gate::create(&bytes, &caller, &rules);
+        let _ = ds01_gate::volume_create(&bytes, &caller);
+        let _ = ds01_gate::network_create(&bytes, &caller);
+        let _ = ds01_gate::commit_config(&bytes, &caller);
+        let _ = ds01_gate::route(&method, &path);
+        let _ = ds01_gate::own_filter(Some(&query), &caller);
+        let _ = ds01_gate::route::strip_version(&path);
+        if let Ok(pairs) = ds01_gate::query::parse(Some(&query)) {
+            let _ = ds01_gate::query::judge_build(&pairs, &caller, "/ds01-build-alice.slice");
+            let _ = ds01_gate::query::judge_commit(&pairs);
         }
     }
 
@@ -300,7 +300,7 @@ proptest! {
         label in ".{0,20}",
         privileged in any::<bool>(),
     ) {
-        let caller = ds01::gate::Caller {
+        let caller = ds01_gate::Caller {
             uid: 1000,
             name: "alice".into(),
             home: "/home/alice".into(),
@@ -308,7 +308,7 @@ proptest! {
         };
         let body = json!({"Image": "x", "Labels": {"ds01.user": label}, "Env": s["process"]["env"],
                           "HostConfig": {"Privileged": privileged}});
-        match ds01::gate::create(body.to_string().as_bytes(), &caller, &ds01::gate::Rules::default()) {
+        match ds01_gate::create(body.to_string().as_bytes(), &caller, &ds01_gate::Rules::default()) {
             Ok((out, _)) => {
                 prop_assert!(!privileged);
                 let v: Value = serde_json::from_slice(&out).unwrap();

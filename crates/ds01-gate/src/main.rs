@@ -1,6 +1,6 @@
 //! `ds01-gate --listen PATH --docker PATH`: the Docker API gate. It listens
 //! where users reach Docker, learns each caller's uid from the kernel
-//! (`SO_PEERCRED`), applies `ds01::gate`'s policy, and forwards what it
+//! (`SO_PEERCRED`), applies this crate's policy (`lib.rs`), and forwards what it
 //! allows to the real dockerd socket, streams and hijacked connections
 //! included. What it cannot read it refuses.
 
@@ -14,9 +14,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use clap::Parser;
-use ds01::gate::{self, Caller, Op, Refusal, Route, Rules};
 use ds01_core::config::Config;
 use ds01_core::identity::{self, Accounts, SystemAccounts};
+use ds01_gate::{self as gate, Caller, Op, Refusal, Route, Rules};
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
