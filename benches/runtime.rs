@@ -331,7 +331,13 @@ fn own_time(d: &Path, shim: &Path, plain: &Path, gpu: &Path, iterations: usize) 
     // Another build of the runtime to set beside this one, on the same
     // rounds (`DS01_BENCH_BASELINE=path/to/ds01-runtime`, static, say of
     // the last release): its no-GPU creates.
-    let baseline = std::env::var_os("DS01_BENCH_BASELINE").map(PathBuf::from);
+    // Copied beside this one's, so both start from the same filesystem.
+    let baseline = std::env::var_os("DS01_BENCH_BASELINE").map(|b| {
+        let to = d.join("baseline");
+        std::fs::create_dir_all(&to).unwrap();
+        std::fs::copy(&b, to.join("ds01-runtime")).unwrap();
+        to.join("ds01-runtime")
+    });
     let mut cases: Vec<(&Path, &Path)> = vec![
         (&stub, plain),
         (shim, plain),
@@ -382,10 +388,10 @@ fn own_time(d: &Path, shim: &Path, plain: &Path, gpu: &Path, iterations: usize) 
         t[5],
         t[5] - t[3]
     );
-    if let Some(b) = baseline {
+    if baseline.is_some() {
         println!(
-            "the baseline {}: no-gpu {:.2} ms (+{:.2}), on Docker's spec {:.2} ms (+{:.2})",
-            b.display(),
+            "the baseline ({}): no-gpu {:.2} ms (+{:.2}), on Docker's spec {:.2} ms (+{:.2})",
+            std::env::var("DS01_BENCH_BASELINE").unwrap_or_default(),
             t[6],
             t[6] - t[0],
             t[7],
