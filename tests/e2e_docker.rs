@@ -1744,34 +1744,7 @@ fn the_gate_knows_each_caller_and_keeps_them_to_their_own() {
     let (Some(alice), Some(bob)) = (TempUser::new("ga"), TempUser::new("gb")) else {
         panic!("cannot create test users");
     };
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(d.env.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    let gate_sock = d.env.path("gate.sock");
-    let _gate = GateProc(
-        Command::new(gate_bin())
-            .arg("--listen")
-            .arg(&gate_sock)
-            .arg("--docker")
-            .arg(d.env.path("docker.sock"))
-            .env("DS01_CONFIG", &d.env.config)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(d.env.path("gate.log")).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !gate_sock.exists() {
-        assert!(Instant::now() < deadline, "the gate did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    // The test's users reach it as the docker-users group would.
-    Command::new("chmod")
-        .arg("666")
-        .arg(&gate_sock)
-        .status()
-        .unwrap();
+    let (_gate, gate_sock) = gate_for(&d);
     let (a, b) = (Some(alice.0.as_str()), Some(bob.0.as_str()));
     let ok = |out: Output| {
         assert!(
@@ -2307,6 +2280,28 @@ fn the_gate_survives_disconnects_crowds_and_restarts() {
     d.ok(&["rm", "-f", "r1"]);
 }
 
+/// `--security-opt seccomp=PROFILE` with a profile that allows every call.
+fn allow_all_seccomp(d: &Dockerd) -> String {
+    let profile = d.env.path("allow-all.json");
+    std::fs::write(&profile, r#"{"defaultAction":"SCMP_ACT_ALLOW"}"#).unwrap();
+    format!("seccomp={}", profile.display())
+}
+
+/// A private dockerd (the config's `extra`) and one throwaway user per tag;
+/// `None` where the end-to-end tests do not run, or cannot make users here.
+fn start_with_users(extra: &str, tags: &[&str]) -> Option<(Dockerd, Vec<TempUser>)> {
+    let d = start(extra, false)?;
+    if !Path::new("/usr/sbin/useradd").exists() || !Path::new("/usr/bin/curl").exists() {
+        skip("docker", "useradd or curl is not installed");
+        return None;
+    }
+    let users = tags
+        .iter()
+        .map(|t| TempUser::new(t).expect("cannot create a test user"))
+        .collect();
+    Some((d, users))
+}
+
 /// ds01-gate in front of `d`'s dockerd, its socket open to the test users
 /// as the docker-users group would have it.
 fn gate_for(d: &Dockerd) -> (GateProc, PathBuf) {
@@ -2406,16 +2401,10 @@ fn hold_as(user: &str, sock: &Path) -> Child {
 #[test]
 fn the_gate_cannot_be_walked_around() {
     let _g = lock();
-    let Some(d) = start("gate_max_connections = 8\n", false) else {
+    let Some((d, users)) = start_with_users("gate_max_connections = 8\n", &["wa", "wb"]) else {
         return;
     };
-    if !Path::new("/usr/sbin/useradd").exists() || !Path::new("/usr/bin/curl").exists() {
-        skip("docker", "useradd or curl is not installed");
-        return;
-    }
-    let (Some(alice), Some(bob)) = (TempUser::new("wa"), TempUser::new("wb")) else {
-        panic!("cannot create test users");
-    };
+    let (alice, bob) = (&users[0], &users[1]);
     let (gate, sock) = gate_for(&d);
     let (a, b) = (Some(alice.0.as_str()), Some(bob.0.as_str()));
     let log = || std::fs::read_to_string(d.env.path("gate.log")).unwrap_or_default();
@@ -2553,9 +2542,7 @@ fn the_gate_cannot_be_walked_around() {
     );
 
     // 6. Other users' containers as sources; 7. devices, masks, namespaces.
-    let profile = d.env.path("allow-all.json");
-    std::fs::write(&profile, r#"{"defaultAction":"SCMP_ACT_ALLOW"}"#).unwrap();
-    let allow_all = format!("seccomp={}", profile.display());
+    let allow_all = allow_all_seccomp(&d);
     for (opts, rule) in [
         (&["--volumes-from", "b1"][..], "ownership"),
         (&["--pid", "container:b1"], "ownership"),
@@ -2865,16 +2852,10 @@ fn the_gate_cannot_be_walked_around() {
 #[test]
 fn the_runtime_runs_nothing_a_user_may_not_whatever_the_route() {
     let _g = lock();
-    let Some(d) = start("", false) else {
+    let Some((d, users)) = start_with_users("", &["ra", "rb"]) else {
         return;
     };
-    if !Path::new("/usr/sbin/useradd").exists() {
-        skip("docker", "useradd is not installed");
-        return;
-    }
-    let (Some(alice), Some(bob)) = (TempUser::new("ra"), TempUser::new("rb")) else {
-        panic!("cannot create test users");
-    };
+    let (alice, bob) = (&users[0], &users[1]);
     let as_user = |u: &str| format!("ds01.user={u}");
     let (la, lb) = (as_user(&alice.0), as_user(&bob.0));
     d.ok(&[
@@ -2903,9 +2884,7 @@ fn the_runtime_runs_nothing_a_user_may_not_whatever_the_route() {
     ]);
     let secret = d.env.path("runtime-secret");
     std::fs::write(&secret, "root only\n").unwrap();
-    let profile = d.env.path("allow-all.json");
-    std::fs::write(&profile, r#"{"defaultAction":"SCMP_ACT_ALLOW"}"#).unwrap();
-    let allow_all = format!("seccomp={}", profile.display());
+    let allow_all = allow_all_seccomp(&d);
     let secret_bind = format!("{}:/s", secret.display());
     d.ok(&[
         "volume",
@@ -3062,16 +3041,10 @@ fn the_runtime_runs_nothing_a_user_may_not_whatever_the_route() {
 #[test]
 fn binds_cannot_hurt_the_host() {
     let _g = lock();
-    let Some(d) = start("", false) else {
+    let Some((d, users)) = start_with_users("", &["pa"]) else {
         return;
     };
-    if !Path::new("/usr/sbin/useradd").exists() {
-        skip("docker", "useradd is not installed");
-        return;
-    }
-    let Some(alice) = TempUser::new("pa") else {
-        panic!("cannot create a test user");
-    };
+    let alice = &users[0];
     let label = format!("ds01.user={}", alice.0);
     let home = PathBuf::from(format!("/home/{}", alice.0));
     let as_alice = |cmd: &str| {
@@ -3206,16 +3179,10 @@ fn what_the_gate_lets_through_dockerd_runs_within_the_rules() {
     use proptest::prelude::*;
     use proptest::test_runner::{Config, TestRunner};
     let _g = lock();
-    let Some(d) = start("", false) else {
+    let Some((d, users)) = start_with_users("", &["fa", "fb"]) else {
         return;
     };
-    if !Path::new("/usr/sbin/useradd").exists() || !Path::new("/usr/bin/curl").exists() {
-        skip("docker", "useradd or curl is not installed");
-        return;
-    }
-    let (Some(alice), Some(bob)) = (TempUser::new("fa"), TempUser::new("fb")) else {
-        panic!("cannot create test users");
-    };
+    let (alice, bob) = (&users[0], &users[1]);
     let (_gate, sock) = gate_for(&d);
     let b = Some(bob.0.as_str());
     assert!(

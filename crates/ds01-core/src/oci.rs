@@ -81,26 +81,48 @@ pub fn read_process(bytes: &[u8]) -> Result<Value, ReadError> {
 /// follows is never looked at. Duplicate keys are an error.
 fn first_value(bytes: &[u8]) -> Result<Value, ReadError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    Strict { at: "spec" }
+    Strict {
+        at: "spec",
+        fold: false,
+    }
+    .deserialize(&mut de)
+    .map_err(read_error)
+}
+
+/// The whole of `bytes` as one JSON value, nothing after it; a key given
+/// twice is an error, and with `fold` so are two keys Go's `encoding/json`
+/// takes for one field (equal under its case folding: [`folds_equal`]),
+/// of which it would keep the last.
+pub fn strict_json(bytes: &[u8], fold: bool) -> Result<Value, ReadError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let v = Strict { at: "body", fold }
         .deserialize(&mut de)
-        .map_err(|e| match e.to_string().strip_prefix(DUP) {
-            Some(rest) => {
-                let (key, at) = rest.split_once('\u{0}').unwrap_or((rest, "spec"));
-                let at = at.split(" at line").next().unwrap_or(at);
-                ReadError::Duplicate {
-                    key: key.to_string(),
-                    at: at.to_string(),
-                }
+        .map_err(read_error)?;
+    de.end().map_err(read_error)?;
+    Ok(v)
+}
+
+fn read_error(e: serde_json::Error) -> ReadError {
+    match e.to_string().strip_prefix(DUP) {
+        Some(rest) => {
+            let (key, at) = rest.split_once('\u{0}').unwrap_or((rest, "spec"));
+            let at = at.split(" at line").next().unwrap_or(at);
+            ReadError::Duplicate {
+                key: key.to_string(),
+                at: at.to_string(),
             }
-            None => ReadError::Syntax(e.to_string()),
-        })
+        }
+        None => ReadError::Syntax(e.to_string()),
+    }
 }
 
 const DUP: &str = "ds01-duplicate-key:";
 
-/// A `serde_json::Value` builder that fails on a repeated key.
+/// A `serde_json::Value` builder that fails on a repeated key (with
+/// `fold`, on keys equal under Go's case folding too).
 struct Strict<'a> {
     at: &'a str,
+    fold: bool,
 }
 
 impl<'de> DeserializeSeed<'de> for Strict<'_> {
@@ -142,7 +164,10 @@ impl<'de> Visitor<'de> for Strict<'_> {
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut out = Vec::new();
-        while let Some(v) = seq.next_element_seed(Strict { at: self.at })? {
+        while let Some(v) = seq.next_element_seed(Strict {
+            at: self.at,
+            fold: self.fold,
+        })? {
             out.push(v);
         }
         Ok(Value::Array(out))
@@ -150,14 +175,35 @@ impl<'de> Visitor<'de> for Strict<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            let v = map.next_value_seed(Strict { at: &key })?;
-            if out.contains_key(&key) {
+            let v = map.next_value_seed(Strict {
+                at: &key,
+                fold: self.fold,
+            })?;
+            if out.contains_key(&key) || (self.fold && out.keys().any(|k| folds_equal(k, &key))) {
                 return Err(de::Error::custom(format!("{DUP}{key}\u{0}{}", self.at)));
             }
             out.insert(key, v);
         }
         Ok(Value::Object(out))
     }
+}
+
+/// Whether Go's `encoding/json` would take two keys for one field: equal
+/// under Unicode simple case folding (the long s is `s`, the Kelvin sign `k`).
+pub fn folds_equal(a: &str, b: &str) -> bool {
+    let fold = |s: &str| -> String {
+        s.chars()
+            .flat_map(|c| {
+                match c {
+                    '\u{017F}' => 's',
+                    '\u{212A}' => 'k',
+                    c => c,
+                }
+                .to_lowercase()
+            })
+            .collect()
+    };
+    a == b || fold(a) == fold(b)
 }
 
 /// Go's `bytes.EqualFold` for a key against one of ds01's ASCII field

@@ -232,7 +232,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn alice() -> Caller {
+    pub(crate) fn alice() -> Caller {
         Caller {
             uid: 1000,
             name: "alice".into(),

@@ -474,27 +474,11 @@ async fn judge(
             Ok(with_body(parts, body.to_vec()))
         }
         Route::VolumeRemove(name) => {
-            own_object(
-                gate,
-                conn,
-                &format!("/volumes/{name}"),
-                "/Labels",
-                "volume",
-                &name,
-            )
-            .await?;
+            own_object(gate, conn, &format!("/volumes/{name}"), "volume", &name).await?;
             Ok(plain(take(req)))
         }
         Route::NetworkRemove(id) => {
-            own_object(
-                gate,
-                conn,
-                &format!("/networks/{id}"),
-                "/Labels",
-                "network",
-                &id,
-            )
-            .await?;
+            own_object(gate, conn, &format!("/networks/{id}"), "network", &id).await?;
             Ok(plain(take(req)))
         }
     }
@@ -568,28 +552,18 @@ async fn own_tag(
     name: &str,
     unowned_ok: bool,
 ) -> Result<(), Response<Body>> {
-    if conn.caller.admin {
-        return Ok(());
-    }
     let path = format!("/images/{name}/json");
-    match label_of(gate, conn, &path, "/Config/Labels")
-        .await
-        .map_err(bad_gateway)?
-    {
-        None => Ok(()),
-        Some(Some(o)) if o == conn.caller.name => Ok(()),
-        Some(None) if unowned_ok => Ok(()),
-        Some(owner) => Err(refused(&Refusal {
-            rule: "image-owner",
-            reason: format!(
-                "the image {name} is {}; choose another name",
-                owner.map_or_else(
-                    || "shared (no ds01.user label)".to_string(),
-                    |o| format!("{o}'s")
-                )
-            ),
-        })),
-    }
+    let what = format!("the image {name}");
+    own_labelled(
+        gate,
+        conn,
+        &path,
+        "/Config/Labels",
+        unowned_ok,
+        "image-owner",
+        &what,
+    )
+    .await
 }
 
 /// Whether a volume or network is the caller's (stamped with their name).
@@ -597,9 +571,29 @@ async fn own_object(
     gate: &Gate,
     conn: &Conn,
     path: &str,
-    labels: &str,
     kind: &str,
     name: &str,
+) -> Result<(), Response<Body>> {
+    let rule = if kind == "volume" {
+        "volume-owner"
+    } else {
+        "network-owner"
+    };
+    let what = format!("{kind} {name}");
+    own_labelled(gate, conn, path, "/Labels", false, rule, &what).await
+}
+
+/// Whether what `path` returns is the caller's by the `ds01.user` label at
+/// `labels`: Docker does not know it, or it is theirs (or, where
+/// `unowned_ok`, no one's). `what` names it in the refusal.
+async fn own_labelled(
+    gate: &Gate,
+    conn: &Conn,
+    path: &str,
+    labels: &str,
+    unowned_ok: bool,
+    rule: &'static str,
+    what: &str,
 ) -> Result<(), Response<Body>> {
     if conn.caller.admin {
         return Ok(());
@@ -610,14 +604,11 @@ async fn own_object(
     {
         None => Ok(()),
         Some(Some(o)) if o == conn.caller.name => Ok(()),
+        Some(None) if unowned_ok => Ok(()),
         Some(owner) => Err(refused(&Refusal {
-            rule: if kind == "volume" {
-                "volume-owner"
-            } else {
-                "network-owner"
-            },
+            rule,
             reason: format!(
-                "{kind} {name} is {}, not yours",
+                "{what} is {}, not yours",
                 owner.map_or_else(
                     || "shared (no ds01.user label)".to_string(),
                     |o| format!("{o}'s")

@@ -304,15 +304,7 @@ pub fn judge_commit(pairs: &[(String, String)]) -> Result<(String, Option<String
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn alice() -> Caller {
-        Caller {
-            uid: 1000,
-            name: "alice".into(),
-            home: "/home/alice".into(),
-            admin: false,
-        }
-    }
+    use crate::tests::alice;
 
     #[test]
     fn queries_decode_as_go_does() {

@@ -1,111 +1,22 @@
 //! JSON read as strictly as the gate needs: Go's `encoding/json` lets the
 //! last of two equal keys win and folds keys' case, so a body with a
-//! repeated key is refused here before anything judges it (the other half,
-//! keys in a non-canonical spelling, is [`super::body`]'s schema).
+//! repeated key, in any case, is refused before anything judges it (the
+//! other half, keys in a non-canonical spelling, is [`super::body`]'s
+//! schema). The reader is ds01-core's, which reads runc's specs too.
 
-use std::fmt;
+use serde_json::Value;
 
-use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_json::{Map, Value};
+pub use ds01_core::oci::folds_equal;
 
-/// Parses `bytes` as one JSON value, refusing any object with the same key
-/// twice, or two keys that differ only in case (Go would read both into one
-/// field, the last winning).
+/// Parses `bytes` as one JSON value and nothing after it, refusing any
+/// object with the same key twice, or two keys that differ only in case.
 pub fn parse(bytes: &[u8]) -> Result<Value, String> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let v = Strict::deserialize_value(&mut de).map_err(|e| e.to_string())?;
-    de.end().map_err(|e| e.to_string())?;
-    Ok(v)
-}
-
-struct Strict;
-
-impl Strict {
-    fn deserialize_value<'de, D: Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
-        d.deserialize_any(StrictVisitor)
-    }
-}
-
-struct StrictValue(Value);
-
-impl<'de> de::Deserialize<'de> for StrictValue {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Strict::deserialize_value(d).map(StrictValue)
-    }
-}
-
-struct StrictVisitor;
-
-impl<'de> Visitor<'de> for StrictVisitor {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
-        Ok(Value::Bool(b))
-    }
-    fn visit_i64<E>(self, n: i64) -> Result<Value, E> {
-        Ok(Value::from(n))
-    }
-    fn visit_u64<E>(self, n: u64) -> Result<Value, E> {
-        Ok(Value::from(n))
-    }
-    fn visit_f64<E: de::Error>(self, n: f64) -> Result<Value, E> {
-        serde_json::Number::from_f64(n)
-            .map(Value::Number)
-            .ok_or_else(|| E::custom("a number out of range"))
-    }
-    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
-        Ok(Value::String(s.to_owned()))
-    }
-    fn visit_string<E>(self, s: String) -> Result<Value, E> {
-        Ok(Value::String(s))
-    }
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut out = Vec::new();
-        while let Some(StrictValue(v)) = seq.next_element()? {
-            out.push(v);
-        }
-        Ok(Value::Array(out))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut out = Map::new();
-        while let Some(k) = map.next_key::<String>()? {
-            if let Some(prev) = out.keys().find(|p| folds_equal(p, &k)) {
-                return Err(de::Error::custom(format!(
-                    "the key {k:?} is given twice (also as {prev:?}); Docker would keep only the last"
-                )));
-            }
-            let StrictValue(v) = map.next_value()?;
-            out.insert(k, v);
-        }
-        Ok(Value::Object(out))
-    }
-}
-
-/// Whether Go's `encoding/json` would take two keys for one field: equal
-/// under Unicode simple case folding (so `K` and the Kelvin sign `K` too).
-pub fn folds_equal(a: &str, b: &str) -> bool {
-    let fold = |s: &str| -> String { s.chars().flat_map(fold_char).collect() };
-    a == b || fold(a) == fold(b)
-}
-
-fn fold_char(c: char) -> impl Iterator<Item = char> {
-    // Go folds the Kelvin sign to k and the long s to s; Rust's lowercase
-    // does the first but not the second.
-    let c = match c {
-        'ſ' => 's',
-        'K' => 'k',
-        _ => c,
-    };
-    c.to_lowercase()
+    ds01_core::oci::strict_json(bytes, true).map_err(|e| match e {
+        ds01_core::oci::ReadError::Duplicate { key, at } => format!(
+            "the key {key:?} is given twice in {at}, in one case or another; Docker would keep only the last"
+        ),
+        e => e.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -119,8 +30,8 @@ mod tests {
             r#"{"Labels":{},"labels":{"ds01.user":"bob"}}"#,
             r#"{"HostConfig":{"Mounts":[{"Source":"/home/a","source":"/"}]}}"#,
             r#"{"a":{"Privileged":false,"PRIVILEGED":true}}"#,
-            r#"{"Kind":1,"kind":2}"#,
-            r#"{"ſecurityOpt":1,"SecurityOpt":2}"#,
+            r#"{"Kind":1,"\u212aind":2}"#,
+            r#"{"\u017fecurityOpt":1,"SecurityOpt":2}"#,
         ] {
             let e = parse(body.as_bytes()).unwrap_err();
             assert!(e.contains("given twice"), "{body}: {e}");
