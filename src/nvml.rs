@@ -316,20 +316,12 @@ impl NvmlDriver<'_> {
 
 /// Parses `/proc/devices` for the NVIDIA character-device majors.
 pub fn parse_proc_devices(text: &str) -> Result<Majors, String> {
-    let mut lines = text.lines().map(str::trim);
-    if !lines.any(|l| l == "Character devices:") {
-        return Err("no \"Character devices:\" section".to_string());
-    }
+    let devices = ds01_core::access::char_devices(text)
+        .ok_or_else(|| "no \"Character devices:\" section".to_string())?;
     let (mut frontend, mut nvidia, mut uvm, mut caps) = (None, None, None, None);
-    for line in lines.take_while(|l| *l != "Block devices:") {
-        let Some((major, name)) = line.split_once(char::is_whitespace) else {
-            continue;
-        };
-        let Ok(major) = major.parse::<u32>() else {
-            continue;
-        };
+    for (major, name) in devices {
         // Exact names: `nvidia-caps-imex-channels`, `nvidia-nvlink` and the like are other drivers.
-        let slot = match name.trim() {
+        let slot = match name {
             "nvidia-frontend" => &mut frontend,
             "nvidia" => &mut nvidia,
             "nvidia-uvm" => &mut uvm,

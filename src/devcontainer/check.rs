@@ -97,64 +97,11 @@ pub fn replace_local_home(s: &str, home: &str) -> String {
 }
 
 /// Whether `NVIDIA_VISIBLE_DEVICES`'s value asks for no GPU.
+pub use ds01_core::access::{is_gpu_device, rule_reaches_gpu};
+
 pub fn says_none(v: &str) -> bool {
     let v = v.trim();
     v.is_empty() || v.eq_ignore_ascii_case("none") || v.eq_ignore_ascii_case("void")
-}
-
-/// NVIDIA's character-device majors: the frontend's fixed 195, and those
-/// `/proc/devices` names for `nvidia*` (uvm, caps).
-fn nvidia_majors() -> Vec<u32> {
-    let mut out = vec![195];
-    if let Ok(text) = std::fs::read_to_string("/proc/devices") {
-        let chars = text.split("Block devices:").next().unwrap_or("");
-        for line in chars.lines() {
-            if let Some((n, name)) = line.trim().split_once(' ')
-                && name.starts_with("nvidia")
-                && let Ok(n) = n.parse()
-            {
-                out.push(n);
-            }
-        }
-    }
-    out
-}
-
-/// Whether a device a container is given is an NVIDIA GPU's: a
-/// `/dev/nvidia*` path, a CDI name (`nvidia.com/gpu=...`), or any path that
-/// is an NVIDIA character device on this server (`/dev/char/195:0`, a link).
-pub fn is_gpu_device(path: &str) -> bool {
-    use std::os::unix::fs::FileTypeExt;
-    use std::os::unix::fs::MetadataExt;
-    if path.starts_with("/dev/nvidia") || path.starts_with("nvidia.com/gpu=") {
-        return true;
-    }
-    if let Some(num) = path.strip_prefix("/dev/char/")
-        && let Some((maj, _)) = num.split_once(':')
-    {
-        return maj.parse().is_ok_and(|m: u32| nvidia_majors().contains(&m));
-    }
-    std::fs::metadata(path).is_ok_and(|m| {
-        m.file_type().is_char_device() && nvidia_majors().contains(&libc::major(m.rdev()))
-    })
-}
-
-/// Whether a device cgroup rule (`c 195:* rwm`) opens NVIDIA devices:
-/// every device (`a`), any major (`*`), or an NVIDIA major.
-pub fn rule_reaches_gpu(rule: &str) -> bool {
-    let mut parts = rule.split_whitespace();
-    let kind = parts.next().unwrap_or("");
-    let major = parts.next().and_then(|n| n.split(':').next()).unwrap_or("");
-    match kind {
-        "a" => true,
-        "c" => {
-            major == "*"
-                || major
-                    .parse()
-                    .is_ok_and(|m: u32| nvidia_majors().contains(&m))
-        }
-        _ => false,
-    }
 }
 
 /// A flag's value in `runArgs`: `--flag=value`, or `--flag value`.

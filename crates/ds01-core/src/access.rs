@@ -351,8 +351,90 @@ pub fn device_list_mounts(spec: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The character devices `/proc/devices` lists: (major, name), in order.
+/// The one reader of that file's format, for the inventory and the checks.
+pub fn char_devices(text: &str) -> Option<Vec<(u32, &str)>> {
+    let mut lines = text.lines().map(str::trim);
+    lines.find(|l| *l == "Character devices:")?;
+    Some(
+        lines
+            .take_while(|l| *l != "Block devices:")
+            .filter_map(|l| {
+                let (major, name) = l.split_once(char::is_whitespace)?;
+                Some((major.parse().ok()?, name.trim()))
+            })
+            .collect(),
+    )
+}
+
+/// NVIDIA's character-device majors on this host: the frontend's fixed
+/// 195, and those `/proc/devices` names `nvidia*` (uvm, caps).
+fn host_nvidia_majors() -> Vec<u32> {
+    let text = std::fs::read_to_string("/proc/devices").unwrap_or_default();
+    std::iter::once(195)
+        .chain(
+            char_devices(&text)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(_, name)| name.starts_with("nvidia"))
+                .map(|(m, _)| m),
+        )
+        .collect()
+}
+
+/// Whether a device a container is given is an NVIDIA GPU's: a
+/// `/dev/nvidia*` path, a CDI name (`nvidia.com/gpu=...`), or any path that
+/// is an NVIDIA character device on this server (`/dev/char/195:0`, a link).
+pub fn is_gpu_device(path: &str) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    use std::os::unix::fs::MetadataExt;
+    if path.starts_with("/dev/nvidia") || path.starts_with("nvidia.com/gpu=") {
+        return true;
+    }
+    if let Some(num) = path.strip_prefix("/dev/char/")
+        && let Some((maj, _)) = num.split_once(':')
+    {
+        return maj
+            .parse()
+            .is_ok_and(|m: u32| host_nvidia_majors().contains(&m));
+    }
+    std::fs::metadata(path).is_ok_and(|m| {
+        m.file_type().is_char_device() && host_nvidia_majors().contains(&libc::major(m.rdev()))
+    })
+}
+
+/// Whether a device cgroup rule as Docker takes it (`c 195:* rwm`) opens
+/// NVIDIA devices: every device (`a`), any major (`*`), or an NVIDIA major.
+pub fn rule_reaches_gpu(rule: &str) -> bool {
+    let mut parts = rule.split_whitespace();
+    let kind = parts.next().unwrap_or("");
+    let major = parts.next().and_then(|n| n.split(':').next()).unwrap_or("");
+    match kind {
+        "a" => true,
+        "c" => {
+            major == "*"
+                || major
+                    .parse()
+                    .is_ok_and(|m: u32| host_nvidia_majors().contains(&m))
+        }
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn proc_devices_lists_character_devices_only() {
+        let text = "Character devices:\n  1 mem\n195 nvidia-frontend\n508 nvidia-uvm\n\nBlock devices:\n  8 sd\n";
+        assert_eq!(
+            char_devices(text).unwrap(),
+            [(1, "mem"), (195, "nvidia-frontend"), (508, "nvidia-uvm")]
+        );
+        assert_eq!(char_devices("Block devices:\n 8 sd\n"), None);
+        assert!(rule_reaches_gpu("a *:* rwm") && rule_reaches_gpu("c *:* rwm"));
+        assert!(!rule_reaches_gpu("c 1:3 rwm") && !rule_reaches_gpu("b *:* rwm"));
+    }
+
     use super::*;
     use serde_json::json;
 
