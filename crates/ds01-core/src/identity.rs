@@ -226,7 +226,11 @@ pub fn owner_slice(group: &str, user: &str, systemd: bool) -> String {
 /// `/ds01-g-u.slice/...` or systemd `ds01-g-u.slice:docker:<id>`). The
 /// group is the part up to the first `-`, so group names have none.
 fn cgroup_user(spec: &Value) -> Option<String> {
-    let path = spec.pointer("/linux/cgroupsPath")?.as_str()?;
+    slice_user(spec.pointer("/linux/cgroupsPath")?.as_str()?)
+}
+
+/// The user a cgroup path or parent names by a `ds01-<group>-<user>.slice`.
+pub fn slice_user(path: &str) -> Option<String> {
     path.split(['/', ':']).find_map(|part| {
         let inner = part.strip_prefix("ds01-")?.strip_suffix(".slice")?;
         let (_group, user) = inner.split_once('-')?;

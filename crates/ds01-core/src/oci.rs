@@ -282,6 +282,14 @@ const PROCESS: Shape = Shape::Object(&[
     ),
     ("apparmorProfile", Shape::String),
     ("noNewPrivileges", Shape::Bool),
+    (
+        "rlimits",
+        Shape::Array(&Shape::Object(&[
+            ("type", Shape::String),
+            ("hard", Shape::Integer),
+            ("soft", Shape::Integer),
+        ])),
+    ),
 ]);
 const NAMESPACE: Shape = Shape::Object(&[("type", Shape::String), ("path", Shape::String)]);
 const ROOT: Shape = Shape::Object(&[

@@ -94,6 +94,9 @@ pub enum Ask {
     Unconfined,
     /// A mount that carries mounts back to the host.
     SharedPropagation(String),
+    /// A resource limit that lets the container raise its own scheduling
+    /// priority (real-time, or a nicer nice).
+    Rlimit(String),
 }
 
 impl std::fmt::Display for Ask {
@@ -109,6 +112,7 @@ impl std::fmt::Display for Ask {
             Ask::NoSeccomp => write!(f, "no seccomp filter"),
             Ask::Unconfined => write!(f, "no AppArmor profile"),
             Ask::SharedPropagation(p) => write!(f, "shared mount propagation at {p}"),
+            Ask::Rlimit(r) => write!(f, "the resource limit {r}"),
         }
     }
 }
@@ -158,7 +162,24 @@ pub fn asks(spec: &Value, host: &Host) -> Vec<Ask> {
     {
         out.push(Ask::Unconfined);
     }
+    rlimits(spec.get("process").unwrap_or(&Value::Null), &mut out);
     out
+}
+
+/// Limits that raise what the scheduler gives: a non-zero `RLIMIT_RTPRIO`
+/// lets a process run real-time (and starve the host's CPUs), a non-zero
+/// `RLIMIT_NICE` lets it raise its priority over other users'.
+pub fn rlimits(process: &Value, out: &mut Vec<Ask>) {
+    for r in oci::array(process, "/rlimits") {
+        let kind = r.get("type").and_then(Value::as_str).unwrap_or("");
+        let raises = matches!(kind, "RLIMIT_RTPRIO" | "RLIMIT_NICE")
+            && ["hard", "soft"]
+                .iter()
+                .any(|k| r.get(*k).and_then(Value::as_u64).unwrap_or(0) > 0);
+        if raises {
+            out.push(Ask::Rlimit(kind.into()));
+        }
+    }
 }
 
 /// The capabilities of a process (the container's, or an exec's) beyond
@@ -555,6 +576,13 @@ mod tests {
             (
                 |v| v["mounts"][1]["options"] = json!(["rbind", "rshared"]),
                 Ask::SharedPropagation("/etc/hosts".into()),
+            ),
+            (
+                |v| {
+                    v["process"]["rlimits"] =
+                        json!([{"type": "RLIMIT_RTPRIO", "hard": 99, "soft": 99}])
+                },
+                Ask::Rlimit("RLIMIT_RTPRIO".into()),
             ),
         ];
         for (edit, want) in cases {

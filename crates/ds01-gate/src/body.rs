@@ -16,6 +16,10 @@ use super::{Caller, Refusal, Rules, may_mount};
 #[derive(Debug, Default, PartialEq)]
 pub struct Reach {
     pub containers: Vec<String>,
+    /// Named volumes it mounts: each must be the caller's, or new.
+    pub volumes: Vec<String>,
+    /// Networks it joins by name: none may be another user's.
+    pub networks: Vec<String>,
 }
 
 pub(super) fn refusal(rule: &'static str, reason: impl Into<String>) -> Refusal {
@@ -174,7 +178,7 @@ pub fn judge_create(v: &Value, caller: &Caller, rules: &Rules) -> Result<Reach, 
     judge_config(obj)?;
     let mut reach = Reach::default();
     judge_host_config(get(obj, "HostConfig"), caller, rules, &mut reach)?;
-    judge_networking(get(obj, "NetworkingConfig"))?;
+    judge_networking(get(obj, "NetworkingConfig"), &mut reach)?;
     Ok(reach)
 }
 
@@ -335,7 +339,10 @@ fn judge_host_config(
     )?;
     let net = string(f("NetworkMode"), "NetworkMode")?;
     if net != "host" && !net.starts_with("container:") {
-        // A network by name (the default, bridge, none, or one the user made).
+        // A network by name: the default, bridge, none, or one of a user's.
+        if !["", "default", "bridge", "none"].contains(&net) {
+            reach.networks.push(net.to_string());
+        }
     } else {
         namespace(f("NetworkMode"), "network", &[], rules, reach)?;
     }
@@ -434,7 +441,9 @@ fn judge_host_config(
         let src = b.split(':').next().unwrap_or("");
         if src.starts_with('/') {
             bind_source(src, caller, rules)?;
-        } else if !named_volume(src) {
+        } else if named_volume(src) {
+            reach.volumes.push(src.to_string());
+        } else {
             return Err(refusal(
                 "bind-mount",
                 format!("-v {src}: a bind source must be an absolute path, or a volume's name"),
@@ -442,7 +451,7 @@ fn judge_host_config(
         }
     }
     for m in f("Mounts").as_array().into_iter().flatten() {
-        judge_mount(m, caller, rules)?;
+        judge_mount(m, caller, rules, reach)?;
     }
     if !f("Mounts").is_null() && !f("Mounts").is_array() {
         return Err(refusal("parse", "Mounts is not a list"));
@@ -471,7 +480,12 @@ fn bind_source(src: &str, caller: &Caller, rules: &Rules) -> Result<(), Refusal>
     }
 }
 
-fn judge_mount(m: &Value, caller: &Caller, rules: &Rules) -> Result<(), Refusal> {
+fn judge_mount(
+    m: &Value,
+    caller: &Caller,
+    rules: &Rules,
+    reach: &mut Reach,
+) -> Result<(), Refusal> {
     let obj = fields(
         m,
         &[
@@ -521,6 +535,9 @@ fn judge_mount(m: &Value, caller: &Caller, rules: &Rules) -> Result<(), Refusal>
                     "bind-mount",
                     format!("a volume mount's source {src:?} is not a volume's name"),
                 ));
+            }
+            if !src.is_empty() {
+                reach.volumes.push(src.to_string());
             }
             let vo = fields(
                 get(obj, "VolumeOptions"),
@@ -591,6 +608,19 @@ fn namespace(
     ))
 }
 
+/// Ulimits (a create's, an update's, a build's): none that raise the
+/// scheduling priority, keys as Docker spells them.
+pub fn judge_ulimits(v: &Value) -> Result<(), Refusal> {
+    if !v.is_null() && !v.is_array() {
+        return Err(refusal("parse", "Ulimits is not a list"));
+    }
+    for u in v.as_array().into_iter().flatten() {
+        let o = fields(u, &["Name", "Hard", "Soft"], "an ulimit")?;
+        one_of(get(o, "Name"), "--ulimit", ULIMITS, "ulimit")?;
+    }
+    Ok(())
+}
+
 /// The resource fields, in a create's HostConfig or an update.
 fn judge_resources(obj: Option<&Map<String, Value>>, what: &str) -> Result<(), Refusal> {
     let f = |k| get(obj, k);
@@ -623,10 +653,7 @@ fn judge_resources(obj: Option<&Map<String, Value>>, what: &str) -> Result<(), R
             "--oom-kill-disable leaves the kernel to kill other users' processes instead",
         ));
     }
-    for u in f("Ulimits").as_array().into_iter().flatten() {
-        let o = fields(u, &["Name", "Hard", "Soft"], "an ulimit")?;
-        one_of(get(o, "Name"), "--ulimit", ULIMITS, "ulimit")?;
-    }
+    judge_ulimits(f("Ulimits"))?;
     for r in f("DeviceRequests").as_array().into_iter().flatten() {
         let o = fields(
             r,
@@ -691,7 +718,7 @@ fn judge_endpoint(v: &Value) -> Result<(), Refusal> {
     )
 }
 
-fn judge_networking(v: &Value) -> Result<(), Refusal> {
+fn judge_networking(v: &Value, reach: &mut Reach) -> Result<(), Refusal> {
     let o = fields(v, &["EndpointsConfig"], "NetworkingConfig")?;
     if let Some(eps) = get(o, "EndpointsConfig").as_object() {
         for (name, ep) in eps {
@@ -702,6 +729,9 @@ fn judge_networking(v: &Value) -> Result<(), Refusal> {
                 ));
             }
             judge_endpoint(ep)?;
+            if !["default", "bridge", "none"].contains(&name.as_str()) {
+                reach.networks.push(name.clone());
+            }
         }
     }
     Ok(())
@@ -818,13 +848,12 @@ pub fn judge_network(v: &Value) -> Result<(), Refusal> {
             "network",
             "IPAM options are an admin's to set",
         )?;
-        for c in get(Some(ipam), "Config").as_array().into_iter().flatten() {
-            fields(
-                c,
-                &["Subnet", "IPRange", "Gateway", "AuxiliaryAddresses"],
-                "an IPAM config",
-            )?;
-        }
+        // A subnet of the caller's choosing could shadow a host route.
+        must_be_empty(
+            get(Some(ipam), "Config"),
+            "network",
+            "a network's subnets are an admin's to choose",
+        )?;
     }
     Ok(())
 }

@@ -12,7 +12,7 @@ pub mod route;
 pub mod strict;
 
 pub use body::Reach;
-pub use route::{Op, Route, route};
+pub use route::{Op, Route, judge_content_types, route};
 
 /// The label the gate stamps on what a caller creates.
 pub const USER_LABEL: &str = "ds01.user";
@@ -107,6 +107,45 @@ pub fn create(body: &[u8], caller: &Caller, rules: &Rules) -> Result<(Vec<u8>, R
         body::judge_create(&v, caller, rules)?
     };
     Ok((write(v, caller), reach))
+}
+
+/// A judged create body with the containers it reaches into named by
+/// their full ids (`ids`: as given, to full), so that dockerd acts on the
+/// very containers the gate checked, whatever is renamed meanwhile.
+pub fn name_reach(body: &[u8], ids: &std::collections::HashMap<String, String>) -> Vec<u8> {
+    let Ok(mut v) = serde_json::from_slice::<Value>(body) else {
+        return body.to_vec();
+    };
+    let full = |name: &str| ids.get(name).cloned().unwrap_or_else(|| name.to_string());
+    if let Some(hc) = v.get_mut("HostConfig").and_then(Value::as_object_mut) {
+        for key in ["PidMode", "IpcMode", "NetworkMode"] {
+            if let Some(Value::String(s)) = hc.get_mut(key)
+                && let Some(c) = s.strip_prefix("container:")
+            {
+                *s = format!("container:{}", full(c));
+            }
+        }
+        for (key, sep) in [("VolumesFrom", ':'), ("Links", ':')] {
+            for e in hc
+                .get_mut(key)
+                .and_then(Value::as_array_mut)
+                .into_iter()
+                .flatten()
+            {
+                if let Value::String(s) = e {
+                    let (name, rest) = s
+                        .split_once(sep)
+                        .map_or((s.as_str(), None), |(a, b)| (a, Some(b)));
+                    let name = full(name.trim_start_matches('/'));
+                    *s = match rest {
+                        Some(r) => format!("{name}{sep}{r}"),
+                        None => name,
+                    };
+                }
+            }
+        }
+    }
+    serde_json::to_vec(&v).expect("JSON serialises")
 }
 
 /// Judges a volume create body and stamps the caller on it.
@@ -378,6 +417,17 @@ mod tests {
         )
         .unwrap();
         assert_eq!(reach.containers, ["b2", "b4", "b3", "b1", "b5"]);
+    }
+
+    #[test]
+    fn reached_containers_are_named_by_full_id() {
+        let body = br#"{"HostConfig":{"VolumesFrom":["a1:ro"],"PidMode":"container:a1","Links":["/a1:db"]}}"#;
+        let ids = [("a1".to_string(), "f".repeat(64))].into();
+        let v: Value = serde_json::from_slice(&name_reach(body, &ids)).unwrap();
+        let f = "f".repeat(64);
+        assert_eq!(v["HostConfig"]["VolumesFrom"][0], format!("{f}:ro"));
+        assert_eq!(v["HostConfig"]["PidMode"], format!("container:{f}"));
+        assert_eq!(v["HostConfig"]["Links"][0], format!("{f}:db"));
     }
 
     #[test]

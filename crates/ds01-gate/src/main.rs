@@ -53,7 +53,7 @@ struct Gate {
 struct Conn {
     caller: Caller,
     upstream: tokio::sync::Mutex<Option<SendRequest<Body>>>,
-    owners: std::sync::Mutex<HashMap<String, Option<String>>>,
+    owners: std::sync::Mutex<HashMap<String, Known>>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -320,7 +320,14 @@ async fn handle(req: Request<Incoming>, gate: &Gate, conn: &Conn) -> Response<Bo
     let caller = &conn.caller;
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
-    let route = match gate::route(&method, &path) {
+    let types = req
+        .headers()
+        .get_all(hyper::header::CONTENT_TYPE)
+        .iter()
+        .map(|v| v.as_bytes());
+    let route = match gate::route(&method, &path)
+        .and_then(|r| gate::judge_content_types(types).map(|()| r))
+    {
         Ok(r) => r,
         // An admin reaches all of Docker, as through its own socket.
         Err(_) if caller.admin => return forward(req.map(|b| b.boxed()), gate, conn).await,
@@ -365,9 +372,23 @@ async fn judge(
         Route::Create => {
             let (parts, body) = read_body(take(req)).await?;
             let (new, reach) = gate::create(&body, caller, &gate.rules).map_err(|r| refused(&r))?;
+            let mut ids = HashMap::new();
             for c in &reach.containers {
-                own_container(gate, conn, c, true).await?;
+                if let Some(k) = own_container(gate, conn, c, true).await? {
+                    ids.insert(c.clone(), k.id);
+                }
             }
+            for v in &reach.volumes {
+                own_volume(gate, conn, v).await?;
+            }
+            for n in &reach.networks {
+                own_network(gate, conn, n).await?;
+            }
+            let new = if ids.is_empty() {
+                new
+            } else {
+                gate::name_reach(&new, &ids)
+            };
             Ok(with_body(parts, new))
         }
         Route::List if gate.rules.list_all || caller.admin => Ok(plain(take(req))),
@@ -377,7 +398,37 @@ async fn judge(
         }
         Route::List | Route::Events | Route::Prune => Ok(plain(take(req))),
         Route::Container(id, op) => {
-            own_container(gate, conn, &id, false).await?;
+            if let Some(k) = own_container(gate, conn, &id, false).await? {
+                // dockerd mounts a container's bind sources again, by their
+                // path, to copy in or out: a path swapped for a link since
+                // would be followed, as root.
+                if op == Op::Other("archive".into()) && k.binds {
+                    return Err(refused(&Refusal {
+                        rule: "archive-bind",
+                        reason: "docker cp to or from a container with a bind mount is refused (dockerd would mount its source again by path); copy through the bound directory itself".into(),
+                    }));
+                }
+                // The full id, so a name or prefix cannot mean another
+                // container by the time dockerd acts.
+                let path = peek(req).uri().path().replacen(
+                    &format!("/containers/{id}"),
+                    &format!("/containers/{}", k.id),
+                    1,
+                );
+                let query = peek(req).uri().query().map(String::from);
+                let uri = match query {
+                    Some(q) => format!("{path}?{q}"),
+                    None => path,
+                };
+                if let Some(r) = req.as_mut() {
+                    *r.uri_mut() = uri.parse().map_err(|_| {
+                        refusal(
+                            StatusCode::BAD_REQUEST,
+                            "ds01-gate: the path cannot be read (rule parse)",
+                        )
+                    })?;
+                }
+            }
             match op {
                 Op::Start => {
                     let (parts, body) = read_body(take(req)).await?;
@@ -442,13 +493,30 @@ async fn judge(
         Route::Commit => {
             let pairs = gate::query::parse(peek(req).uri().query()).map_err(|r| refused(&r))?;
             let (container, name) = gate::query::judge_commit(&pairs).map_err(|r| refused(&r))?;
-            own_container(gate, conn, &container, true).await?;
+            let known = own_container(gate, conn, &container, true).await?;
             if let Some(n) = name {
                 own_tag(gate, conn, &n, false).await?;
             }
             let (parts, body) = read_body(take(req)).await?;
             let new = gate::commit_config(&body, caller).map_err(|r| refused(&r))?;
-            Ok(with_body(parts, new))
+            let req = with_body(parts, new);
+            match known {
+                // The full id, as for every other act on a container.
+                Some(k) => {
+                    let pairs: Vec<(String, String)> = pairs
+                        .into_iter()
+                        .map(|(key, v)| {
+                            if key == "container" {
+                                (key, k.id.clone())
+                            } else {
+                                (key, v)
+                            }
+                        })
+                        .collect();
+                    with_query(req, &gate::query::join(&pairs))
+                }
+                None => Ok(req),
+            }
         }
         Route::ImageRemove(name) => {
             own_tag(gate, conn, &name, false).await?;
@@ -464,14 +532,21 @@ async fn judge(
             let new = gate::network_create(&body, caller).map_err(|r| refused(&r))?;
             Ok(with_body(parts, new))
         }
-        Route::NetworkConnect => {
+        Route::NetworkConnect(net) => {
             let (parts, body) = read_body(take(req)).await?;
+            let mut body = body.to_vec();
             if let Some(c) = gate::judged(&body, caller, "network", gate::body::judge_connect)
                 .map_err(|r| refused(&r))?
             {
-                own_container(gate, conn, &c, true).await?;
+                own_network(gate, conn, &net).await?;
+                if let Some(k) = own_container(gate, conn, &c, true).await? {
+                    let mut v: serde_json::Value =
+                        serde_json::from_slice(&body).expect("judged above");
+                    v["Container"] = serde_json::Value::String(k.id);
+                    body = serde_json::to_vec(&v).expect("JSON serialises");
+                }
             }
-            Ok(with_body(parts, body.to_vec()))
+            Ok(with_body(parts, body))
         }
         Route::VolumeRemove(name) => {
             own_object(gate, conn, &format!("/volumes/{name}"), "volume", &name).await?;
@@ -522,26 +597,70 @@ async fn body_judged<T>(
     Ok(with_body(parts, body.to_vec()))
 }
 
-/// Whether `id` is the caller's container. One Docker does not know is
-/// Docker's to report for a request on it (`named` false), but is refused
-/// where another request names it (`named` true: it may come to exist).
+/// Whether `id` is the caller's container; what the gate knows of it
+/// (`None` for an admin, who is not checked, or one Docker does not know).
+/// One Docker does not know is Docker's to report for a request on it
+/// (`named` false), but is refused where another request names it (`named`
+/// true: it may come to exist).
 async fn own_container(
     gate: &Gate,
     conn: &Conn,
     id: &str,
     named: bool,
-) -> Result<(), Response<Body>> {
+) -> Result<Option<Known>, Response<Body>> {
     if conn.caller.admin {
-        return Ok(());
+        return Ok(None);
     }
-    match owner_of(gate, conn, id).await.map_err(bad_gateway)? {
-        Some(owner) => gate::may_act(&conn.caller, owner.as_deref()).map_err(|r| refused(&r)),
+    match container(gate, conn, id).await.map_err(bad_gateway)? {
+        Some(k) => {
+            gate::may_act(&conn.caller, k.owner.as_deref()).map_err(|r| refused(&r))?;
+            Ok(Some(k))
+        }
         None if named => Err(refused(&Refusal {
             rule: "ownership",
             reason: format!("there is no container {id} of yours"),
         })),
-        None => Ok(()),
+        None => Ok(None),
     }
+}
+
+/// A named volume a create mounts: the caller's, or made now in their name
+/// (dockerd would make it with no owner).
+async fn own_volume(gate: &Gate, conn: &Conn, name: &str) -> Result<(), Response<Body>> {
+    let path = format!("/volumes/{name}");
+    if label_of(gate, conn, &path, "/Labels")
+        .await
+        .map_err(bad_gateway)?
+        .is_some()
+    {
+        return own_object(gate, conn, &path, "volume", name).await;
+    }
+    let body = gate::volume_create(
+        serde_json::json!({ "Name": name }).to_string().as_bytes(),
+        &conn.caller,
+    )
+    .map_err(|r| refused(&r))?;
+    let req = Request::post("/volumes/create")
+        .header("Host", "docker")
+        .header("Content-Type", "application/json")
+        .body(full(body))
+        .map_err(|e| bad_gateway(e.to_string()))?;
+    let resp = send(gate, conn, req).await.map_err(bad_gateway)?;
+    if !resp.status().is_success() {
+        return Err(bad_gateway(format!(
+            "ds01-gate: Docker answered {} making volume {name}",
+            resp.status()
+        )));
+    }
+    Ok(())
+}
+
+/// A network a container joins: not another user's (Docker's own and the
+/// admins' unlabelled ones are shared).
+async fn own_network(gate: &Gate, conn: &Conn, name: &str) -> Result<(), Response<Body>> {
+    let path = format!("/networks/{name}");
+    let what = format!("network {name}");
+    own_labelled(gate, conn, &path, "/Labels", true, "network-owner", &what).await
 }
 
 /// Whether the caller may write the image name `name`: it is new, or
@@ -723,6 +842,14 @@ async fn get_json(
     if resp.status() == StatusCode::NOT_FOUND {
         return Ok(None);
     }
+    // Anything but a found object is no answer to judge by (a bad name is
+    // not "no owner").
+    if !resp.status().is_success() {
+        return Err(format!(
+            "ds01-gate: Docker answered {} for {path}; refused (rule parse)",
+            resp.status()
+        ));
+    }
     let body = resp
         .into_body()
         .collect()
@@ -750,21 +877,55 @@ async fn label_of(
     }))
 }
 
-/// A container's owner, from Docker (cached by full id for this connection).
-async fn owner_of(gate: &Gate, conn: &Conn, id: &str) -> Result<Option<Option<String>>, String> {
+/// What the gate knows of a container: its full id (what dockerd is then
+/// told, so a name or id prefix cannot come to mean another container
+/// between the check and the act), its owner, and whether it has a bind
+/// mount (whose source dockerd mounts again for `cp`, by path).
+#[derive(Clone)]
+struct Known {
+    id: String,
+    owner: Option<String>,
+    binds: bool,
+}
+
+/// A container, from Docker (cached by full id for this connection: ids
+/// are never reused). The owner is the ds01 slice of its cgroup parent
+/// (a build's steps: the gate sets it) before its `ds01.user` label
+/// (which images carry), as ds01-runtime reads it.
+async fn container(gate: &Gate, conn: &Conn, id: &str) -> Result<Option<Known>, String> {
     let full_id = id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit());
-    if full_id && let Some(o) = conn.owners.lock().expect("not poisoned").get(id) {
-        return Ok(Some(o.clone()));
+    if full_id && let Some(k) = conn.owners.lock().expect("not poisoned").get(id) {
+        return Ok(Some(k.clone()));
     }
     let path = format!("/containers/{}/json", gate::query::encode(id));
-    let found = label_of(gate, conn, &path, "/Config/Labels").await?;
-    if full_id && let Some(o) = &found {
-        conn.owners
-            .lock()
-            .expect("not poisoned")
-            .insert(id.to_string(), o.clone());
-    }
-    Ok(found)
+    let Some(v) = get_json(gate, conn, &path).await? else {
+        return Ok(None);
+    };
+    let str_at = |p: &str| v.pointer(p).and_then(serde_json::Value::as_str);
+    let Some(full) = str_at("/Id").filter(|i| i.len() == 64) else {
+        return Err(format!(
+            "ds01-gate: Docker's answer for {path} has no id (rule parse)"
+        ));
+    };
+    let owner = str_at("/HostConfig/CgroupParent")
+        .and_then(ds01_core::identity::slice_user)
+        .or_else(|| str_at(&format!("/Config/Labels/{}", gate::USER_LABEL)).map(String::from));
+    let binds = v
+        .get("Mounts")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .any(|m| m.get("Type").and_then(serde_json::Value::as_str) == Some("bind"));
+    let known = Known {
+        id: full.to_string(),
+        owner,
+        binds,
+    };
+    conn.owners
+        .lock()
+        .expect("not poisoned")
+        .insert(known.id.clone(), known.clone());
+    Ok(Some(known))
 }
 
 /// The container an exec instance runs in.

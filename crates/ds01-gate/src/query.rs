@@ -160,17 +160,9 @@ pub fn judge_build(
     is("isolation", &["default"])?;
     is("remote", &[])?;
     is("outputs", &[])?;
-    if let Some(u) = one(pairs, "ulimits")? {
+    if let Some(u) = one(pairs, "ulimits")?.filter(|u| !u.is_empty()) {
         let v = strict::parse(u.as_bytes()).map_err(|e| refusal("parse", e))?;
-        for l in v.as_array().into_iter().flatten() {
-            let name = l.get("Name").and_then(Value::as_str).unwrap_or("");
-            if name == "rtprio" || name == "nice" || name == "rttime" {
-                return Err(refusal(
-                    "ulimit",
-                    format!("a build's ulimit {name} is an admin's"),
-                ));
-            }
-        }
+        super::body::judge_ulimits(&v)?;
     }
     let mut labels = match one(pairs, "labels")? {
         Some(l) if !l.is_empty() => strict::parse(l.as_bytes()).map_err(|e| refusal("parse", e))?,
@@ -196,17 +188,24 @@ pub fn judge_build(
 }
 
 /// `repo` and `tag` as one name (`repo:tag`, `latest` when none).
-pub fn image_name(repo: &str, tag: &str) -> String {
-    if tag.is_empty() {
-        let last = repo.rsplit('/').next().unwrap_or(repo);
-        if last.contains(':') || repo.contains('@') {
+pub fn image_name(repo: &str, tag: &str) -> Result<String, Refusal> {
+    let last = repo.rsplit('/').next().unwrap_or(repo);
+    let tagged = last.contains(':') || repo.contains('@');
+    if !tag.is_empty() && tagged {
+        return Err(refusal(
+            "parse",
+            format!("{repo:?} is tagged already and the tag {tag:?} is given too"),
+        ));
+    }
+    Ok(if tag.is_empty() {
+        if tagged {
             repo.to_string()
         } else {
             format!("{repo}:latest")
         }
     } else {
         format!("{repo}:{tag}")
-    }
+    })
 }
 
 /// `POST /images/create`: a pull of `fromImage`, never an import.
@@ -233,7 +232,7 @@ pub fn judge_pull(pairs: &[(String, String)]) -> Result<String, Refusal> {
     let Some(image) = one(pairs, "fromImage")?.filter(|s| !s.is_empty()) else {
         return Err(refusal("parse", "the pull names no image"));
     };
-    Ok(image_name(image, one(pairs, "tag")?.unwrap_or("")))
+    image_name(image, one(pairs, "tag")?.unwrap_or(""))
 }
 
 /// `POST /images/{name}/tag`: the name it writes.
@@ -243,7 +242,7 @@ pub fn judge_tag(pairs: &[(String, String)]) -> Result<String, Refusal> {
     if repo.is_empty() {
         return Err(refusal("parse", "the tag names no repository"));
     }
-    Ok(image_name(repo, one(pairs, "tag")?.unwrap_or("")))
+    image_name(repo, one(pairs, "tag")?.unwrap_or(""))
 }
 
 /// `POST /commit`: the container, and the name it writes if any. Changes
@@ -297,7 +296,11 @@ pub fn judge_commit(pairs: &[(String, String)]) -> Result<(String, Option<String
     };
     let repo = one(pairs, "repo")?.unwrap_or("");
     let tag = one(pairs, "tag")?.unwrap_or("");
-    let name = (!repo.is_empty()).then(|| image_name(repo, tag));
+    let name = if repo.is_empty() {
+        None
+    } else {
+        Some(image_name(repo, tag)?)
+    };
     Ok((c.to_string(), name))
 }
 
@@ -379,8 +382,18 @@ mod tests {
             "commit"
         );
         assert_eq!(
-            image_name("localhost:5000/app", ""),
+            image_name("localhost:5000/app", "").unwrap(),
             "localhost:5000/app:latest"
+        );
+        assert!(image_name("bob/app:latest", "v2").is_err());
+        // Lower-case keys Go would read as Name are not a way around.
+        assert!(
+            judge_build(
+                &p("ulimits=%5B%7B%22name%22%3A%22rtprio%22%2C%22Hard%22%3A99%7D%5D"),
+                &alice(),
+                "/ds01-build-alice.slice"
+            )
+            .is_err()
         );
     }
 }

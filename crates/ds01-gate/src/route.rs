@@ -37,7 +37,7 @@ pub enum Route {
     VolumeRemove(String),
     NetworkCreate,
     /// `POST /networks/{id}/connect|disconnect`.
-    NetworkConnect,
+    NetworkConnect(String),
     NetworkRemove(String),
 }
 
@@ -165,7 +165,7 @@ pub fn route(method: &str, raw_path: &str) -> Result<Route, Refusal> {
         ["networks", "create"] if post => Route::NetworkCreate,
         ["networks", _] if get => Route::Plain,
         ["networks", id] if del => Route::NetworkRemove(id.to_string()),
-        ["networks", _, "connect" | "disconnect"] if post => Route::NetworkConnect,
+        ["networks", id, "connect" | "disconnect"] if post => Route::NetworkConnect(id.to_string()),
         _ => {
             return Err(endpoint(format!(
                 "{method} {p} is not an endpoint the gate lets users reach (plugins, swarm, BuildKit's session, prunes of shared things and the like are an admin's)"
@@ -173,6 +173,28 @@ pub fn route(method: &str, raw_path: &str) -> Result<Route, Refusal> {
         }
     };
     Ok(r)
+}
+
+/// Go's `r.Form` reads a body of these types ahead of the query, so a
+/// judged query parameter (`filters`, `repo`, `networkmode`) could be said
+/// again in the body. Docker's API sends neither; a non-admin's request
+/// with one, or with its type given more than once, is refused.
+pub fn judge_content_types<'a>(values: impl Iterator<Item = &'a [u8]>) -> Result<(), Refusal> {
+    let values: Vec<&[u8]> = values.collect();
+    if values.len() > 1 {
+        return Err(refusal("parse", "a request with two Content-Types"));
+    }
+    for v in values {
+        let t = String::from_utf8_lossy(v).to_ascii_lowercase();
+        let t = t.split(';').next().unwrap_or("").trim().to_string();
+        if t == "application/x-www-form-urlencoded" || t.starts_with("multipart/") {
+            return Err(refusal(
+                "parse",
+                format!("a {t} body would say the query again to Docker; the API takes none"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -207,6 +229,21 @@ mod tests {
             Route::ImageRemove("bob/app:latest".into())
         );
         assert_eq!(r("POST", "/images/bob/app/tag"), Route::Tag);
+    }
+
+    #[test]
+    fn form_bodies_that_would_restate_the_query_are_refused() {
+        let j = |v: &[&str]| judge_content_types(v.iter().map(|s| s.as_bytes()));
+        assert!(j(&[]).is_ok() && j(&["application/json"]).is_ok());
+        assert!(j(&["application/x-tar"]).is_ok());
+        for bad in [
+            &["application/x-www-form-urlencoded"][..],
+            &["Application/X-WWW-Form-URLencoded; charset=utf-8"],
+            &["multipart/form-data; boundary=x"],
+            &["application/json", "application/x-www-form-urlencoded"],
+        ] {
+            assert!(j(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

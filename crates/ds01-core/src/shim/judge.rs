@@ -123,6 +123,7 @@ pub fn judge_exec(ctx: &Ctx, id: &str, process: &Path) -> Result<(), String> {
     let nvidia = |_| false;
     let mut asks = Vec::new();
     shape::capabilities(&proc, &host(ctx, &nvidia), &mut asks);
+    shape::rlimits(&proc, &mut asks);
     if proc.get("apparmorProfile").and_then(Value::as_str) == Some("unconfined") {
         asks.push(Ask::Unconfined);
     }
