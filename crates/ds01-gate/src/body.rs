@@ -430,7 +430,7 @@ fn judge_host_config(
         "RestartPolicy",
     )?;
     for v in strings(f("VolumesFrom"), "VolumesFrom")? {
-        let c = v.split(':').next().unwrap_or("");
+        let c = v.split(':').next().unwrap_or("").trim_start_matches('/');
         reach.containers.push(c.to_string());
     }
     for l in strings(f("Links"), "Links")? {

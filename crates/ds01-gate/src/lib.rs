@@ -125,7 +125,7 @@ pub fn name_reach(body: &[u8], ids: &std::collections::HashMap<String, String>) 
                 *s = format!("container:{}", full(c));
             }
         }
-        for (key, sep) in [("VolumesFrom", ':'), ("Links", ':')] {
+        for key in ["VolumesFrom", "Links"] {
             for e in hc
                 .get_mut(key)
                 .and_then(Value::as_array_mut)
@@ -134,12 +134,15 @@ pub fn name_reach(body: &[u8], ids: &std::collections::HashMap<String, String>) 
             {
                 if let Value::String(s) = e {
                     let (name, rest) = s
-                        .split_once(sep)
+                        .split_once(':')
                         .map_or((s.as_str(), None), |(a, b)| (a, Some(b)));
-                    let name = full(name.trim_start_matches('/'));
+                    let bare = name.trim_start_matches('/');
+                    let id = full(bare);
                     *s = match rest {
-                        Some(r) => format!("{name}{sep}{r}"),
-                        None => name,
+                        Some(r) => format!("{id}:{r}"),
+                        // A bare link keeps its name as the alias.
+                        None if key == "Links" => format!("{id}:{bare}"),
+                        None => id,
                     };
                 }
             }
@@ -421,13 +424,14 @@ mod tests {
 
     #[test]
     fn reached_containers_are_named_by_full_id() {
-        let body = br#"{"HostConfig":{"VolumesFrom":["a1:ro"],"PidMode":"container:a1","Links":["/a1:db"]}}"#;
+        let body = br#"{"HostConfig":{"VolumesFrom":["a1:ro"],"PidMode":"container:a1","Links":["/a1:db","a1"]}}"#;
         let ids = [("a1".to_string(), "f".repeat(64))].into();
         let v: Value = serde_json::from_slice(&name_reach(body, &ids)).unwrap();
         let f = "f".repeat(64);
         assert_eq!(v["HostConfig"]["VolumesFrom"][0], format!("{f}:ro"));
         assert_eq!(v["HostConfig"]["PidMode"], format!("container:{f}"));
         assert_eq!(v["HostConfig"]["Links"][0], format!("{f}:db"));
+        assert_eq!(v["HostConfig"]["Links"][1], format!("{f}:a1"));
     }
 
     #[test]

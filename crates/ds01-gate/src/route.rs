@@ -182,6 +182,11 @@ pub fn route(method: &str, raw_path: &str) -> Result<Route, Refusal> {
 /// bollard sends a build's twice), is refused.
 pub fn judge_content_types<'a>(values: impl Iterator<Item = &'a [u8]>) -> Result<(), Refusal> {
     for v in values {
+        // Go lowers a media type by Unicode's rules (`İ` is `i` to it):
+        // a type in anything but ASCII is not read here as Go reads it.
+        if !v.is_ascii() {
+            return Err(refusal("parse", "a Content-Type that is not ASCII"));
+        }
         let t = String::from_utf8_lossy(v).to_ascii_lowercase();
         let t = t.split(';').next().unwrap_or("").trim().to_string();
         if t == "application/x-www-form-urlencoded" || t.starts_with("multipart/") {
@@ -239,6 +244,7 @@ mod tests {
             &["Application/X-WWW-Form-URLencoded; charset=utf-8"],
             &["multipart/form-data; boundary=x"],
             &["application/json", "application/x-www-form-urlencoded"],
+            &["appl\u{130}cation/x-www-form-urlencoded"],
         ] {
             assert!(j(bad).is_err(), "{bad:?}");
         }
