@@ -92,6 +92,15 @@ fn must_be_empty(v: &Value, rule: &'static str, reason: &str) -> Result<(), Refu
     }
 }
 
+/// Refuses `v` if it is `true`.
+fn must_not_be_true(v: &Value, rule: &'static str, reason: &str) -> Result<(), Refusal> {
+    if v.as_bool() == Some(true) {
+        Err(refusal(rule, reason))
+    } else {
+        Ok(())
+    }
+}
+
 /// A string field that must be one of `allowed` (empty counts as unset).
 fn one_of(v: &Value, what: &str, allowed: &[&str], rule: &'static str) -> Result<(), Refusal> {
     let s = string(v, what)?;
@@ -295,12 +304,11 @@ fn judge_host_config(
     known.extend(RESOURCE_FIELDS);
     let obj = fields(hc, &known, "HostConfig")?;
     let f = |k| get(obj, k);
-    if f("Privileged").as_bool() == Some(true) {
-        return Err(refusal(
-            "privileged",
-            "--privileged sees every device on the host, every GPU included",
-        ));
-    }
+    must_not_be_true(
+        f("Privileged"),
+        "privileged",
+        "--privileged sees every device on the host, every GPU included",
+    )?;
     let runtime = string(f("Runtime"), "Runtime")?;
     if !["", "ds01", "nvidia"].contains(&runtime) {
         return Err(refusal(
@@ -647,12 +655,11 @@ fn judge_resources(obj: Option<&Map<String, Value>>, what: &str) -> Result<(), R
             ));
         }
     }
-    if f("OomKillDisable").as_bool() == Some(true) {
-        return Err(refusal(
-            "oom-kill",
-            "--oom-kill-disable leaves the kernel to kill other users' processes instead",
-        ));
-    }
+    must_not_be_true(
+        f("OomKillDisable"),
+        "oom-kill",
+        "--oom-kill-disable leaves the kernel to kill other users' processes instead",
+    )?;
     judge_ulimits(f("Ulimits"))?;
     for r in f("DeviceRequests").as_array().into_iter().flatten() {
         let o = fields(
@@ -771,12 +778,11 @@ pub fn judge_exec(v: &Value) -> Result<(), Refusal> {
         ],
         "the exec request",
     )?;
-    if get(obj, "Privileged").as_bool() == Some(true) {
-        return Err(refusal(
-            "privileged",
-            "exec --privileged gives the process every capability",
-        ));
-    }
+    must_not_be_true(
+        get(obj, "Privileged"),
+        "privileged",
+        "exec --privileged gives the process every capability",
+    )?;
     Ok(())
 }
 
@@ -817,9 +823,11 @@ pub fn judge_network(v: &Value) -> Result<(), Refusal> {
         ],
         "the network request",
     )?;
-    if get(obj, "ConfigOnly").as_bool() == Some(true) {
-        return Err(refusal("network", "a config-only network is an admin's"));
-    }
+    must_not_be_true(
+        get(obj, "ConfigOnly"),
+        "network",
+        "a config-only network is an admin's",
+    )?;
     must_be_empty(
         get(obj, "ConfigFrom"),
         "network",
@@ -828,9 +836,11 @@ pub fn judge_network(v: &Value) -> Result<(), Refusal> {
     one_of(get(obj, "Driver"), "--driver", &["bridge"], "network")?;
     one_of(get(obj, "Scope"), "--scope", &["local"], "network")?;
     labels(get(obj, "Labels"))?;
-    if get(obj, "Ingress").as_bool() == Some(true) {
-        return Err(refusal("network", "an ingress network is swarm's"));
-    }
+    must_not_be_true(
+        get(obj, "Ingress"),
+        "network",
+        "an ingress network is swarm's",
+    )?;
     must_be_empty(
         get(obj, "Options"),
         "network",

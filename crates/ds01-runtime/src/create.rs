@@ -82,10 +82,16 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
         if asks.is_empty() {
             return Ok(None);
         }
+        // The plan's owner, where it named one: Docker's record is not read
+        // twice.
+        if let Some(owner) = known.filter(|o| o.user.is_some()) {
+            return judge::judge(&ctx, &id, &asks, owner, None);
+        }
         let (owner, labels) = judge::owner_of(&ctx, &id, &spec.value)?;
-        judge::judge(&ctx, &id, &asks, known.unwrap_or(&owner), labels.as_ref())
+        judge::judge(&ctx, &id, &asks, &owner, labels.as_ref())
     };
-    // A non-admin's binds are pinned; `None` is an error already reported.
+    // A non-admin's binds are pinned into `value`; `None` is an error
+    // already reported.
     let pin = |value: &mut serde_json::Value, verdict: &Option<judge::Verdict>| {
         let Some(v) = verdict.as_ref().filter(|v| !v.binds.is_empty()) else {
             return Some(None);
@@ -111,29 +117,40 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
             }
         }
     };
-    // runc, on a spec that may carry pins: then runc is a child, and the
-    // pins come down once it has made the container.
-    let run_pinned = |value: &serde_json::Value, pins: Option<pin::Pins>| -> i32 {
-        let Some(pins) = pins else {
-            return runc::exec(&cfg.runc, args, argv, &cfg.log);
+    // runc on the spec, edited by `edit` and carrying the pins where it has
+    // binds to pin (then written first; untouched, it is not copied): with
+    // pins, runc is a child, and they come down once it has made the
+    // container; without, this process becomes runc.
+    let run_on =
+        |edit: Option<fn(&mut serde_json::Value)>, verdict: &Option<judge::Verdict>| -> i32 {
+            let pinning = verdict.as_ref().is_some_and(|v| !v.binds.is_empty());
+            if edit.is_none() && !pinning {
+                return runc::exec(&cfg.runc, args, argv, &cfg.log);
+            }
+            let mut value = spec.value.clone();
+            if let Some(edit) = edit {
+                edit(&mut value);
+            }
+            let Some(pins) = pin(&mut value, verdict) else {
+                return 1;
+            };
+            if let Err(e) = shim::rewrite_json(&path, &value) {
+                return fail(argv, &cfg.log, &e.to_string());
+            }
+            let Some(pins) = pins else {
+                return runc::exec(&cfg.runc, args, argv, &cfg.log);
+            };
+            let code = runc::run(&cfg.runc, args, argv, &cfg.log, None);
+            drop(pins);
+            code
         };
-        if let Err(e) = shim::rewrite_json(&path, value) {
-            return fail(argv, &cfg.log, &e.to_string());
-        }
-        let code = runc::run(&cfg.runc, args, argv, &cfg.log, None);
-        drop(pins);
-        code
+    // A container that asks no GPU: judged for its owner, then runc.
+    let no_gpu = || match judged(&access::maybe_nvidia_major, None) {
+        Ok(verdict) => run_on(None, &verdict),
+        Err(msg) => fail(argv, &cfg.log, &msg),
     };
     if !touches {
-        let verdict = match judged(&access::maybe_nvidia_major, None) {
-            Ok(v) => v,
-            Err(msg) => return fail(argv, &cfg.log, &msg),
-        };
-        let mut value = spec.value.clone();
-        let Some(pins) = pin(&mut value, &verdict) else {
-            return 1;
-        };
-        return run_pinned(&value, pins);
+        return no_gpu();
     }
     let inv = match inventory(&cfg) {
         Ok(inv) => inv,
@@ -145,10 +162,6 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
                 && !Path::new(DRIVER_NODE).exists()
                 && !Path::new(DRIVER_MODULE).exists() =>
         {
-            let verdict = match judged(&access::maybe_nvidia_major, None) {
-                Ok(v) => v,
-                Err(msg) => return fail(argv, &cfg.log, &msg),
-            };
             ds01_core::log::append(
                 &cfg.log,
                 "warn",
@@ -156,11 +169,7 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
                     "{e}; no {DRIVER_NODE} on this host, so container passed to runc with no GPU judged"
                 ),
             );
-            let mut value = spec.value.clone();
-            let Some(pins) = pin(&mut value, &verdict) else {
-                return 1;
-            };
-            return run_pinned(&value, pins);
+            return no_gpu();
         }
         Err(e) => return fail(argv, &cfg.log, &e),
     };
@@ -180,31 +189,17 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
             Err(msg) => return fail(argv, &cfg.log, &msg),
         }
     };
-    let mut value = spec.value.clone();
     let (owner, req, wait) = match plan {
-        Plan::PassThrough => {
-            let Some(pins) = pin(&mut value, &verdict) else {
-                return 1;
-            };
-            return run_pinned(&value, pins);
-        }
+        Plan::PassThrough => return run_on(None, &verdict),
         Plan::Bypass { owner, why } => {
             shim::record_bypass(&ctx, &id, &owner, &why, &inv);
             return runc::exec(&cfg.runc, args, argv, &cfg.log);
         }
         Plan::Refuse(msg) => return fail(argv, &cfg.log, &msg),
-        Plan::DenyHook => {
-            ds01_core::spec::deny_nvidia_hook(&mut value);
-            let Some(pins) = pin(&mut value, &verdict) else {
-                return 1;
-            };
-            if let Err(e) = shim::rewrite_json(&path, &value) {
-                return fail(argv, &cfg.log, &e.to_string());
-            }
-            return run_pinned(&value, pins);
-        }
+        Plan::DenyHook => return run_on(Some(ds01_core::spec::deny_nvidia_hook), &verdict),
         Plan::Allocate { owner, req, wait } => (owner, req, wait),
     };
+    let mut value = spec.value;
     let Some(pins) = pin(&mut value, &verdict) else {
         return 1;
     };

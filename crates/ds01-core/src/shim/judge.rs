@@ -68,7 +68,12 @@ pub fn judge(
     {
         return Ok(None);
     }
-    let home = ctx.accounts.home_of(user);
+    // The helper's exec, only where a bind is to be judged.
+    let home = asks
+        .iter()
+        .any(|a| matches!(a, Ask::Bind(_)))
+        .then(|| ctx.accounts.home_of(user))
+        .flatten();
     let docker_root = ctx.cfg.docker_data_root.clone();
     let owns_pid = |pid: u32| {
         shape::container_of_pid(pid)
