@@ -16,7 +16,7 @@ use ds01_core::activity::{self, Activity};
 use ds01_core::audit::{self, Event, EventKind};
 use ds01_core::config::Config;
 use ds01_core::fsutil;
-use ds01_core::idle::{self, Reason, Rules, Sample, Tracks, Verdict, Warning};
+use ds01_core::idle::{self, Reason, Rules, Sample, Track, Tracks, Verdict, Warning};
 use ds01_core::ledger::{Ledger, Record};
 use ds01_core::log;
 use ds01_core::policy::Groups;
@@ -67,6 +67,14 @@ pub fn tracks(state_dir: &Path) -> Tracks {
         .unwrap_or_default()
 }
 
+/// The track of this record's run: one kept from an earlier run of the
+/// same container id (stopped, then started again) is not its.
+pub fn track_of<'t>(tracks: &'t Tracks, r: &Record) -> Option<&'t Track> {
+    tracks
+        .get(&r.container_id)
+        .filter(|t| t.alloc_id.as_deref() == Some(r.alloc_id.as_str()))
+}
+
 /// The rules for one container: its owner's limits, the config's warning
 /// and CPU threshold, and its keep-alive label where the owner may use it.
 pub fn rules_for(
@@ -95,7 +103,7 @@ pub fn timing(
     keep_alive_label: bool,
     now: SystemTime,
 ) -> (Option<Duration>, Option<Duration>) {
-    let Some(track) = tracks.get(&r.container_id) else {
+    let Some(track) = track_of(tracks, r) else {
         return (None, None);
     };
     let rules = rules_for(cfg, groups, r.user.as_deref(), keep_alive_label);
@@ -189,7 +197,8 @@ pub fn pass(cfg: &Config, w: &World, dry_run: bool) -> Result<Vec<Action>, Strin
         };
         let keep_alive = c.labels.get(KEEP_ALIVE_LABEL).is_some_and(|v| v == "true");
         let rules = rules_for(cfg, w.groups, r.user.as_deref(), keep_alive);
-        let mut track = idle::observe(before.get(&r.container_id), &sample, rules.cpu_percent);
+        let mut track = idle::observe(track_of(&before, r), &sample, rules.cpu_percent);
+        track.alloc_id = Some(r.alloc_id.clone());
         let started = r.since_time().unwrap_or(w.now);
         match idle::judge(&track, started, w.now, &rules) {
             Verdict::Fine => {}
@@ -481,6 +490,22 @@ mod tests {
             !audit.contains("\"container_id\":\"c2\""),
             "c2 computes: {audit}"
         );
+        // Started again under the same id: a new allocation, a new run.
+        // It gets its full time and a new warning, not the old stop.
+        Ledger::new(&cfg.state_dir)
+            .update(|rs| {
+                let mut old = rs.take(|r| r.container_id == "c1").remove(0);
+                old.alloc_id = "c1-2".into();
+                rs.records.push(old);
+            })
+            .unwrap();
+        assert!(run(70, false).is_empty(), "a new run starts afresh");
+        assert!(run(105, false).is_empty());
+        let a = run(116, false);
+        assert_eq!((a[0].container_id.as_str(), a[0].action), ("c1", "warn"));
+        assert_eq!(told.borrow().len(), 2, "warned again");
+        let a = run(137, false);
+        assert_eq!((a[0].container_id.as_str(), a[0].action), ("c1", "stop"));
     }
 
     #[test]

@@ -1317,6 +1317,30 @@ fn an_idle_container_is_warned_then_stopped_and_an_active_one_runs_on() {
         events.contains("\"event\":\"warn\"") && events.contains("\"event\":\"reap\""),
         "{events}"
     );
+    // Started again under the same id: a new run, with its full time and
+    // a new warning before any stop.
+    d.ok(&["start", "idle"]);
+    d.expect_held(2);
+    assert!(reap(&[]).is_empty(), "a new run is not stopped at once");
+    assert_eq!(d.state_of("idle"), "running");
+    let ls = d.ds01(&["container", "ls", "--all", "--json"]);
+    let ls: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
+    let left_secs = ls["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "idle")
+        .unwrap()["time_left_secs"]
+        .as_u64()
+        .unwrap();
+    assert!(left_secs >= 3, "its full idle_timeout again: {ls}");
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(reap(&[]), [("idle".to_string(), "warn".to_string())]);
+    let warnings = std::fs::read_to_string(d.env.path("events.jsonl"))
+        .unwrap()
+        .matches("\"event\":\"warn\"")
+        .count();
+    assert_eq!(warnings, 2, "warned once per run");
     d.ok(&["rm", "-f", "idle", "busy"]);
     d.expect_held(0);
 }

@@ -754,3 +754,166 @@ fn without_cdi_or_hook_a_gpu_container_gets_its_nodes_and_the_log_says_so() {
     r.env
         .assert_log_contains(&["no driver libraries injected", "nvidia-container-toolkit"]);
 }
+
+/// Hook kinds, each with the programs it runs.
+type Hooks<'a> = &'a [(&'a str, &'a [&'a str])];
+
+/// Sets the bundle's hooks.
+fn set_hooks(bundle: &Path, hooks: Hooks) {
+    let path = bundle.join("config.json");
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    for (kind, programs) in hooks {
+        spec["hooks"][*kind] = programs
+            .iter()
+            .map(|p| serde_json::json!({"path": p, "args": [p]}))
+            .collect();
+    }
+    std::fs::write(&path, serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
+}
+
+/// `gc --json`: what it reclaimed, as (container id, reason).
+fn gc(r: &Runc) -> Vec<(String, String)> {
+    let out = r.env.cli(&["gc", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["container_id"].as_str().unwrap().to_string(),
+                x["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_failing_poststop_hook_before_ds01_s_does_not_keep_the_slice() {
+    // runtime-tools' poststop_fail: /bin/false before ds01's hook. runc
+    // stops at the first poststop hook that fails, so ds01's goes first.
+    let Some(r) = setup("") else { return };
+    // With a pid file, as Docker creates, and without one, as
+    // runtime-tools does (then runc's state names the init).
+    for (id, pid_file) in [("pf1", true), ("pf2", false)] {
+        let b = r.gpu_bundle(id);
+        set_hooks(&b, &[("poststop", &["/bin/false"])]);
+        let bs = b.display().to_string();
+        let pid = b.join("init.pid").display().to_string();
+        let mut create = vec!["create", "--bundle", &bs];
+        if pid_file {
+            create.extend(["--pid-file", &pid]);
+        }
+        create.push(id);
+        // The container's stdio is /dev/null: captured, it would hold the pipe.
+        let status = r
+            .env
+            .shim()
+            .args(r.args(&b, &create))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "{:?}",
+            last_oci_error(&b.join("log.json"))
+        );
+        assert_eq!(r.env.held().len(), 1);
+        let spec: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(b.join("config.json")).unwrap()).unwrap();
+        assert_eq!(spec["hooks"]["poststop"][1]["path"], "/bin/false");
+        assert!(r.shim(&b, &["start", id]).status.success());
+        assert!(r.shim(&b, &["kill", id, "KILL"]).status.success());
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        // runc reports the failed hook; the release ran before it.
+        let _ = r.shim(&b, &["delete", "--force", id]);
+        assert!(r.env.held().is_empty(), "{id}: {:?}", r.env.held());
+        assert!(gc(&r).is_empty(), "{id}: nothing left for gc");
+    }
+    r.env.assert_log_contains(&[
+        "from container pf1 (poststop)",
+        "from container pf2 (poststop)",
+    ]);
+}
+
+#[test]
+fn every_lifecycle_of_a_gpu_container_leaves_every_device_free() {
+    // What the OCI runtime-tools suite puts a runtime through, each with a
+    // GPU request: hooks that fail at each point, a process that cannot
+    // start, one that exits at once, kills, forced deletes, `run`.
+    let Some(r) = setup("") else { return };
+    let cases: &[(&str, &str, Hooks)] = &[
+        ("plain", "sleep 60", &[]),
+        ("quick", "true", &[]),
+        (
+            "prestart-fails",
+            "sleep 60",
+            &[("prestart", &["/bin/false"])],
+        ),
+        (
+            "creatert-fails",
+            "sleep 60",
+            &[("createRuntime", &["/bin/false"])],
+        ),
+        (
+            "poststart-fails",
+            "sleep 60",
+            &[("poststart", &["/bin/false"])],
+        ),
+        (
+            "poststop-fails",
+            "sleep 60",
+            &[("poststop", &["/bin/false", "/bin/false"])],
+        ),
+        (
+            "every-hook",
+            "sleep 60",
+            &[
+                ("prestart", &["/bin/true"]),
+                ("createRuntime", &["/bin/true"]),
+                ("poststart", &["/bin/true"]),
+                ("poststop", &["/bin/true"]),
+            ],
+        ),
+    ];
+    for (id, script, hooks) in cases {
+        let b = r.bundle(id, script, &["NVIDIA_VISIBLE_DEVICES=all"]);
+        set_hooks(&b, hooks);
+        if r.create(&b, id).success() {
+            let _ = r.shim(&b, &["start", id]);
+            let _ = r.shim(&b, &["kill", id, "KILL"]);
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            // One delete, as runtime-tools does it: a second would free
+            // whatever the first's hooks left held.
+            let _ = r.shim(&b, &["delete", "--force", id]);
+        }
+        assert!(r.env.held().is_empty(), "{id}: {:?}", r.env.held());
+    }
+    // A process that cannot be started: runc creates, start fails.
+    let b = r.bundle("noexec", "true", &["NVIDIA_VISIBLE_DEVICES=all"]);
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(b.join("config.json")).unwrap()).unwrap();
+    spec["process"]["args"] = serde_json::json!(["/no/such/program"]);
+    std::fs::write(b.join("config.json"), spec.to_string()).unwrap();
+    if r.create(&b, "noexec").success() {
+        let _ = r.shim(&b, &["start", "noexec"]);
+        let _ = r.shim(&b, &["delete", "--force", "noexec"]);
+    }
+    // Created and deleted by force without ever starting; and `run`.
+    let b = r.gpu_bundle("never");
+    assert!(r.create(&b, "never").success());
+    assert!(r.shim(&b, &["delete", "--force", "never"]).status.success());
+    let b = r.bundle("ran", "echo ran", &["NVIDIA_VISIBLE_DEVICES=all"]);
+    assert_eq!(String::from_utf8_lossy(&r.run(&b, "ran").stdout), "ran\n");
+    // Every device free, with nothing left for gc to find.
+    assert!(r.env.held().is_empty(), "{:?}", r.env.held());
+    assert!(gc(&r).is_empty());
+    let devices = r.env.gpus()["devices"].as_array().unwrap().len();
+    assert!(devices >= 8, "the simulated host's devices are all listed");
+}

@@ -541,7 +541,7 @@ fn a_runtime_killed_mid_create_holds_the_slice_while_its_runc_lives() {
     let out = f.create(&b, "after", &[("FAKE_PID", &me())]);
     assert!(out.status.success(), "{}", error_of(&b));
     f.env
-        .assert_log_contains(&["create ended before runc made the container"]);
+        .assert_log_contains(&["runc knows no such container and no create of it is in flight"]);
 }
 
 #[test]
@@ -612,7 +612,8 @@ fn an_unreadable_inventory_refuses_bypasses_only_where_a_driver_is_loaded() {
     } else {
         // No driver, no GPU to protect: the privileged container runs.
         assert!(out.status.success(), "{}", error_of(&b));
-        f.env.assert_log_contains(&["passed to runc unjudged"]);
+        f.env
+            .assert_log_contains(&["passed to runc with no GPU judged"]);
     }
     // A GPU request fails plainly either way.
     let g = f.bundle("gpu", "gpu.json");
@@ -640,7 +641,7 @@ fn a_delete_during_a_create_in_flight_leaves_the_slice_to_its_orphan() {
     );
     std::thread::sleep(Duration::from_secs(4));
     let out = f.env.cli(&["gc"]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("create ended"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no create of it is in flight"));
     assert!(f.env.held().is_empty());
 }
 

@@ -526,6 +526,40 @@ fn bad_profile_is_refused_plainly() {
 }
 
 #[test]
+fn under_conmon_the_refusal_leaves_its_prefix_to_podman() {
+    // podman prints "<runtime name>: <message>": "ds01: ds01: ..." under
+    // conmon would say the name twice. A script named conmon stands in.
+    let f = Fake::new("");
+    let b = f.bundle("gpu", "gpu.json");
+    let text = std::fs::read_to_string(b.join("config.json")).unwrap();
+    std::fs::write(
+        b.join("config.json"),
+        text.replace("DS01_GPU_PROFILE=1g.10gb", "DS01_GPU_PROFILE=huge"),
+    )
+    .unwrap();
+    let conmon = f.env.path("conmon");
+    // Not `exec`: the shim must be conmon's child.
+    std::fs::write(&conmon, "#!/bin/sh\n\"$@\"\nexit $?\n").unwrap();
+    std::fs::set_permissions(&conmon, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = std::process::Command::new(&conmon)
+        .arg(shim())
+        .args(docker_create(&b, "c"))
+        .env("DS01_CONFIG", &f.env.config)
+        .env("FAKE_RUNC_LOG", f.log())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let msg = last_oci_error(&b.join("log.json")).unwrap();
+    assert!(
+        msg.starts_with("DS01_GPU_PROFILE=\"huge\" is not a GPU profile"),
+        "{msg}"
+    );
+    // The shim's own log keeps the whole line.
+    f.env
+        .assert_log_contains(&["ds01: DS01_GPU_PROFILE=\"huge\""]);
+}
+
+#[test]
 fn gpus_lists_inventory_and_holders() {
     let f = Fake::new("");
     let out = f.env.cli(&["gpus"]);

@@ -177,13 +177,14 @@ fn every_route_the_container_brought_is_removed() {
         after["hooks"]["prestart"][0]["path"],
         "/usr/bin/nvidia-container-runtime-hook"
     );
+    // ds01's hook first: runc stops at the first poststop hook that fails.
     assert_eq!(
         after["hooks"]["poststop"][0]["path"],
-        "/usr/local/bin/other"
+        "/usr/bin/ds01-runtime"
     );
     assert_eq!(
         after["hooks"]["poststop"][1]["path"],
-        "/usr/bin/ds01-runtime"
+        "/usr/local/bin/other"
     );
     // Patching twice (a bundle run twice by hand) gives the same spec.
     let again = patch(after.clone());
@@ -191,7 +192,7 @@ fn every_route_the_container_brought_is_removed() {
     // A spec patched by the hook program's form before loses that hook too:
     // one ds01 hook, never two.
     let mut earlier = after.clone();
-    earlier["hooks"]["poststop"][1] = json!({"path": "/usr/bin/ds01-poststop",
+    earlier["hooks"]["poststop"][0] = json!({"path": "/usr/bin/ds01-poststop",
         "args": ["/usr/bin/ds01-poststop", "poststop", "a0", "/run/ds01/released"]});
     assert_eq!(patch(earlier), after);
 }

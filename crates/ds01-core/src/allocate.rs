@@ -79,6 +79,7 @@ pub fn choose<'a>(
     }
     let allow_full = limits.allow_full_gpu.value;
     let units = inv.units();
+    let full = |u: &Unit| u.kind == UnitKind::Full;
     let chosen = match &req.profile {
         Profile::Full => {
             if !allow_full {
@@ -88,9 +89,7 @@ pub fn choose<'a>(
                     limits.allow_full_gpu.from
                 )));
             }
-            pick(&units, held, req.count, "full GPU", |u| {
-                u.kind == UnitKind::Full
-            })
+            pick(&units, held, req.count, "full GPU", full).map_err(|s| refusal(&[s]))
         }
         Profile::Mig(name) => {
             if !units
@@ -105,19 +104,18 @@ pub fn choose<'a>(
             pick(&units, held, req.count, &format!("{name} MIG slice"), |u| {
                 u.mig.is_some_and(|m| &m.profile == name)
             })
+            .map_err(|s| refusal(&[s]))
         }
-        Profile::AnyMig => {
-            let mig = pick(&units, held, req.count, "MIG slice", |u| {
-                u.kind == UnitKind::Mig
-            });
-            match mig {
-                Err(_) if allow_full => pick(&units, held, req.count, "full GPU", |u| {
-                    u.kind == UnitKind::Full
-                })
-                .or(mig),
-                other => other,
-            }
-        }
+        // A slice, or where the owner may have one, a full GPU: a refusal
+        // says both were tried.
+        Profile::AnyMig => match pick(&units, held, req.count, "MIG slice", |u| {
+            u.kind == UnitKind::Mig
+        }) {
+            Ok(units) => Ok(units),
+            Err(mig) if allow_full => pick(&units, held, req.count, "full GPU", full)
+                .map_err(|whole| refusal(&[mig, whole])),
+            Err(mig) => Err(refusal(&[mig])),
+        },
     }?;
     if let Some(max) = limits.max_gpu_equivalents.value {
         let asked: f64 = chosen.iter().map(Unit::gpueq).sum();
@@ -144,13 +142,35 @@ pub fn choose<'a>(
     Ok(chosen)
 }
 
+/// Why [`pick`] found too few: the text, and whether devices of that kind
+/// exist here (and may come free).
+struct Short {
+    text: String,
+    busy: bool,
+}
+
+/// One refusal for every kind tried, with the hint to wait where one of
+/// them may come free.
+fn refusal(tried: &[Short]) -> Refusal {
+    let text = tried
+        .iter()
+        .map(|s| s.text.as_str())
+        .collect::<Vec<_>>()
+        .join(", and ");
+    if tried.iter().any(|s| s.busy) {
+        Refusal(format!("{text}; {HINT}"))
+    } else {
+        Refusal(text)
+    }
+}
+
 fn pick<'a>(
     units: &[Unit<'a>],
     held: &Records,
     count: usize,
     what: &str,
     fits: impl Fn(&Unit) -> bool,
-) -> Result<Vec<Unit<'a>>, Refusal> {
+) -> Result<Vec<Unit<'a>>, Short> {
     let fitting: Vec<&Unit> = units.iter().filter(|u| fits(u)).collect();
     let mut free: Vec<Unit> = fitting
         .iter()
@@ -174,19 +194,25 @@ fn pick<'a>(
     let total = fitting.len();
     let used = total - free.len();
     if total == 0 {
-        return Err(Refusal(format!("this host has no {what}")));
+        return Err(Short {
+            text: format!("this host has no {what}"),
+            busy: false,
+        });
     }
     if free.len() >= count {
         return Ok(free.into_iter().take(count).collect());
     }
-    Err(Refusal(if count == 1 {
-        format!("no {what} free ({used} of {total} in use); {HINT}")
-    } else {
-        format!(
-            "{count} {what}s asked for, {} free ({used} of {total} in use); {HINT}",
-            free.len()
-        )
-    }))
+    Err(Short {
+        text: if count == 1 {
+            format!("no {what} free ({used} of {total} in use)")
+        } else {
+            format!(
+                "{count} {what}s asked for, {} free ({used} of {total} in use)",
+                free.len()
+            )
+        },
+        busy: true,
+    })
 }
 
 fn profiles(units: &[Unit]) -> String {
@@ -314,6 +340,18 @@ mod tests {
         // Where full GPUs are allowed, the default falls back to one.
         let got = choose_for(&inv, &rs, &req(1, Profile::AnyMig), &full_ok()).unwrap();
         assert_eq!(inv.unit(&got[0]).unwrap().kind, UnitKind::Full);
+        // With that one held too, the refusal names both that were tried.
+        let every: Vec<&str> = inv.units().iter().map(|u| u.uuid).collect();
+        let rs = held(&inv, "bob", &every);
+        let e = choose_for(&inv, &rs, &req(1, Profile::AnyMig), &full_ok()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "no MIG slice free (7 of 7 in use), and no full GPU free (1 of 1 in use); \
+             try later or see 'container ls --all'"
+        );
+        // Without it allowed, a full GPU was not tried and is not named.
+        let e = choose_for(&inv, &rs, &req(1, Profile::AnyMig), &open()).unwrap_err();
+        assert!(!e.to_string().contains("full GPU"), "{e}");
     }
 
     #[test]

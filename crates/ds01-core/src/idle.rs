@@ -31,6 +31,11 @@ pub enum Reason {
 /// milliseconds since the epoch: CPU rates need more than seconds.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Track {
+    /// The allocation (one run of the container) this track is of: a
+    /// container started again under the same id is a new run, with a
+    /// new warning and its full time.
+    #[serde(default)]
+    pub alloc_id: Option<String>,
     /// Since when it has been idle; `None` while it is active.
     pub idle_since_ms: Option<u64>,
     pub cpu_usec: Option<u64>,
@@ -113,6 +118,7 @@ pub fn observe(prev: Option<&Track>, s: &Sample, cpu_percent: f64) -> Track {
         warned = None;
     }
     Track {
+        alloc_id: prev.and_then(|p| p.alloc_id.clone()),
         idle_since_ms: if idle {
             Some(prev.and_then(|p| p.idle_since_ms).unwrap_or(now))
         } else {

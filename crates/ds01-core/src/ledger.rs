@@ -114,7 +114,7 @@ impl Record {
             }
             return None;
         }
-        Some("its create ended before runc made the container".into())
+        Some("runc knows no such container and no create of it is in flight".into())
     }
 }
 

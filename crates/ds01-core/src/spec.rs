@@ -136,7 +136,7 @@ pub fn deny_nvidia_hook(spec: &mut Value) {
 }
 
 /// Gives the container exactly `alloc`: device nodes with `rwm` rules,
-/// `NVIDIA_VISIBLE_DEVICES`, the poststop hook (appended, replacing an
+/// `NVIDIA_VISIBLE_DEVICES`, the poststop hook (first, replacing an
 /// earlier ds01 hook), and the annotation. Call after [`strip_gpu_routes`].
 pub fn inject(spec: &mut Value, alloc: &Allocation) {
     let Some(root) = spec.as_object_mut() else {
@@ -186,7 +186,9 @@ pub fn inject(spec: &mut Value, alloc: &Allocation) {
     if !alloc.hook.env.is_empty() {
         hook["env"] = json!(alloc.hook.env);
     }
-    poststop.push(hook);
+    // First: runc stops at the first poststop hook that fails, and a
+    // release must not wait on someone else's hook.
+    poststop.insert(0, hook);
 
     object_in(root, "annotations")
         .insert(ANNOTATION.into(), Value::String(alloc.annotation.clone()));

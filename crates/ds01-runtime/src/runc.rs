@@ -158,6 +158,12 @@ pub fn delete_force(runc: &Path, argv: &Argv) {
 /// The shim's own log gets it too (`log`: the config's, or the default).
 pub fn report(argv: &Argv, log: &Path, msg: &str) {
     ds01_core::log::append(log, "error", msg);
+    // podman (through conmon) names the runtime in front of its message:
+    // "ds01: ds01: ..." says nothing twice.
+    let msg = match msg.strip_prefix("ds01: ") {
+        Some(rest) if parent_is_conmon() => rest,
+        _ => msg,
+    };
     let written = argv
         .log
         .as_deref()
@@ -165,4 +171,11 @@ pub fn report(argv: &Argv, log: &Path, msg: &str) {
     if !written {
         eprintln!("{msg}");
     }
+}
+
+/// Whether this process was started by conmon, podman's and CRI-O's
+/// container monitor.
+fn parent_is_conmon() -> bool {
+    let ppid = unsafe { libc::getppid() };
+    std::fs::read_to_string(format!("/proc/{ppid}/comm")).is_ok_and(|c| c.trim_end() == "conmon")
 }

@@ -586,9 +586,17 @@ fn poststop_hook(ctx: &Ctx, alloc_id: &str) -> Hook {
 /// that staleness can be judged by it. An error means the allocation is
 /// gone (reclaimed while runc ran): the container must not start.
 pub fn note_init_pid(ctx: &Ctx, record: &Record, pid_file: Option<&Path>) -> Result<(), String> {
+    // Without a pid file (runtime-tools, a hand-run create), runc's own
+    // state names the init: a record with its pid is judged by it, not
+    // by a guess at why runc no longer knows the container.
     let pid = pid_file
         .and_then(|p| std::fs::read_to_string(p).ok())
-        .and_then(|s| s.trim().parse::<u32>().ok());
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .or_else(|| {
+            ctx.host
+                .runc_init(&record.root, &record.container_id)
+                .map(|(pid, _)| pid)
+        });
     // Without a pid (or its start time, to tell it from a reused one) the
     // record stays pending: runc's own state then vouches for it.
     let start = pid.and_then(|p| ctx.host.process_start(p));
