@@ -232,9 +232,12 @@ impl Pending {
         let data = serde_json::to_vec(record).expect("records serialise");
         let _ = (&self.file).write_all(&data);
     }
+}
 
-    /// The create is over (the init pid is noted, or it was released).
-    pub fn finish(self) {
+/// Dropped, the create is over (its init pid noted, or it released): the
+/// marker goes. A runtime killed first leaves it to the reclaimers.
+impl Drop for Pending {
+    fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
 }

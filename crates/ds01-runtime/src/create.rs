@@ -10,7 +10,7 @@ use ds01_core::host::RealHost;
 use ds01_core::identity::Owner;
 use ds01_core::inventory::snapshot;
 use ds01_core::shape;
-use ds01_core::shim::{self, Ctx, Plan, argv::Argv, judge};
+use ds01_core::shim::{self, Ctx, Plan, argv::Argv, judge, patch, reserve::reserve};
 use ds01_core::{cdi, driver};
 
 use crate::accounts::HelperAccounts;
@@ -177,7 +177,7 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
     let nvidia_major = |m: i64| u32::try_from(m).is_ok_and(|m| majors.contains(&m));
     let plan = shim::plan(&ctx, &id, &spec, &inv);
     let known = match &plan {
-        Plan::Allocate { owner, .. } => Some(owner),
+        Plan::Allocate(want) => Some(&want.owner),
         _ => None,
     };
     // An admin's container around the allocator was judged by the plan.
@@ -189,50 +189,46 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
             Err(msg) => return fail(argv, &cfg.log, &msg),
         }
     };
-    let (owner, req, wait) = match plan {
+    let want = match plan {
         Plan::PassThrough => return run_on(None, &verdict),
         Plan::Bypass { owner, why } => {
             shim::record_bypass(&ctx, &id, &owner, &why, &inv);
             return runc::exec(&cfg.runc, args, argv, &cfg.log);
         }
         Plan::Refuse(msg) => return fail(argv, &cfg.log, &msg),
-        Plan::DenyHook => return run_on(Some(ds01_core::spec::deny_nvidia_hook), &verdict),
-        Plan::Allocate { owner, req, wait } => (owner, req, wait),
+        Plan::DenyHook => return run_on(Some(patch::deny_hook), &verdict),
+        Plan::Allocate(want) => want,
     };
     let mut value = spec.value;
     let Some(pins) = pin(&mut value, &verdict) else {
         return 1;
     };
     let found = driver_found(&cfg);
-    let (record, pending) = match shim::allocate(
-        &ctx, argv, &bundle, &mut value, &req, wait, &owner, &inv, &found,
-    ) {
+    // From here on, an error path that drops the reservation releases it.
+    let mut res = match reserve(&ctx, argv, &bundle, &want, &inv) {
         Ok(r) => r,
         Err(e) => return fail(argv, &cfg.log, &e.to_string()),
     };
+    if let Err(e) = patch::patch(&mut res, &mut value, &bundle, &want.owner, &inv, &found) {
+        return fail(argv, &cfg.log, &e.to_string());
+    }
     // runc inherits the marker: while it runs, even if this process is
     // killed, the allocation counts as a create in flight.
-    let code = runc::run(&cfg.runc, args, argv, &cfg.log, Some(pending.fd()));
+    let code = runc::run(&cfg.runc, args, argv, &cfg.log, Some(res.fd()));
     drop(pins);
     // `create`, `run --detach` and `restore --detach` return while the
     // container lives on; a foreground `run` or `restore` returns at its end.
     let returns_early = argv.command.as_deref() == Some("create") || argv.detach;
-    if code == 0 && returns_early {
-        let noted = shim::note_init_pid(&ctx, &record, argv.pid_file.as_deref());
-        pending.finish();
-        if let Err(msg) = noted {
-            runc::delete_force(&cfg.runc, argv);
-            return fail(argv, &cfg.log, &msg);
-        }
-    } else {
-        // A failed create, or a `run` that is over: the devices are free.
-        let why = if code != 0 {
-            "create failed"
-        } else {
-            "run ended"
-        };
-        shim::release(&ctx, why, &id, |r| r.alloc_id == record.alloc_id);
-        pending.finish();
+    match (code, returns_early) {
+        (0, true) => match res.note_init_pid(argv.pid_file.as_deref()) {
+            Ok(()) => res.commit(),
+            Err(msg) => {
+                runc::delete_force(&cfg.runc, argv);
+                return fail(argv, &cfg.log, &msg);
+            }
+        },
+        (0, false) => res.release("run ended"),
+        _ => res.release("create failed"),
     }
     code
 }

@@ -4,30 +4,27 @@
 
 pub mod argv;
 pub mod judge;
+pub mod patch;
+pub mod reserve;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::access::{self, NvidiaDevices};
-use crate::allocate::{self, Refusal};
+use crate::allocate::Refusal;
 use crate::audit::{self, Event};
 use crate::config::{Config, ConfigError};
 use crate::fsutil;
 use crate::host::Host;
 use crate::identity::{self, Accounts, Owner};
-use crate::idle;
 use crate::inventory::{Inventory, InventoryError};
-use crate::ledger::{Ledger, LedgerError, Pending, Record};
+use crate::ledger::{Ledger, LedgerError, Record};
 use crate::log;
 use crate::oci;
-use crate::queue;
-use crate::recover::Note;
 use crate::request::{self, Request, RequestError};
-use crate::spec::{self, Allocation, Hook};
 use crate::time::timestamp;
-use argv::Argv;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ShimError {
@@ -55,12 +52,7 @@ pub enum Plan {
     /// and written down in the audit log.
     Bypass { owner: Owner, why: String },
     /// Allocate for the request and run runc on the patched spec.
-    /// `wait`: how long it may wait in the GPU queue when nothing is free.
-    Allocate {
-        owner: Owner,
-        req: Request,
-        wait: Duration,
-    },
+    Allocate(Want),
     /// No request, but NVIDIA's hook is in the spec: tell it to give no
     /// device (`NVIDIA_VISIBLE_DEVICES=void`), then runc.
     DenyHook,
@@ -68,16 +60,14 @@ pub enum Plan {
     Refuse(String),
 }
 
-/// How often a waiting create tries again.
-const QUEUE_POLL: Duration = Duration::from_millis(200);
-
-/// Why a create got no device: none free now (it may wait), or not for
-/// waiting (a limit, a profile the host lacks).
-enum Unserved {
-    Full(String),
-    NotFull(Refusal),
+/// What a GPU create asks for, and for whom. `wait`: how long it may
+/// wait in the GPU queue when nothing is free.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Want {
+    pub owner: Owner,
+    pub req: Request,
+    pub wait: Duration,
 }
-use Unserved::{Full, NotFull};
 
 /// What the shim works with.
 pub struct Ctx<'a> {
@@ -221,7 +211,7 @@ pub fn plan(ctx: &Ctx, id: &str, spec: &oci::Spec, inv: &Inventory) -> Plan {
             ),
         );
     }
-    Plan::Allocate { owner, req, wait }
+    Plan::Allocate(Want { owner, req, wait })
 }
 
 /// Writes down an admin's container that sees every GPU.
@@ -265,378 +255,6 @@ pub fn rewrite_json(path: &Path, value: &Value) -> Result<(), ShimError> {
         path: path.to_path_buf(),
         msg: format!("cannot rewrite: {e}"),
     })
-}
-
-/// Allocates devices for `req` under the ledger lock (reclaiming stale
-/// records first), then rewrites the bundle's spec to expose exactly them.
-/// On any failure after allocating, the allocation is released again.
-/// The returned marker must be handed to runc and finished afterwards.
-#[allow(clippy::too_many_arguments)]
-pub fn allocate(
-    ctx: &Ctx,
-    argv: &Argv,
-    bundle: &Path,
-    spec: &mut Value,
-    req: &Request,
-    wait: Duration,
-    owner: &Owner,
-    inv: &Inventory,
-    driver: &crate::driver::Found,
-) -> Result<(Record, Pending), ShimError> {
-    let id = argv.id.clone().unwrap_or_default();
-    if owner.user.is_none() && ctx.cfg.refuse_unknown_owner {
-        return Err(ctx.refuse(
-            owner,
-            &id,
-            Refusal(
-                "this container's owner is unknown, and this server gives GPUs only to known owners; \
-                 start it with --label ds01.user=<your user name>"
-                    .into(),
-            ),
-        ));
-    }
-    let limits = ctx
-        .cfg
-        .policy
-        .effective(owner.user.as_deref(), ctx.accounts);
-    let now = ctx.host.now();
-    let nanos = now
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
-    let shim_pid = std::process::id();
-    let alloc_id = format!("{nanos:x}-{shim_pid}");
-    let ledger = ctx.ledger();
-    // The marker is held before the record exists, so no reclaimer ever
-    // sees the record without it.
-    let pending = ledger.begin(&alloc_id)?;
-    let root = argv.root_or_default();
-    let pending_dir = ledger.pending_dir();
-    let state_dir = &ctx.cfg.state_dir;
-    let me = queue::Entry::new(&alloc_id, &id, owner.user.as_deref(), idle::ms(now), req);
-    let waiting_since = Instant::now();
-    let mut waiter: Option<queue::Waiter> = None;
-    let (result, position) = loop {
-        let updated = ledger.update(|rs| {
-            // Stale records are looked for only when they stand in the way (no
-            // device free, or the owner's share used up): checking every record's
-            // processes on each create would be most of the time the lock is held.
-            let try_choose = |rs: &crate::ledger::Records| {
-                let used = allocate::usage(rs, owner.user.as_deref());
-                allocate::choose(inv, rs, req, &who(owner), &limits, &used)
-                    .map(|units| units.iter().map(|u| u.uuid.to_string()).collect::<Vec<_>>())
-            };
-            // An earlier run of this very container whose release was
-            // missed (its delete killed between runc's and the hook) goes
-            // now: two records of one container would confuse `exec` and
-            // the reaper.
-            let mut reclaimed = rs.reclaim_where(ctx.host, &pending_dir, |r| {
-                r.container_id == id && r.root == root
-            });
-            if try_choose(rs).is_err() {
-                reclaimed.extend(rs.reclaim(ctx.host, &pending_dir));
-            }
-            // Waiters ahead that could take a device now are served first.
-            let waiters = queue::live(state_dir, ctx.host);
-            let position = queue::position(&waiters, &me, rs);
-            let ahead = queue::ahead_that_fit(&waiters, &me, rs, inv);
-            let used = allocate::usage(rs, owner.user.as_deref());
-            let chosen = if ahead > 0 {
-                Err(Full(format!(
-                    "the devices free now are promised to {ahead} container(s) ahead of it in the GPU queue"
-                )))
-            } else {
-                allocate::choose(inv, rs, req, &who(owner), &limits, &used).map_err(|refusal| {
-                    // Only a request that would fit on an idle server waits:
-                    // a limit reached is not cured by waiting.
-                    let empty = crate::ledger::Records::default();
-                    if allocate::choose(inv, &empty, req, &who(owner), &limits, &used).is_ok() {
-                        Full(refusal.0)
-                    } else {
-                        NotFull(refusal)
-                    }
-                })
-            };
-            let new_root = !rs.records.iter().any(|r| r.root == root);
-            let result = chosen.map(|units| {
-                let record = Record {
-                    alloc_id: alloc_id.clone(),
-                    container_id: id.clone(),
-                    bundle: bundle.to_path_buf(),
-                    root: root.clone(),
-                    devices: units.iter().map(|u| u.uuid.to_string()).collect(),
-                    kind: units[0].kind,
-                    profile: units[0].profile().to_string(),
-                    gpueq: units.iter().map(|u| u.gpueq()).sum(),
-                    user: owner.user.clone(),
-                    identity_source: owner.source,
-                    since: timestamp(ctx.host.now()),
-                    boot_id: ctx.host.boot_id(),
-                    pid: None,
-                    pid_start: None,
-                    shim_pid,
-                    shim_start: ctx.host.process_start(shim_pid),
-                };
-                rs.records.push(record.clone());
-                pending.describe(&record);
-                (
-                    record,
-                    units.iter().flat_map(|u| u.nodes()).collect::<Vec<_>>(),
-                )
-            });
-            if result.is_ok() && new_root {
-                ledger.remember_root(&root)?;
-            }
-            Ok((result, reclaimed, position))
-        });
-        let (result, reclaimed, position) = match updated.and_then(|r| r) {
-            Ok(x) => x,
-            Err(e) => {
-                pending.finish();
-                return Err(e.into());
-            }
-        };
-        audit::note_reclaimed(&ctx.cfg.log, &ctx.cfg.audit_log, &reclaimed);
-        for (r, _) in &reclaimed {
-            let _ = std::fs::remove_file(pending_dir.join(&r.alloc_id));
-        }
-        let waited = waiting_since.elapsed();
-        match result {
-            Err(Full(why)) if waited < wait => {
-                // Wait without the lock: in the queue, so creates behind
-                // this one yield to it, and out of it the moment this
-                // process dies.
-                if waiter.is_none() {
-                    match queue::join(state_dir, &me) {
-                        Ok(w) => waiter = Some(w),
-                        Err(e) => ctx.log(
-                            "warn",
-                            &format!("container {id}: cannot join the GPU queue: {e}"),
-                        ),
-                    }
-                    ctx.log(
-                        "info",
-                        &format!("container {id} waits (number {position} in the GPU queue, up to {}): {why}", idle::text(wait)),
-                    );
-                }
-                std::thread::sleep(QUEUE_POLL.min(wait - waited));
-            }
-            Err(Full(why)) if !wait.is_zero() => {
-                pending.finish();
-                let refusal = Refusal(format!(
-                    "no {} came free within its wait of {} (it was number {position} in the GPU queue; see 'ds01 queue'): {why}",
-                    queue::Entry::new("", "", None, 0, req)
-                        .wants()
-                        .trim_start_matches("a "),
-                    idle::text(wait),
-                ));
-                return Err(ctx.refuse(owner, &id, refusal));
-            }
-            Err(Full(why)) => {
-                pending.finish();
-                let hint = if position > 1 {
-                    "; wait for one with DS01_GPU_WAIT=30m, see 'ds01 queue'"
-                } else {
-                    "; wait for one with DS01_GPU_WAIT=30m"
-                };
-                return Err(ctx.refuse(owner, &id, Refusal(format!("{why}{hint}"))));
-            }
-            Err(NotFull(refusal)) => {
-                pending.finish();
-                return Err(ctx.refuse(owner, &id, refusal));
-            }
-            Ok(x) => break (Ok::<_, Refusal>(x), position),
-        }
-    };
-    drop(waiter);
-    let waited = waiting_since.elapsed();
-    let (record, nodes) = match result {
-        Ok(x) => x,
-        Err(refusal) => {
-            pending.finish();
-            return Err(ctx.refuse(owner, &id, refusal));
-        }
-    };
-    if waited >= QUEUE_POLL {
-        ctx.audit(&Event::of(
-            audit::EventKind::Queue,
-            &record,
-            Some(format!(
-                "waited {} in the GPU queue (number {position})",
-                idle::text(waited)
-            )),
-        ));
-    }
-
-    let mut all_nodes = inv.common_nodes.clone();
-    all_nodes.extend(nodes);
-    // On a real host (not a simulated inventory) the nodes must exist for
-    // runc to bind-mount them into a user namespace, and NVIDIA's hook to find them.
-    if ctx.cfg.inventory == crate::config::InventorySource::Nvml {
-        match crate::inventory::make_missing_nodes(Path::new("/"), &all_nodes) {
-            Ok(made) if !made.is_empty() => ctx.log(
-                "info",
-                &format!("made missing device nodes {}", made.join(", ")),
-            ),
-            Ok(_) => {}
-            Err(e) => ctx.log("warn", &format!("container {id}: {e}")),
-        }
-    }
-    let alloc = Allocation {
-        uuids: record.devices.clone(),
-        nodes: all_nodes,
-        hook: poststop_hook(ctx, &record.alloc_id),
-        annotation: serde_json::to_string(&Note::of(&record)).expect("notes serialise"),
-    };
-    spec::strip_gpu_routes(spec, &NvidiaDevices::of(inv));
-    spec::inject(spec, &alloc);
-    match crate::driver::choose(ctx.cfg, inv, &record.devices, driver) {
-        Ok(method) => {
-            if let crate::driver::Method::Nodes(why) = &method {
-                ctx.log(
-                    "warn",
-                    &format!(
-                        "container {id}: no driver libraries injected, device nodes only: {why}"
-                    ),
-                );
-            }
-            crate::driver::apply(spec, &method, &record.devices);
-        }
-        Err(why) => {
-            release(ctx, "no driver", &id, |r| r.alloc_id == record.alloc_id);
-            pending.finish();
-            return Err(ctx.refuse(
-                owner,
-                &id,
-                Refusal(format!(
-                    "cannot give the container the NVIDIA driver (driver_injection = \"{}\"): {why}",
-                    ctx.cfg.driver_injection.as_str()
-                )),
-            ));
-        }
-    }
-    if let Err(e) = rewrite_json(&spec_path(bundle), spec) {
-        release(ctx, "spec not written", &id, |r| {
-            r.alloc_id == record.alloc_id
-        });
-        pending.finish();
-        return Err(e);
-    }
-    ctx.log(
-        "info",
-        &format!(
-            "allocated {} ({}) to container {id} of {} ({})",
-            record.devices.join(","),
-            record.profile,
-            who(owner),
-            owner.source.as_str()
-        ),
-    );
-    ctx.audit(&Event::of(audit::EventKind::Allocate, &record, None));
-    Ok((record, pending))
-}
-
-/// The hook program beside the runtime: it only marks the allocation
-/// released ([`crate::ledger::RELEASED_DIR`]), and starts without libc.
-pub const POSTSTOP_BIN: &str = "ds01-poststop";
-
-/// The poststop hook that frees the allocation: `ds01-poststop` beside
-/// this binary, as the package installs it; where it is missing, this
-/// binary's own `hook poststop`, which frees it under the lock (slower to
-/// start, as sure).
-fn poststop_hook(ctx: &Ctx, alloc_id: &str) -> Hook {
-    let fast = ctx.exe.with_file_name(POSTSTOP_BIN);
-    if fast.is_file() {
-        let path = fast.display().to_string();
-        return Hook {
-            args: vec![
-                path.clone(),
-                "poststop".into(),
-                alloc_id.into(),
-                ctx.cfg
-                    .state_dir
-                    .join(crate::ledger::RELEASED_DIR)
-                    .display()
-                    .to_string(),
-            ],
-            path,
-            env: Vec::new(),
-        };
-    }
-    let path = ctx.exe.display().to_string();
-    Hook {
-        args: vec![
-            path.clone(),
-            "hook".into(),
-            "poststop".into(),
-            alloc_id.into(),
-        ],
-        path,
-        // runc gives a hook only the environment listed here (its own when the list is empty).
-        env: ctx
-            .cfg
-            .path
-            .iter()
-            .map(|p| format!("{}={}", crate::config::ENV_VAR, p.display()))
-            .collect(),
-    }
-}
-
-/// After a successful `runc create`: note the container's init process so
-/// that staleness can be judged by it. An error means the allocation is
-/// gone (reclaimed while runc ran): the container must not start.
-pub fn note_init_pid(ctx: &Ctx, record: &Record, pid_file: Option<&Path>) -> Result<(), String> {
-    // Without a pid file (runtime-tools, a hand-run create), runc's own
-    // state names the init: a record with its pid is judged by it, not
-    // by a guess at why runc no longer knows the container.
-    let pid = pid_file
-        .and_then(|p| std::fs::read_to_string(p).ok())
-        .and_then(|s| s.trim().parse::<u32>().ok())
-        .or_else(|| {
-            ctx.host
-                .runc_init(&record.root, &record.container_id)
-                .map(|(pid, _)| pid)
-        });
-    // Without a pid (or its start time, to tell it from a reused one) the
-    // record stays pending: runc's own state then vouches for it.
-    let start = pid.and_then(|p| ctx.host.process_start(p));
-    if pid.is_none() || start.is_none() {
-        ctx.log(
-            "warn",
-            &format!(
-                "container {}: no live init pid to record",
-                record.container_id
-            ),
-        );
-    }
-    let ledger = ctx.ledger();
-    // The create still holds its marker, so no one reclaims the record
-    // meanwhile: a read without the lock tells whether it is still there.
-    let found = ledger.read().map(|rs| {
-        rs.records
-            .iter()
-            .any(|r| r.alloc_id == record.alloc_id)
-            .then_some(())
-    });
-    let found = match (found, pid.zip(start)) {
-        (Ok(Some(())), Some((pid, start))) => ledger
-            .note_pid(&record.alloc_id, pid, start)
-            .map(|()| Some(())),
-        (found, _) => found,
-    };
-    match found {
-        Ok(Some(())) => Ok(()),
-        Ok(None) => Err(format!(
-            "ds01: the allocation of {} to container {} was lost while runc created it; \
-             the container was removed, start it again",
-            record.devices.join(","),
-            record.container_id
-        )),
-        Err(e) => Err(format!(
-            "ds01: container {}: cannot record its init process: {e}",
-            record.container_id
-        )),
-    }
 }
 
 /// Removes the records `pred` selects; idempotent. Returns what was freed.
@@ -793,7 +411,7 @@ mod tests {
             json!([]),
         ));
         match p {
-            Plan::Allocate { owner, req, .. } => {
+            Plan::Allocate(Want { owner, req, .. }) => {
                 assert_eq!((owner.user.as_deref(), req.count), (Some("alice"), 1));
             }
             other => panic!("{other:?}"),
