@@ -104,9 +104,11 @@ fn write_config(d: &Path, name: &str, runc: &Path, state: &str) -> PathBuf {
     std::fs::write(
         &config,
         format!(
-            "runc = {runc:?}\nstate_dir = {:?}\nlog = {:?}\ninventory = {inventory:?}\n",
+            "runc = {runc:?}\nstate_dir = {:?}\nlog = {:?}\ninventory = {inventory:?}\n\
+             docker_data_root = {:?}\n",
             d.join(state),
-            d.join("runtime.log")
+            d.join("runtime.log"),
+            d.join("docker-data"),
         ),
     )
     .unwrap();
@@ -191,6 +193,11 @@ fn main() {
     let (stub, shim) = build_static(d, &runc);
     let plain = bundle(&runc, d, "plain", &rootfs, &[]);
     let gpu = bundle(&runc, d, "gpu", &rootfs, &["NVIDIA_VISIBLE_DEVICES=all"]);
+    // `DS01_BENCH_ONLY=own`: the own-time figures alone (a minute, not ten).
+    if std::env::var("DS01_BENCH_ONLY").as_deref() == Ok("own") {
+        own_time(d, &shim, &plain, &gpu, iterations);
+        return;
+    }
     let (nodes, hooked) = patched_baseline(d, &gpu, &shim);
 
     let case = |name, runtime: &Path, bundle: &Path| Case {
@@ -307,18 +314,23 @@ fn own_time(d: &Path, shim: &Path, plain: &Path, gpu: &Path, iterations: usize) 
     assert!(refresh.status().unwrap().success());
     let root = d.join("standin-root");
     let global = global_args(&root, "/dev/null");
-    let create = |runtime: &Path, bundle: &Path| {
+    let create = |runtime: &Path, bundle: &Path, id: &str| {
         let b = bundle.to_str().unwrap();
         let pid = format!("{b}/init.pid");
         let mut cmd = Command::new(runtime);
         cmd.args(global)
-            .args(["create", "--bundle", b, "--pid-file", &pid, "own"]);
+            .args(["create", "--bundle", b, "--pid-file", &pid, id]);
         with_config(&mut cmd);
         let start = Instant::now();
         assert!(
             cmd.status().unwrap().success(),
-            "{} create failed",
-            runtime.display()
+            "{} create of {b} failed; the log ends: {}",
+            runtime.display(),
+            std::fs::read_to_string(d.join("runtime.log"))
+                .unwrap_or_default()
+                .lines()
+                .last()
+                .unwrap_or_default()
         );
         start.elapsed()
     };
@@ -328,6 +340,33 @@ fn own_time(d: &Path, shim: &Path, plain: &Path, gpu: &Path, iterations: usize) 
     // (none here: the host's own), as the runtime's second layer does.
     let docker = docker_bundle(d, "docker", plain, &[]);
     let judged = docker_bundle(d, "docker-judged", plain, &["CAP_SYS_PTRACE"]);
+    // A GPU container of a known owner: Docker's record of it names a real
+    // account, in a group, so the owner's and the group's lookups are paid
+    // as on a real host.
+    let owner = Account::make();
+    let owned = docker_bundle_in(
+        d,
+        "docker-gpu-owned",
+        plain,
+        &[],
+        &d.join("docker-data"),
+        &["NVIDIA_VISIBLE_DEVICES=all"],
+    );
+    let record = d.join("docker-data/containers/owned");
+    std::fs::create_dir_all(&record).unwrap();
+    std::fs::write(
+        record.join("config.v2.json"),
+        format!(
+            "{{\"Config\": {{\"Labels\": {{\"ds01.user\": \"{}\"}}}}}}",
+            owner.user
+        ),
+    )
+    .unwrap();
+    // The users-and-groups snapshot, as the package's timer keeps it.
+    let mut snapshot = Command::new(CLI);
+    snapshot.args(["gpus", "refresh"]);
+    with_config(&mut snapshot);
+    assert!(snapshot.status().unwrap().success());
     // Another build of the runtime to set beside this one, on the same
     // rounds (`DS01_BENCH_BASELINE=path/to/ds01-runtime`, static, say of
     // the last release): its no-GPU creates.
@@ -345,6 +384,7 @@ fn own_time(d: &Path, shim: &Path, plain: &Path, gpu: &Path, iterations: usize) 
         (&stub, &docker),
         (shim, &docker),
         (shim, &judged),
+        (shim, &owned),
     ];
     if let Some(b) = &baseline {
         cases.extend([(b.as_path(), plain), (b.as_path(), docker.as_path())]);
@@ -354,14 +394,16 @@ fn own_time(d: &Path, shim: &Path, plain: &Path, gpu: &Path, iterations: usize) 
         for k in 0..cases.len() {
             let n = (i + k) % cases.len();
             let (runtime, bundle) = cases[n];
-            if bundle == gpu {
-                std::fs::copy(gpu.join("config.orig.json"), gpu.join("config.json")).unwrap();
+            let allocates = bundle == gpu || bundle == owned;
+            if allocates {
+                std::fs::copy(bundle.join("config.orig.json"), bundle.join("config.json")).unwrap();
             }
-            times[n].push(create(runtime, bundle));
-            if bundle == gpu {
+            let id = if bundle == owned { "owned" } else { "own" };
+            times[n].push(create(runtime, bundle, id));
+            if allocates {
                 // Untimed: frees the slice, as Docker's delete after a create runc never made.
                 let mut delete = Command::new(shim);
-                delete.args(global).args(["delete", "--force", "own"]);
+                delete.args(global).args(["delete", "--force", id]);
                 with_config(&mut delete);
                 assert!(delete.status().unwrap().success());
             }
@@ -388,15 +430,207 @@ fn own_time(d: &Path, shim: &Path, plain: &Path, gpu: &Path, iterations: usize) 
         t[5],
         t[5] - t[3]
     );
+    println!(
+        "own time of a GPU create of a known owner ({} in group {}): ds01 gpu {:.2} ms (+{:.2})",
+        owner.user,
+        owner.group,
+        t[6],
+        t[6] - t[0]
+    );
+    // Instruction counts: the same from run to run, where times are not.
+    let names = [
+        "stub",
+        "ds01 no-gpu",
+        "ds01 gpu",
+        "stub (Docker's spec)",
+        "ds01 no-gpu (Docker's spec)",
+        "ds01 no-gpu judged",
+        "ds01 gpu, known owner",
+    ];
+    let shim_symbols = static_with_symbols(shim);
+    let counted: Vec<Option<u64>> = cases[..names.len()]
+        .iter()
+        .enumerate()
+        .map(|(i, &(runtime, bundle))| {
+            let id = if bundle == owned { "owned" } else { "own" };
+            if bundle == gpu || bundle == owned {
+                std::fs::copy(bundle.join("config.orig.json"), bundle.join("config.json")).unwrap();
+            }
+            let b = bundle.to_str().unwrap();
+            let pid = format!("{b}/init.pid");
+            let mut args: Vec<&str> = global.to_vec();
+            args.extend(["create", "--bundle", b, "--pid-file", &pid, id]);
+            // The shipped binary is stripped: callgrind counts one with
+            // symbols, to find where it execs runc.
+            let runtime = if runtime == shim {
+                &shim_symbols
+            } else {
+                runtime
+            };
+            let n = instructions(d, runtime, &args, &config);
+            // `DS01_BENCH_CALLGRIND=DIR`: the profiles kept, for callgrind_annotate.
+            if let Some(keep) = std::env::var_os("DS01_BENCH_CALLGRIND") {
+                let to = Path::new(&keep).join(format!("case{i}"));
+                std::fs::create_dir_all(&to).unwrap();
+                for e in std::fs::read_dir(d.join("callgrind")).unwrap().flatten() {
+                    std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+                }
+            }
+            let mut delete = Command::new(shim);
+            delete.args(global).args(["delete", "--force", id]);
+            with_config(&mut delete);
+            assert!(delete.status().unwrap().success());
+            n
+        })
+        .collect();
+    if counted.iter().all(Option::is_some) {
+        let c: Vec<u64> = counted.into_iter().flatten().collect();
+        println!(
+            "instructions of one create (callgrind, children followed: helpers and the stand-in):"
+        );
+        for (i, name) in names.iter().enumerate() {
+            let floor = if i < 3 { c[0] } else { c[3] };
+            let own = c[i] as i64 - floor as i64;
+            println!("  {name:<28} {:>12}  ({own:+} over the stub)", c[i]);
+        }
+    } else {
+        println!("instructions: valgrind is not installed (apt-get install valgrind)");
+    }
     if baseline.is_some() {
         println!(
             "the baseline ({}): no-gpu {:.2} ms (+{:.2}), on Docker's spec {:.2} ms (+{:.2})",
             std::env::var("DS01_BENCH_BASELINE").unwrap_or_default(),
-            t[6],
-            t[6] - t[0],
             t[7],
-            t[7] - t[3]
+            t[7] - t[0],
+            t[8],
+            t[8] - t[3]
         );
+    }
+}
+
+/// The static runtime built as shipped but with its symbols, beside `shim`
+/// (whose helpers it then finds).
+fn static_with_symbols(shim: &Path) -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target = manifest.join("target/static-symbols");
+    let ok = Command::new("cargo")
+        .current_dir(manifest)
+        .env("CARGO_TARGET_DIR", &target)
+        .env("CARGO_PROFILE_RELEASE_STRIP", "false")
+        .args([
+            "rustc",
+            "--release",
+            "--locked",
+            "-p",
+            "ds01-runtime",
+            "--bin",
+            "ds01-runtime",
+            "--",
+            "-C",
+            "target-feature=+crt-static",
+        ])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "cannot build the static ds01-runtime with symbols");
+    let to = shim.with_file_name("ds01-runtime-symbols");
+    std::fs::copy(target.join("release/ds01-runtime"), &to).unwrap();
+    to
+}
+
+/// The instructions `runtime ARGS` executes, its children's included,
+/// as callgrind counts them; `None` without valgrind.
+fn instructions(d: &Path, runtime: &Path, args: &[&str], config: &Path) -> Option<u64> {
+    let out = d.join("callgrind");
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).unwrap();
+    let mut child = Command::new("valgrind")
+        .args(["--tool=callgrind", "--trace-children=yes", "--quiet"])
+        // An exec ends a process without its exit: dump the count first.
+        .arg("--dump-before=execv*")
+        .arg(format!("--callgrind-out-file={}/cg.%p", out.display()))
+        .arg(runtime)
+        .args(args)
+        .env("DS01_CONFIG", config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let top = child.id().to_string();
+    assert!(
+        child.wait().unwrap().success(),
+        "{} under callgrind failed",
+        runtime.display()
+    );
+    let mut total = 0;
+    for e in std::fs::read_dir(&out).unwrap().flatten() {
+        // A forked child's part before its exec repeats its parent's count
+        // up to the fork: only what it ran after the exec is its own.
+        let name = e.file_name().to_string_lossy().into_owned();
+        let mut parts = name.trim_start_matches("cg.").split('.');
+        let (pid, part) = (parts.next().unwrap_or(""), parts.next());
+        if pid != top && part.is_some() {
+            continue;
+        }
+        let text = std::fs::read_to_string(e.path()).unwrap();
+        total += text
+            .lines()
+            .find_map(|l| l.strip_prefix("summary: "))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Some(total)
+}
+
+/// A real account in a group of its own, made for the benchmark and
+/// removed after it.
+struct Account {
+    user: String,
+    group: String,
+}
+
+impl Account {
+    fn make() -> Account {
+        let a = Account {
+            user: "ds01bench".into(),
+            group: "ds01-bench".into(),
+        };
+        a.remove();
+        let ok = |cmd: &mut Command| cmd.status().is_ok_and(|s| s.success());
+        assert!(
+            ok(Command::new("groupadd").arg(&a.group)),
+            "groupadd failed"
+        );
+        assert!(
+            ok(Command::new("useradd").args([
+                "--no-create-home",
+                "--gid",
+                &a.group,
+                "--shell",
+                "/usr/sbin/nologin",
+                &a.user
+            ])),
+            "useradd failed"
+        );
+        a
+    }
+
+    fn remove(&self) {
+        let _ = Command::new("userdel")
+            .arg(&self.user)
+            .stderr(Stdio::null())
+            .status();
+        let _ = Command::new("groupdel")
+            .arg(&self.group)
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+impl Drop for Account {
+    fn drop(&mut self) {
+        self.remove();
     }
 }
 
@@ -404,10 +638,22 @@ fn own_time(d: &Path, shim: &Path, plain: &Path, gpu: &Path, iterations: usize) 
 /// (`tests/fixtures/docker/plain.json`), its Docker paths under Docker's
 /// default data root, its root the lifecycle's rootfs, with `caps` added.
 fn docker_bundle(d: &Path, name: &str, plain: &Path, caps: &[&str]) -> PathBuf {
+    docker_bundle_in(d, name, plain, caps, Path::new("/var/lib/docker"), &[])
+}
+
+/// The same, Docker's data root at `data_root`, with `env` added.
+fn docker_bundle_in(
+    d: &Path,
+    name: &str,
+    plain: &Path,
+    caps: &[&str],
+    data_root: &Path,
+    env: &[&str],
+) -> PathBuf {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/docker/plain.json");
     let text = std::fs::read_to_string(fixture)
         .unwrap()
-        .replace("/tmp/dk/data/", "/var/lib/docker/");
+        .replace("/tmp/dk/data/", &format!("{}/", data_root.display()));
     let mut spec: serde_json::Value = serde_json::from_str(&text).unwrap();
     let orig: serde_json::Value =
         serde_json::from_slice(&std::fs::read(plain.join("config.json")).unwrap()).unwrap();
@@ -420,9 +666,13 @@ fn docker_bundle(d: &Path, name: &str, plain: &Path, caps: &[&str]) -> PathBuf {
                 .push(serde_json::json!(c));
         }
     }
+    let vars = spec["process"]["env"].as_array_mut().unwrap();
+    vars.extend(env.iter().map(|v| serde_json::json!(v)));
     let b = d.join(name);
     std::fs::create_dir_all(&b).unwrap();
-    std::fs::write(b.join("config.json"), serde_json::to_vec(&spec).unwrap()).unwrap();
+    let data = serde_json::to_vec(&spec).unwrap();
+    std::fs::write(b.join("config.json"), &data).unwrap();
+    std::fs::write(b.join("config.orig.json"), &data).unwrap();
     b
 }
 

@@ -44,10 +44,29 @@ pub fn load(cfg: &Config) -> Result<Inventory, InventoryError> {
 pub fn refresh(cfg: &Config) -> Result<Inventory, InventoryError> {
     let inv = scan(cfg)?;
     snapshot::save(&cfg.state_dir, &inv)?;
+    save_accounts(cfg);
     let path = cdi::catalog_path(&cfg.state_dir);
     cdi::save(&cfg.state_dir, &cdi_read::read(&cfg.cdi_spec_dirs))
         .map_err(|source| InventoryError::Write { path, source })?;
     Ok(inv)
+}
+
+/// The users-and-groups snapshot the runtime looks owners up in
+/// ([`ds01_core::accounts`]). Only an optimisation: where it cannot be
+/// written (a user's refresh, a read-only state), the runtime asks NSS.
+pub fn save_accounts(cfg: &Config) {
+    use ds01_core::accounts::{self, Snapshot};
+    use ds01_core::identity::SystemAccounts;
+    let snap = Snapshot::take(&accounts::watched(), accounts::enumerate(), &SystemAccounts);
+    if let Err(e) = snap.save(&cfg.state_dir)
+        && unsafe { libc::geteuid() } == 0
+    {
+        ds01_core::log::append(
+            &cfg.log,
+            "warn",
+            &format!("cannot write the users-and-groups snapshot: {e}"),
+        );
+    }
 }
 
 fn scan(cfg: &Config) -> Result<Inventory, InventoryError> {

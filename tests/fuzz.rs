@@ -318,3 +318,59 @@ proptest! {
         }
     }
 }
+
+/// Docker's specs, as a real Docker wrote them.
+fn fixtures() -> Vec<Vec<u8>> {
+    ["plain", "gpu", "privileged", "nvidia-device"]
+        .iter()
+        .map(|f| {
+            std::fs::read(common::repo().join(format!("tests/fixtures/docker/{f}.json"))).unwrap()
+        })
+        .collect()
+}
+
+/// What the runtime's cheap look decides on a value: whether it may touch
+/// an NVIDIA device, and what it asks beyond Docker's defaults.
+fn cheap_look(v: &Value) -> (bool, Vec<ds01_core::shape::Ask>) {
+    let host = ds01_core::shape::Host {
+        docker_root: Path::new("/var/lib/docker"),
+        cap_add: &[],
+        host_namespaces: &[],
+        nvidia_major: &|m| m == 195,
+    };
+    (
+        access::might_touch_nvidia(v),
+        ds01_core::shape::asks(v, &host),
+    )
+}
+
+#[test]
+fn the_first_look_judges_docker_s_specs_as_the_whole_read() {
+    for bytes in fixtures() {
+        let look = ds01_core::oci::first_look(&bytes).unwrap();
+        let full = ds01_core::oci::read(&bytes).unwrap();
+        assert_eq!(cheap_look(&look), cheap_look(&full.value));
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn the_first_look_judges_any_spec_as_the_whole_read(
+        which in 0usize..4,
+        cut in 0usize..100_000,
+        flip in any::<u8>(),
+    ) {
+        let mut bytes = fixtures().swap_remove(which);
+        let at = cut % bytes.len();
+        bytes[at] ^= flip;
+        match (ds01_core::oci::first_look(&bytes), ds01_core::oci::read(&bytes)) {
+            (Ok(look), Ok(full)) => prop_assert_eq!(cheap_look(&look), cheap_look(&full.value)),
+            // What the whole read takes, the first look takes, save
+            // invalid UTF-8 (which the whole read replaces, as Go does).
+            (Err(e), Ok(full)) => prop_assert!(full.lossy, "{e}"),
+            _ => {}
+        }
+    }
+}

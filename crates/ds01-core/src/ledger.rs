@@ -1016,7 +1016,11 @@ pub(crate) mod tests {
         assert_eq!(stale(&r, &h), None);
         // Its processes gone: stale, unless runc made the container.
         h.in_flight.borrow_mut().clear();
-        assert!(stale(&r, &h).unwrap().contains("create ended"));
+        assert!(
+            stale(&r, &h)
+                .unwrap()
+                .contains("no create of it is in flight")
+        );
         h.runc.borrow_mut().push("c1".into());
         assert_eq!(stale(&r, &h), None);
     }

@@ -6,6 +6,7 @@
 //! a simulated file), each with a fake for tests.
 
 pub mod access;
+pub mod accounts;
 pub mod activity;
 pub mod allocate;
 pub mod audit;

@@ -63,8 +63,29 @@ pub fn read(bytes: &[u8]) -> Result<Spec, ReadError> {
     if !value.is_object() {
         return Err(ReadError::NotObject);
     }
-    canonicalise(&mut value, &ROOT, "spec")?;
+    canonicalise(&mut value, &ROOT, Step::Root("spec"))?;
     Ok(Spec { value, lossy })
+}
+
+/// The first look at a `config.json`: only the fields ds01 reads (those
+/// [`read`] checks), read as strictly as [`read`] reads them, the rest
+/// passed over unbuilt. Judging it gives what judging [`read`]'s value
+/// gives; an error here is [`read`]'s to report (it is not reported
+/// from here).
+pub fn first_look(bytes: &[u8]) -> Result<Value, ReadError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let mut value = Strict {
+        at: "spec",
+        fold: false,
+        shape: Some(&ROOT),
+    }
+    .deserialize(&mut de)
+    .map_err(read_error)?;
+    if !value.is_object() {
+        return Err(ReadError::NotObject);
+    }
+    canonicalise(&mut value, &ROOT, Step::Root("spec"))?;
+    Ok(value)
 }
 
 /// Reads an exec's process file (`runc exec --process F`) as runc does.
@@ -73,7 +94,7 @@ pub fn read_process(bytes: &[u8]) -> Result<Value, ReadError> {
     if !value.is_object() {
         return Err(ReadError::NotObject);
     }
-    canonicalise(&mut value, &PROCESS, "process")?;
+    canonicalise(&mut value, &PROCESS, Step::Root("process"))?;
     Ok(value)
 }
 
@@ -84,6 +105,7 @@ fn first_value(bytes: &[u8]) -> Result<Value, ReadError> {
     Strict {
         at: "spec",
         fold: false,
+        shape: None,
     }
     .deserialize(&mut de)
     .map_err(read_error)
@@ -95,9 +117,13 @@ fn first_value(bytes: &[u8]) -> Result<Value, ReadError> {
 /// of which it would keep the last.
 pub fn strict_json(bytes: &[u8], fold: bool) -> Result<Value, ReadError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let v = Strict { at: "body", fold }
-        .deserialize(&mut de)
-        .map_err(read_error)?;
+    let v = Strict {
+        at: "body",
+        fold,
+        shape: None,
+    }
+    .deserialize(&mut de)
+    .map_err(read_error)?;
     de.end().map_err(read_error)?;
     Ok(v)
 }
@@ -119,10 +145,12 @@ fn read_error(e: serde_json::Error) -> ReadError {
 const DUP: &str = "ds01-duplicate-key:";
 
 /// A `serde_json::Value` builder that fails on a repeated key (with
-/// `fold`, on keys equal under Go's case folding too).
+/// `fold`, on keys equal under Go's case folding too). With a `shape`, an
+/// object's keys that fold to none of its fields are passed over.
 struct Strict<'a> {
     at: &'a str,
     fold: bool,
+    shape: Option<&'static Shape>,
 }
 
 impl<'de> DeserializeSeed<'de> for Strict<'_> {
@@ -164,9 +192,14 @@ impl<'de> Visitor<'de> for Strict<'_> {
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut out = Vec::new();
+        let shape = match self.shape {
+            Some(Shape::Array(item)) => Some(*item),
+            _ => None,
+        };
         while let Some(v) = seq.next_element_seed(Strict {
             at: self.at,
             fold: self.fold,
+            shape,
         })? {
             out.push(v);
         }
@@ -174,17 +207,66 @@ impl<'de> Visitor<'de> for Strict<'_> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
+        let fields = match self.shape {
+            Some(Shape::Object(fields)) => Some(*fields),
+            _ => None,
+        };
+        while let Some(key) = map.next_key_seed(Key)? {
+            let shape = match fields {
+                None => None,
+                Some(fields) => match fields.iter().find(|(name, _)| folds_to(&key, name)) {
+                    Some((_, sub)) => Some(sub),
+                    None => {
+                        map.next_value::<de::IgnoredAny>()?;
+                        continue;
+                    }
+                },
+            };
             let v = map.next_value_seed(Strict {
                 at: &key,
                 fold: self.fold,
+                shape,
             })?;
-            if out.contains_key(&key) || (self.fold && out.keys().any(|k| folds_equal(k, &key))) {
-                return Err(de::Error::custom(format!("{DUP}{key}\u{0}{}", self.at)));
+            let dup = |key: &str| de::Error::custom(format!("{DUP}{key}\u{0}{}", self.at));
+            if self.fold && out.keys().any(|k| folds_equal(k, &key)) {
+                return Err(dup(&key));
             }
-            out.insert(key, v);
+            // One hash per key: the entry tells of a key already there.
+            match out.entry(key.into_owned()) {
+                serde_json::map::Entry::Vacant(slot) => {
+                    slot.insert(v);
+                }
+                serde_json::map::Entry::Occupied(held) => return Err(dup(held.key())),
+            }
         }
         Ok(Value::Object(out))
+    }
+}
+
+/// An object's key, borrowed from the input where it has no escapes: a
+/// key passed over is never copied.
+struct Key;
+
+impl<'de> DeserializeSeed<'de> for Key {
+    type Value = std::borrow::Cow<'de, str>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key {
+    type Value = std::borrow::Cow<'de, str>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a key")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(std::borrow::Cow::Borrowed(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(std::borrow::Cow::Owned(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(std::borrow::Cow::Owned(v))
     }
 }
 
@@ -210,6 +292,10 @@ pub fn folds_equal(a: &str, b: &str) -> bool {
 /// names: ASCII case is ignored, and the two non-ASCII letters that fold
 /// to ASCII ones (U+017F to `s`, U+212A to `k`) count as them.
 pub fn folds_to(key: &str, name: &str) -> bool {
+    // An ASCII key (nearly every one) folds by ASCII case alone.
+    if key.is_ascii() {
+        return key.eq_ignore_ascii_case(name);
+    }
     let mut k = key.chars().map(|c| match c {
         '\u{017F}' => 's',
         '\u{212A}' => 'k',
@@ -331,7 +417,7 @@ const ROOT: Shape = Shape::Object(&[
 
 /// Renames case-variant keys to ds01's names and checks the types of the
 /// fields ds01 reads. `null` is an absent field, as in Go.
-fn canonicalise(v: &mut Value, shape: &Shape, at: &str) -> Result<(), ReadError> {
+fn canonicalise(v: &mut Value, shape: &Shape, at: Step) -> Result<(), ReadError> {
     let bad = |want| ReadError::Type {
         at: at.to_string(),
         want,
@@ -340,52 +426,73 @@ fn canonicalise(v: &mut Value, shape: &Shape, at: &str) -> Result<(), ReadError>
         return Ok(());
     }
     match shape {
-        Shape::String => v.is_string().then_some(()).ok_or(bad("a string")),
-        Shape::Bool => v.is_boolean().then_some(()).ok_or(bad("true or false")),
+        Shape::String => v.is_string().then_some(()).ok_or_else(|| bad("a string")),
+        Shape::Bool => v
+            .is_boolean()
+            .then_some(())
+            .ok_or_else(|| bad("true or false")),
         Shape::Integer => (v.is_i64() || v.is_u64())
             .then_some(())
-            .ok_or(bad("an integer")),
+            .ok_or_else(|| bad("an integer")),
         Shape::StringMap => {
-            let map = v.as_object().ok_or(bad("an object of strings"))?;
+            let map = v.as_object().ok_or_else(|| bad("an object of strings"))?;
             match map.iter().find(|(_, x)| !x.is_string() && !x.is_null()) {
                 Some((k, _)) => Err(ReadError::Type {
-                    at: format!("{at}.{k}"),
+                    at: Step::Field(&at, k).to_string(),
                     want: "a string",
                 }),
                 None => Ok(()),
             }
         }
         Shape::Array(item) => {
-            let arr = v.as_array_mut().ok_or(bad("an array"))?;
+            let arr = v.as_array_mut().ok_or_else(|| bad("an array"))?;
             for (i, x) in arr.iter_mut().enumerate() {
-                canonicalise(x, item, &format!("{at}[{i}]"))?;
+                canonicalise(x, item, Step::Index(&at, i))?;
             }
             Ok(())
         }
         Shape::Object(fields) => {
-            let map = v.as_object_mut().ok_or(bad("an object"))?;
+            let map = v.as_object_mut().ok_or_else(|| bad("an object"))?;
             for (name, sub) in *fields {
-                let keys: Vec<String> = map.keys().filter(|k| folds_to(k, name)).cloned().collect();
-                match keys.as_slice() {
-                    [] => {}
-                    [one] => {
-                        if one != name {
-                            rename(map, one, name);
-                        }
-                        let child = map.get_mut(*name).expect("just renamed");
-                        canonicalise(child, sub, &format!("{at}.{name}"))?;
-                    }
-                    [a, b, ..] => {
-                        return Err(ReadError::Ambiguous {
-                            at: at.to_string(),
-                            a: a.clone(),
-                            b: b.clone(),
-                            canonical: name.to_string(),
-                        });
-                    }
+                // Most specs spell every key as ds01 does: no key to rename.
+                let mut keys = map.keys().filter(|k| folds_to(k, name));
+                let (Some(one), second) = (keys.next(), keys.next()) else {
+                    continue;
+                };
+                if let Some(b) = second {
+                    return Err(ReadError::Ambiguous {
+                        at: at.to_string(),
+                        a: one.clone(),
+                        b: b.clone(),
+                        canonical: name.to_string(),
+                    });
                 }
+                if one != name {
+                    let one = one.clone();
+                    rename(map, &one, name);
+                }
+                let child = map.get_mut(*name).expect("just renamed");
+                canonicalise(child, sub, Step::Field(&at, name))?;
             }
             Ok(())
+        }
+    }
+}
+
+/// Where in the spec [`canonicalise`] is, written out only for an error.
+#[derive(Clone, Copy)]
+enum Step<'a> {
+    Root(&'a str),
+    Field(&'a Step<'a>, &'a str),
+    Index(&'a Step<'a>, usize),
+}
+
+impl std::fmt::Display for Step<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            Step::Root(name) => f.write_str(name),
+            Step::Field(up, name) => write!(f, "{up}.{name}"),
+            Step::Index(up, i) => write!(f, "{up}[{i}]"),
         }
     }
 }
@@ -407,7 +514,7 @@ fn rename(map: &mut Map<String, Value>, from: &str, to: &str) {
 
 /// The container's `process.env`, empty when it has none.
 pub fn env(spec: &Value) -> Vec<&str> {
-    spec.pointer("/process/env")
+    at(spec, "/process/env")
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default()
@@ -421,17 +528,53 @@ pub fn env_value<'a>(env: &[&'a str], name: &str) -> Option<&'a str> {
         .find_map(|e| e.strip_prefix(name).and_then(|rest| rest.strip_prefix('=')))
 }
 
-/// The array at a JSON pointer, empty when absent.
-pub fn array<'a>(spec: &'a Value, pointer: &str) -> &'a [Value] {
-    spec.pointer(pointer)
+/// The array at a path of plain keys (`/linux/devices`), empty when absent.
+pub fn array<'a>(spec: &'a Value, path: &str) -> &'a [Value] {
+    at(spec, path)
         .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or_default()
 }
 
+/// The value at a path of plain keys (`/linux/seccomp/defaultAction`):
+/// a JSON pointer without its escapes, walked without unescaping each
+/// step (this is on every container's path).
+pub fn at<'a>(spec: &'a Value, path: &str) -> Option<&'a Value> {
+    debug_assert!(!path.contains('~'), "{path}: a path of plain keys");
+    path.split('/')
+        .skip(1)
+        .try_fold(spec, |v, key| v.as_object()?.get(key))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_look_reads_what_ds01_judges_as_strictly_and_nothing_else() {
+        let spec = br#"{"process": {"args": ["a"], "args": ["b"], "ENV": ["X=1"]},
+            "root": {"path": "/r"}, "linux": {"Devices": [{"path": "/dev/x", "major": 1}]}}"#;
+        let look = first_look(spec).unwrap();
+        // Only ds01's fields, renamed as runc reads them; the rest unbuilt.
+        assert_eq!(
+            look,
+            serde_json::json!({"process": {"env": ["X=1"]},
+                "linux": {"devices": [{"path": "/dev/x", "major": 1}]}})
+        );
+        // A key twice where ds01 does not look is runc's business...
+        assert!(matches!(read(spec), Err(ReadError::Duplicate { .. })));
+        // ...but never where it does, in any spelling, nor a wrong type.
+        for bad in [
+            &br#"{"process": {"env": []}, "process": {"env": []}}"#[..],
+            br#"{"process": {"env": ["A=1"], "Env": ["B=1"]}}"#,
+            br#"{"linux": {"devices": [{"major": "195"}]}}"#,
+            br#"[]"#,
+            br#"{"process": "#,
+        ] {
+            assert!(first_look(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+            assert!(read(bad).is_err());
+        }
+    }
 
     #[test]
     fn trailing_bytes_are_ignored_as_go_does() {

@@ -148,18 +148,13 @@ pub fn asks(spec: &Value, host: &Host) -> Vec<Ask> {
             out.push(Ask::Unmasked(p.into()));
         }
     }
-    let action = spec
-        .pointer("/linux/seccomp/defaultAction")
+    let action = oci::at(spec, "/linux/seccomp/defaultAction")
         .and_then(Value::as_str)
         .unwrap_or("SCMP_ACT_ALLOW");
     if matches!(action, "SCMP_ACT_ALLOW" | "SCMP_ACT_LOG") {
         out.push(Ask::NoSeccomp);
     }
-    if spec
-        .pointer("/process/apparmorProfile")
-        .and_then(Value::as_str)
-        == Some("unconfined")
-    {
+    if oci::at(spec, "/process/apparmorProfile").and_then(Value::as_str) == Some("unconfined") {
         out.push(Ask::Unconfined);
     }
     rlimits(spec.get("process").unwrap_or(&Value::Null), &mut out);
@@ -192,16 +187,21 @@ pub fn capabilities(process: &Value, host: &Host, out: &mut Vec<Ask>) {
         "permitted",
         "ambient",
     ] {
-        for c in process
-            .pointer(&format!("/capabilities/{set}"))
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
+        for c in oci::array(process, &format!("/capabilities/{set}"))
+            .iter()
             .filter_map(Value::as_str)
         {
-            let name = c.to_ascii_uppercase();
-            let name = name.strip_prefix("CAP_").unwrap_or(&name).to_string();
-            let known = DEFAULT_CAPS.contains(&name.as_str()) || host.cap_add.contains(&name);
+            // Compared without allocating: this runs for every container.
+            let bare = match c.get(..4) {
+                Some(p) if p.eq_ignore_ascii_case("CAP_") => &c[4..],
+                _ => c,
+            };
+            let known = DEFAULT_CAPS.iter().any(|d| d.eq_ignore_ascii_case(bare))
+                || host.cap_add.iter().any(|d| d.eq_ignore_ascii_case(bare));
+            if known {
+                continue;
+            }
+            let name = bare.to_ascii_uppercase();
             if !known && !out.contains(&Ask::Capability(name.clone())) {
                 out.push(Ask::Capability(name));
             }

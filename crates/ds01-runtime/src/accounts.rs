@@ -1,14 +1,17 @@
-//! User and group look-ups for the static runtime. A static binary cannot
-//! load NSS modules (LDAP, SSSD: what university servers use), so it asks
-//! the small, dynamically linked `ds01-accounts` beside it, once per
-//! question per process, and only for GPU containers. A user found by uid
+//! User and group look-ups for the static runtime. First in the snapshot
+//! the CLI keeps ([`ds01_core::accounts`]), while the files it was taken
+//! from are unchanged. Otherwise: a static binary cannot load NSS modules
+//! (LDAP, SSSD: what university servers use), so it asks the small,
+//! dynamically linked `ds01-accounts` beside it, once per question per
+//! process, and only where a container is judged. A user found by uid
 //! comes with its groups: one question answers both.
 
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use ds01_core::accounts::{self, Snapshot};
 use ds01_core::identity::Accounts;
 use ds01_core::policy::Groups;
 
@@ -16,14 +19,35 @@ pub struct HelperAccounts {
     helper: PathBuf,
     /// Groups by user name, as answered.
     groups: RefCell<HashMap<String, Vec<String>>>,
+    /// Where the snapshot is; none: only the helper is asked.
+    state_dir: Option<PathBuf>,
+    /// The snapshot, read at the first question.
+    snapshot: OnceCell<Option<Snapshot>>,
 }
 
 impl HelperAccounts {
-    pub fn beside(exe: &std::path::Path) -> HelperAccounts {
+    pub fn beside(exe: &Path) -> HelperAccounts {
         HelperAccounts {
             helper: exe.with_file_name("ds01-accounts"),
             groups: RefCell::new(HashMap::new()),
+            state_dir: None,
+            snapshot: OnceCell::new(),
         }
+    }
+
+    /// Looks in the state directory's snapshot first.
+    pub fn with_snapshot(mut self, state_dir: &Path) -> HelperAccounts {
+        self.state_dir = Some(state_dir.to_path_buf());
+        self
+    }
+
+    fn snapshot(&self) -> Option<&Snapshot> {
+        self.snapshot
+            .get_or_init(|| {
+                let dir = self.state_dir.as_deref()?;
+                Snapshot::load(dir, &accounts::watched())
+            })
+            .as_ref()
     }
 
     /// The lines `ds01-accounts ARGS` prints; none when it fails.
@@ -50,6 +74,9 @@ impl Groups for HelperAccounts {
         if let Some(hit) = self.groups.borrow().get(user) {
             return hit.clone();
         }
+        if let Some(u) = self.snapshot().and_then(|s| s.user(user)) {
+            return u.groups.clone();
+        }
         let groups = self.ask(&["groups", user]);
         self.groups
             .borrow_mut()
@@ -60,6 +87,9 @@ impl Groups for HelperAccounts {
 
 impl Accounts for HelperAccounts {
     fn home_of(&self, user: &str) -> Option<PathBuf> {
+        if let Some(u) = self.snapshot().and_then(|s| s.user(user)) {
+            return Some(u.home.clone());
+        }
         self.ask(&["home", user])
             .into_iter()
             .next()
@@ -67,6 +97,9 @@ impl Accounts for HelperAccounts {
     }
 
     fn user_name(&self, uid: u32) -> Option<String> {
+        if let Some(u) = self.snapshot().and_then(|s| s.by_uid(uid)) {
+            return Some(u.name.clone());
+        }
         let mut lines = self.ask(&["user", &uid.to_string()]).into_iter();
         let name = lines.next()?;
         self.groups
@@ -121,6 +154,34 @@ mod tests {
         a.groups_of("bob");
         a.groups_of("bob");
         assert_eq!(asked(dir.path()), ["user 1000", "groups bob"]);
+    }
+
+    #[test]
+    fn the_snapshot_answers_first_and_the_helper_what_it_lacks() {
+        let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        struct Groups2;
+        impl Groups for Groups2 {
+            fn groups_of(&self, _: &str) -> Vec<String> {
+                vec!["students".into()]
+            }
+        }
+        Snapshot::take(
+            &accounts::watched(),
+            [("alice".to_string(), 1000, PathBuf::from("/home/alice"))],
+            &Groups2,
+        )
+        .save(&state)
+        .unwrap();
+        let a = helper(dir.path(), "bob\\nstaff\\n").with_snapshot(&state);
+        assert_eq!(a.groups_of("alice"), ["students"]);
+        assert_eq!(a.user_name(1000).as_deref(), Some("alice"));
+        assert_eq!(a.home_of("alice"), Some(PathBuf::from("/home/alice")));
+        assert!(asked(dir.path()).is_empty(), "the snapshot answered");
+        // Not in it (a directory service's user): NSS is asked.
+        assert_eq!(a.user_name(1001).as_deref(), Some("bob"));
+        assert_eq!(asked(dir.path()), ["user 1001"]);
     }
 
     #[test]

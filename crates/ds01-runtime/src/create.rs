@@ -9,9 +9,9 @@ use ds01_core::config::{Config, DriverInjection};
 use ds01_core::host::RealHost;
 use ds01_core::identity::Owner;
 use ds01_core::inventory::snapshot;
-use ds01_core::shape;
 use ds01_core::shim::{self, Ctx, Plan, argv::Argv, judge, patch, reserve::reserve};
 use ds01_core::{cdi, driver};
+use ds01_core::{oci, shape};
 
 use crate::accounts::HelperAccounts;
 use crate::{pin, runc};
@@ -29,17 +29,10 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
     let Ok(bytes) = std::fs::read(&path) else {
         return runc::exec(&runc::path(), args, argv, &Config::default().log);
     };
-    // One that runc would read otherwise than ds01 is refused: what ds01
-    // cannot read, it cannot vouch for.
-    let spec = match shim::read_spec(&bytes, &bundle) {
-        Ok(s) => s,
-        Err(e) => return fail(argv, &log_of(Config::load().ok()), &e.to_string()),
-    };
     // The cheap looks every container gets: nothing in the spec could reach
     // an NVIDIA device, and it asks nothing beyond Docker's defaults, so
     // runc runs it as it is, with no more of the config read than its
-    // `runc` line.
-    let touches = access::might_touch_nvidia(&spec.value);
+    // `runc` line. The first look builds only the fields ds01 judges.
     let plain = Config::default();
     let defaults = shape::Host {
         docker_root: &plain.docker_data_root,
@@ -47,9 +40,23 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
         host_namespaces: &[],
         nvidia_major: &access::maybe_nvidia_major,
     };
-    if !touches && shape::asks(&spec.value, &defaults).is_empty() {
+    // A spec that names NVIDIA's variable goes straight to the whole read:
+    // a GPU create would otherwise pay for both.
+    let names_gpu = memchr::memmem::find(&bytes, oci::VISIBLE.as_bytes()).is_some();
+    if !names_gpu
+        && let Ok(look) = oci::first_look(&bytes)
+        && !access::might_touch_nvidia(&look)
+        && shape::asks(&look, &defaults).is_empty()
+    {
         return runc::exec(&runc::path(), args, argv, &plain.log);
     }
+    // Otherwise the whole spec. One that runc would read otherwise than
+    // ds01 is refused: what ds01 cannot read, it cannot vouch for.
+    let spec = match shim::read_spec(&bytes, &bundle) {
+        Ok(s) => s,
+        Err(e) => return fail(argv, &log_of(Config::load().ok()), &e.to_string()),
+    };
+    let touches = access::might_touch_nvidia(&spec.value);
     let cfg = match Config::load() {
         Ok(c) => c,
         // A container that asks for no GPU still runs with a broken
@@ -66,7 +73,7 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
         }
     };
     let exe = self_path();
-    let accounts = HelperAccounts::beside(&exe);
+    let accounts = HelperAccounts::beside(&exe).with_snapshot(&cfg.state_dir);
     let ctx = Ctx {
         cfg: &cfg,
         host: &RealHost,

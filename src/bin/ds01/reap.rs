@@ -35,6 +35,10 @@ pub fn run(cfg: &Config, args: Args) -> anyhow::Result<ExitCode> {
         now: std::time::SystemTime::now(),
     };
     let actions = reap::pass(cfg, &world, args.dry_run).map_err(anyhow::Error::msg)?;
+    // The timer's pass keeps the runtime's users-and-groups snapshot fresh.
+    if !args.dry_run {
+        ds01::scan::save_accounts(cfg);
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&actions)?);
     } else if actions.is_empty() {

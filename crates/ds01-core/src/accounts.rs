@@ -1,0 +1,232 @@
+//! A root-owned snapshot of the users and their groups, for the static
+//! runtime: a GPU create looks its owner up here in microseconds, where
+//! asking `ds01-accounts` (NSS, in a process of its own) costs a
+//! millisecond or more.
+//!
+//! The CLI writes it (`ds01 gpus refresh`, and every reaper pass). It is
+//! trusted only while `/etc/passwd`, `/etc/group` and `/etc/nsswitch.conf`
+//! are the files it was taken from; a user it does not hold (LDAP and SSSD
+//! users are seldom enumerated) is asked of NSS as before. A change made in
+//! a directory service alone reaches it at the next pass, within a minute.
+
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::fsutil;
+use crate::policy::Groups;
+
+/// The snapshot's file, in the state directory.
+pub const FILE: &str = "accounts.json";
+/// The files whose change makes a snapshot stale.
+pub const WATCHED: [&str; 3] = ["/etc/passwd", "/etc/group", "/etc/nsswitch.conf"];
+/// More users than this are not written down: such a host asks NSS.
+const MAX_USERS: usize = 50_000;
+
+/// Which version of a file a snapshot was taken from (all zero: absent).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stamp {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+}
+
+impl Stamp {
+    fn of(path: &Path) -> Stamp {
+        match std::fs::metadata(path) {
+            Ok(m) => Stamp {
+                dev: m.dev(),
+                ino: m.ino(),
+                size: m.size(),
+                mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+                ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
+            },
+            Err(_) => Stamp {
+                dev: 0,
+                ino: 0,
+                size: 0,
+                mtime_ns: 0,
+                ctime_ns: 0,
+            },
+        }
+    }
+}
+
+/// One user as NSS gave it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    pub name: String,
+    pub uid: u32,
+    pub home: PathBuf,
+    pub groups: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The watched files, in the order of the list they were taken by.
+    pub stamps: Vec<Stamp>,
+    pub users: Vec<User>,
+}
+
+impl Snapshot {
+    /// Takes one: the watched files' stamps first, so that a change while
+    /// the users are read makes it stale at once.
+    pub fn take(
+        watched: &[&Path],
+        users: impl IntoIterator<Item = (String, u32, PathBuf)>,
+        groups: &dyn Groups,
+    ) -> Snapshot {
+        let stamps = watched.iter().map(|p| Stamp::of(p)).collect();
+        let users = users
+            .into_iter()
+            .take(MAX_USERS)
+            .map(|(name, uid, home)| User {
+                groups: groups.groups_of(&name),
+                name,
+                uid,
+                home,
+            })
+            .collect();
+        Snapshot { stamps, users }
+    }
+
+    /// Writes it into the state directory, readable by all (as `id` is).
+    pub fn save(&self, state_dir: &Path) -> io::Result<()> {
+        fsutil::ensure_dir(state_dir)?;
+        let data = serde_json::to_vec(self).expect("a snapshot serialises");
+        fsutil::write_atomic(&state_dir.join(FILE), &data, 0o644)
+    }
+
+    /// The saved snapshot, if root wrote it and the watched files are the
+    /// ones it was taken from.
+    pub fn load(state_dir: &Path, watched: &[&Path]) -> Option<Snapshot> {
+        let bytes = fsutil::read_trusted(&state_dir.join(FILE)).ok()?;
+        let snap: Snapshot = serde_json::from_slice(&bytes).ok()?;
+        let now: Vec<Stamp> = watched.iter().map(|p| Stamp::of(p)).collect();
+        (snap.stamps == now).then_some(snap)
+    }
+
+    pub fn user(&self, name: &str) -> Option<&User> {
+        self.users.iter().find(|u| u.name == name)
+    }
+
+    pub fn by_uid(&self, uid: u32) -> Option<&User> {
+        self.users.iter().find(|u| u.uid == uid)
+    }
+}
+
+/// The watched files as paths.
+pub fn watched() -> [&'static Path; 3] {
+    WATCHED.map(Path::new)
+}
+
+/// Every user NSS enumerates (`getpwent`): the local ones, and those of a
+/// directory service only where it enumerates.
+pub fn enumerate() -> Vec<(String, u32, PathBuf)> {
+    use std::ffi::CStr;
+    let mut out = Vec::new();
+    // SAFETY: getpwent's results are copied before the next call; this
+    // runs in the single-threaded CLI, which makes no other passwd call
+    // meanwhile.
+    unsafe {
+        libc::setpwent();
+        loop {
+            let pw = libc::getpwent();
+            if pw.is_null() || out.len() >= MAX_USERS {
+                break;
+            }
+            out.push((
+                CStr::from_ptr((*pw).pw_name).to_string_lossy().into_owned(),
+                (*pw).pw_uid,
+                PathBuf::from(CStr::from_ptr((*pw).pw_dir).to_string_lossy().into_owned()),
+            ));
+        }
+        libc::endpwent();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Students;
+    impl Groups for Students {
+        fn groups_of(&self, user: &str) -> Vec<String> {
+            vec![user.to_string(), "students".into()]
+        }
+    }
+
+    #[test]
+    fn a_snapshot_holds_while_the_watched_files_are_unchanged() {
+        let d = tempfile::tempdir().unwrap();
+        let passwd = d.path().join("passwd");
+        let group = d.path().join("group");
+        std::fs::write(&passwd, "alice:x:1000:1000::/home/alice:/bin/sh\n").unwrap();
+        std::fs::write(&group, "students:x:2000:alice\n").unwrap();
+        let absent = d.path().join("nsswitch.conf");
+        let watched = [passwd.as_path(), group.as_path(), absent.as_path()];
+        let state = d.path().join("state");
+        let snap = Snapshot::take(
+            &watched,
+            [("alice".to_string(), 1000, PathBuf::from("/home/alice"))],
+            &Students,
+        );
+        snap.save(&state).unwrap();
+        let got = Snapshot::load(&state, &watched).unwrap();
+        assert_eq!(got, snap);
+        assert_eq!(got.user("alice").unwrap().groups, ["alice", "students"]);
+        assert_eq!(got.by_uid(1000).unwrap().name, "alice");
+        assert!(got.user("bob").is_none());
+        // A user added (useradd replaces the file): stale.
+        let new = d.path().join("passwd.new");
+        std::fs::write(
+            &new,
+            "alice:x:1000:1000::/home/alice:/bin/sh\nbob:x:1001:1001::/home/bob:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::rename(&new, &passwd).unwrap();
+        assert!(Snapshot::load(&state, &watched).is_none());
+        // Taken again, it holds; a group file edited in place makes it stale.
+        Snapshot::take(&watched, [], &Students)
+            .save(&state)
+            .unwrap();
+        assert!(Snapshot::load(&state, &watched).is_some());
+        std::fs::write(&group, "students:x:2000:alice,bob\n").unwrap();
+        assert!(Snapshot::load(&state, &watched).is_none());
+        // An nsswitch.conf appearing: stale too.
+        Snapshot::take(&watched, [], &Students)
+            .save(&state)
+            .unwrap();
+        std::fs::write(&absent, "passwd: files ldap\n").unwrap();
+        assert!(Snapshot::load(&state, &watched).is_none());
+    }
+
+    #[test]
+    fn a_snapshot_others_could_write_is_not_read() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let watched: [&Path; 0] = [];
+        let state = d.path().join("state");
+        Snapshot::take(&watched, [("a".into(), 1, "/h".into())], &Students)
+            .save(&state)
+            .unwrap();
+        assert!(Snapshot::load(&state, &watched).is_some());
+        let file = state.join(FILE);
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(Snapshot::load(&state, &watched).is_none());
+    }
+
+    #[test]
+    fn this_host_s_users_are_enumerated() {
+        assert!(
+            enumerate()
+                .iter()
+                .any(|(name, uid, _)| name == "root" && *uid == 0)
+        );
+    }
+}
