@@ -9,8 +9,7 @@ use crate::views::DockerContainer;
 
 /// The label holding the name the user chose (Docker's name carries the
 /// user too, so two users may both deploy `thesis`).
-pub const NAME_LABEL: &str = "ds01.name";
-pub const USER_LABEL: &str = "ds01.user";
+pub use ds01_core::names::{NAME_LABEL, USER_LABEL};
 
 /// Docker's name for `user`'s container `name`.
 pub fn docker_name(user: &str, name: &str) -> String {

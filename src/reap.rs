@@ -27,7 +27,7 @@ pub const STATE_FILE: &str = "reap.json";
 const LOCK_FILE: &str = "reap.lock";
 /// The label that asks for no idle timeout (honoured where the owner's
 /// limits have `allow_keep_alive = true`).
-pub const KEEP_ALIVE_LABEL: &str = "ds01.keep-alive";
+pub use ds01_core::names::KEEP_ALIVE_LABEL;
 
 /// What a pass did (or, with `--dry-run`, would do) to one container.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -82,8 +82,7 @@ pub struct Listing {
     pub warnings: Vec<String>,
 }
 
-const COMPOSE_LABEL: &str = "com.docker.compose.project";
-const COMPOSE_DIR_LABEL: &str = "com.docker.compose.project.working_dir";
+use ds01_core::names::{COMPOSE_DIR_LABEL, COMPOSE_LABEL};
 
 /// The owner Docker's labels name, for containers without an allocation.
 pub fn label_owner(labels: &HashMap<String, String>) -> Option<String> {

@@ -96,13 +96,8 @@ pub fn replace_local_home(s: &str, home: &str) -> String {
     out
 }
 
-/// Whether `NVIDIA_VISIBLE_DEVICES`'s value asks for no GPU.
 pub use ds01_core::access::{is_gpu_device, rule_reaches_gpu};
-
-pub fn says_none(v: &str) -> bool {
-    let v = v.trim();
-    v.is_empty() || v.eq_ignore_ascii_case("none") || v.eq_ignore_ascii_case("void")
-}
+pub use ds01_core::names::says_none;
 
 /// A flag's value in `runArgs`: `--flag=value`, or `--flag value`.
 fn flag_value<'a>(args: &[&'a str], i: usize, names: &[&str]) -> Option<&'a str> {

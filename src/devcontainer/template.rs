@@ -65,7 +65,10 @@ pub fn render(s: &Settings) -> String {
         run_args.extend(["--gpus".into(), "all".into()]);
     }
     run_args.push(format!("--shm-size={}", s.shm_size));
-    run_args.extend(["--label".into(), format!("ds01.user={}", s.user)]);
+    run_args.extend([
+        "--label".into(),
+        format!("{}={}", ds01_core::names::USER_LABEL, s.user),
+    ]);
     let mut out = String::new();
     out.push_str(
         "// Dev container for this project on a ds01 GPU server, written by `devcontainer init`.\n",

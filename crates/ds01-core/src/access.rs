@@ -19,8 +19,7 @@ pub const DEVICE_LIST_DIRS: [&str; 2] = [
     "/run/nvidia-container-devices",
 ];
 
-/// The DRM major (`/dev/dri/card*`, `renderD*`).
-pub const DRM_MAJOR: u32 = 226;
+pub use crate::inventory::DRM_MAJOR;
 
 /// Majors the kernel hands out dynamically (`nvidia-uvm`, `nvidia-caps`
 /// live here), plus the fixed NVIDIA and DRM ones.
@@ -151,10 +150,7 @@ pub fn has_nvidia_hook(spec: &Value) -> bool {
 /// than `none`/`void`/empty (any case), or a `DS01_GPU_PROFILE`.
 pub fn env_asks(spec: &Value) -> bool {
     let env = oci::env(spec);
-    let visible = oci::env_value(&env, VISIBLE).is_some_and(|v| {
-        let v = v.trim();
-        !(v.is_empty() || v.eq_ignore_ascii_case("none") || v.eq_ignore_ascii_case("void"))
-    });
+    let visible = oci::env_value(&env, VISIBLE).is_some_and(|v| !crate::names::says_none(v));
     visible || oci::env_value(&env, PROFILE).is_some_and(|p| !p.trim().is_empty())
 }
 

@@ -151,7 +151,7 @@ pub fn resolve(order: &[Step], c: &Container, accounts: &dyn Accounts) -> Owner 
 
 const HOME: &str = "/home";
 /// The label the Dev Containers CLI puts on a dev container: its folder.
-pub const DEVCONTAINER_LABEL: &str = "devcontainer.local_folder";
+pub use crate::names::DEVCONTAINER_LABEL;
 
 /// The user named by a `<home>/<user>/...` path.
 fn home_user(path: &str, home: &str) -> Option<String> {
@@ -183,7 +183,7 @@ pub fn docker_labels(docker_data_root: &Path, id: &str) -> Option<Value> {
 /// The owner a container's Docker labels name: `ds01.user`, else a dev
 /// container's [`DEVCONTAINER_LABEL`] under `/home/<user>/`.
 pub fn from_labels<'a>(label: impl Fn(&str) -> Option<&'a str>) -> Option<(String, Source)> {
-    if let Some(u) = label("ds01.user").filter(|u| valid_name(u)) {
+    if let Some(u) = label(crate::names::USER_LABEL).filter(|u| valid_name(u)) {
         return Some((u.to_string(), Source::DockerLabel));
     }
     home_user(label(DEVCONTAINER_LABEL)?, HOME).map(|u| (u, Source::DevcontainerFolder))

@@ -20,6 +20,7 @@ pub mod idle;
 pub mod inventory;
 pub mod ledger;
 pub mod log;
+pub mod names;
 pub mod oci;
 pub mod policy;
 pub mod queue;

@@ -16,8 +16,7 @@
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-pub const VISIBLE: &str = "NVIDIA_VISIBLE_DEVICES";
-pub const PROFILE: &str = "DS01_GPU_PROFILE";
+pub use crate::names::{PROFILE, VISIBLE};
 
 /// A spec as runc will read it.
 #[derive(Debug, Clone, PartialEq)]

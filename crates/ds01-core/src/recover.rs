@@ -13,7 +13,7 @@ use crate::inventory::UnitKind;
 use crate::ledger::Record;
 
 /// The annotation that records the allocation in the spec.
-pub const ANNOTATION: &str = "ds01.allocation";
+pub use crate::names::ALLOCATION_ANNOTATION as ANNOTATION;
 
 /// What the annotation holds: enough to rebuild the record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

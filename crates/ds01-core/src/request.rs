@@ -37,7 +37,7 @@ pub struct Request {
 /// How long a create may wait in the GPU queue, from the container's env.
 pub const WAIT: &str = "DS01_GPU_WAIT";
 /// The same, as a Docker label or an OCI annotation (`--label ds01.gpu-wait=30m`).
-pub const WAIT_LABEL: &str = "ds01.gpu-wait";
+pub use crate::names::WAIT_LABEL;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum RequestError {
@@ -72,10 +72,10 @@ fn is_all(name: &str) -> bool {
 /// (unset, `none`, `void`, empty), `Some(0)` when it defers to the
 /// device-list mounts (a path, as the device plugin writes).
 fn visible_count(value: &str) -> Option<usize> {
-    let v = value.trim();
-    if v.is_empty() || v.eq_ignore_ascii_case("none") || v.eq_ignore_ascii_case("void") {
+    if crate::names::says_none(value) {
         return None;
     }
+    let v = value.trim();
     if v.starts_with('/') {
         return Some(0);
     }

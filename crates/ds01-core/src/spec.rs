@@ -13,7 +13,7 @@ use crate::inventory::DeviceNode;
 use crate::oci::VISIBLE;
 
 /// The annotation that records the allocation in the spec.
-pub const ANNOTATION: &str = "ds01.allocation";
+pub use crate::names::ALLOCATION_ANNOTATION as ANNOTATION;
 
 /// How long runc lets the poststop hook run: a hook stuck on the ledger
 /// lock must not hold `docker stop` forever (the lock wait itself ends sooner).

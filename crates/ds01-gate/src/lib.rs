@@ -15,7 +15,7 @@ pub use body::Reach;
 pub use route::{Op, Route, judge_content_types, route};
 
 /// The label the gate stamps on what a caller creates.
-pub const USER_LABEL: &str = "ds01.user";
+pub use ds01_core::names::USER_LABEL;
 
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq)]

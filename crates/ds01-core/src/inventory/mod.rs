@@ -10,6 +10,9 @@ pub mod snapshot;
 
 use serde::{Deserialize, Serialize};
 
+/// The DRM major (`/dev/dri/card*`, `renderD*`): a GPU's other nodes.
+pub const DRM_MAJOR: u32 = 226;
+
 pub use minors::MigMinors;
 
 #[derive(Debug, thiserror::Error)]
@@ -252,7 +255,7 @@ pub fn mig_nodes(
 
 /// A GPU's DRM nodes: `/dev/dri/cardN` and `/dev/dri/renderDN`.
 pub fn drm_nodes(card: Option<u32>, render: Option<u32>) -> Vec<DeviceNode> {
-    let major = crate::access::DRM_MAJOR;
+    let major = DRM_MAJOR;
     let mut out = Vec::new();
     out.extend(card.map(|m| node(&format!("/dev/dri/card{m}"), major, m)));
     out.extend(render.map(|m| node(&format!("/dev/dri/renderD{m}"), major, m)));

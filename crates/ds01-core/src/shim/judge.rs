@@ -46,7 +46,9 @@ pub fn judge(
         return Ok(None);
     }
     let Some(user) = owner.user.as_deref() else {
-        let labelled = labels.and_then(|l| l.get("ds01.user")).is_some();
+        let labelled = labels
+            .and_then(|l| l.get(crate::names::USER_LABEL))
+            .is_some();
         return if labelled {
             Err(ctx.refuse_text(
                 owner,
