@@ -126,7 +126,7 @@ pub fn pass(cfg: &Config, w: &World, dry_run: bool) -> Result<Vec<Action>, Strin
         // Releases the poststop hook marked since the last write reach the
         // logs within a pass, even on a host where no GPU container starts.
         // A busy or full ledger must not stop the pass: the marks wait.
-        if let Err(e) = ds01_core::shim::ledger(cfg).settle() {
+        if let Err(e) = ds01_core::ledger::Ledger::of(cfg).settle() {
             log::append(&cfg.log, "warn", &format!("reap: {e}"));
         }
     }

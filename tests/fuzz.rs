@@ -224,7 +224,7 @@ proptest! {
             let a = access::judge(&read.value, &dev);
             let _ = ds01_core::request::from_spec(&read.value, &a);
             let _ = access::might_touch_nvidia(&read.value);
-            let _ = ds01_core::recover::note_of(&read.value);
+            let _ = ds01_core::ledger::note_of(&read.value);
         }
     }
 

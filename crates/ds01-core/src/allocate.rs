@@ -8,8 +8,8 @@
 use std::collections::HashSet;
 
 use crate::inventory::{Inventory, Unit, UnitKind};
-use crate::ledger::{Record, Records};
 use crate::policy::Effective;
+use crate::record::{Record, Records};
 use crate::request::{Profile, Request};
 use crate::text::{describe, gpueq_text, short};
 

@@ -24,7 +24,7 @@ pub mod names;
 pub mod oci;
 pub mod policy;
 pub mod queue;
-pub mod recover;
+pub mod record;
 pub mod request;
 pub mod shape;
 pub mod shim;

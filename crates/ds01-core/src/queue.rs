@@ -18,8 +18,8 @@ use crate::allocate;
 use crate::fsutil;
 use crate::host::Host;
 use crate::inventory::Inventory;
-use crate::ledger::Records;
 use crate::policy::{Effective, Limits, Policy};
+use crate::record::Records;
 use crate::request::{Profile, Request};
 
 pub const DIR: &str = "queue";

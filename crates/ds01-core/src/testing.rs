@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::host::Host;
 use crate::inventory::UnitKind;
-use crate::ledger::Record;
+use crate::record::Record;
 use crate::time::timestamp;
 
 #[derive(Default)]

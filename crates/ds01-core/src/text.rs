@@ -2,7 +2,7 @@
 //! One place, so every command says them the same way.
 
 use crate::inventory::{Inventory, UnitKind};
-use crate::ledger::Record;
+use crate::record::Record;
 
 /// GPU-equivalents for people: 1.0, 0.5, 0.143.
 pub fn gpueq_text(x: f64) -> String {

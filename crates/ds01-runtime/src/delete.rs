@@ -19,7 +19,7 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
     let root = argv.root_or_default();
     let id = argv.id.clone().unwrap_or_default();
     let host = RealHost;
-    let ledger = shim::ledger(&cfg);
+    let ledger = ds01_core::ledger::Ledger::of(&cfg);
     // The file as written, marks not applied: a record the hook marked is
     // taken out (and logged) by a second delete of the same container, as
     // by any later write of the ledger.

@@ -2,9 +2,9 @@
 
 use std::process::ExitCode;
 
+use ds01_core::audit;
 use ds01_core::config::Config;
-use ds01_core::host::RealHost;
-use ds01_core::{audit, shim};
+use ds01_core::ledger::Ledger;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -20,7 +20,7 @@ pub struct Args {
 
 pub fn run(cfg: &Config, args: Args) -> anyhow::Result<ExitCode> {
     if args.rebuild {
-        let records = shim::ledger(cfg).rebuild_now(&RealHost)?;
+        let records = Ledger::of(cfg).rebuild_now()?;
         if args.json {
             println!("{}", serde_json::to_string_pretty(&records)?);
         } else {
@@ -37,7 +37,7 @@ pub fn run(cfg: &Config, args: Args) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let reclaimed = shim::ledger(cfg).gc(&RealHost)?;
+    let reclaimed = Ledger::of(cfg).gc()?;
     audit::note_reclaimed(&cfg.log, &cfg.audit_log, &reclaimed);
     if args.json {
         let out: Vec<_> = reclaimed

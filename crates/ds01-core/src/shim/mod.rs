@@ -80,7 +80,7 @@ pub struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn ledger(&self) -> Ledger {
-        ledger(self.cfg)
+        Ledger::of(self.cfg)
     }
 
     fn log(&self, level: &str, msg: &str) {
@@ -112,16 +112,6 @@ impl Ctx<'_> {
         });
         refusal.into()
     }
-}
-
-/// The ledger, with the config's lock wait.
-/// Records its poststop hook marked released are logged and audited by
-/// whichever write takes them out.
-pub fn ledger(cfg: &Config) -> Ledger {
-    let (log, audit_log) = (cfg.log.clone(), cfg.audit_log.clone());
-    Ledger::new(&cfg.state_dir)
-        .wait(Duration::from_secs(cfg.lock_wait_secs))
-        .on_released(move |gone| audit::note_released(&log, &audit_log, "poststop", gone))
 }
 
 /// Whose container this is, by the config's identity order (`labels`:

@@ -14,7 +14,7 @@ use crate::audit::{self, Event};
 use crate::driver::{self, Found, Method};
 use crate::identity::Owner;
 use crate::inventory::Inventory;
-use crate::recover::Note;
+use crate::ledger::Note;
 use crate::spec::{self, Allocation, Hook};
 
 /// For a container that asks no GPU but carries NVIDIA's hook: the hook

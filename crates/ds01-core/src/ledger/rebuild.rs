@@ -1,16 +1,30 @@
-//! Rebuilding allocation records from what outlives the ledger: each GPU
-//! container's spec carries its allocation (the `ds01.allocation`
-//! annotation), and runc's state names the bundle and the init process.
+//! Rebuilding the ledger from what outlives it: each GPU container's spec
+//! carries its allocation (the `ds01.allocation` annotation), runc's state
+//! names the bundle and the init process, and each create in flight holds
+//! its record in its marker.
 
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::{FILE_NAME, Ledger, LedgerError};
+use crate::fsutil;
 use crate::host::Host;
 use crate::identity::Source;
 use crate::inventory::UnitKind;
-use crate::ledger::Record;
+use crate::record::{Record, Records};
+
+/// The runc roots ds01 has allocated under, one per line: where a rebuild looks.
+const ROOTS_NAME: &str = "roots";
+/// Roots a rebuild always looks in: Docker's, containerd's, runc's own.
+pub const KNOWN_ROOTS: [&str; 4] = [
+    "/run/docker/runtime-runc/moby",
+    "/run/containerd/runc/default",
+    "/run/containerd/runc/k8s.io",
+    "/run/runc",
+];
 
 /// The annotation that records the allocation in the spec.
 pub use crate::names::ALLOCATION_ANNOTATION as ANNOTATION;
@@ -128,6 +142,106 @@ fn bundle_of(state: &Value) -> Option<PathBuf> {
         .filter_map(|l| l.strip_prefix("bundle="))
         .next_back()
         .map(PathBuf::from)
+}
+
+impl Ledger {
+    /// `ds01 gc --rebuild`: the records runc and the creates in flight
+    /// vouch for, plus any live record of the old ledger they missed. The
+    /// old file is kept aside. Returns the new records.
+    pub fn rebuild_now(&self) -> Result<Records, LedgerError> {
+        let host = &*self.host;
+        let _lock = self.lock()?;
+        let mut old = self.read_noted().unwrap_or_default();
+        let mut released = self.take_released(&mut old);
+        if self.path().exists() {
+            self.keep_aside("old")?;
+        }
+        let mut records = self.rebuild();
+        for r in self.take_released(&mut records) {
+            if !released.iter().any(|x| x.0.alloc_id == r.0.alloc_id) {
+                released.push(r);
+            }
+        }
+        let pending = self.pending_dir();
+        for r in old.records {
+            let known = records.records.iter().any(|x| x.alloc_id == r.alloc_id);
+            if !known && r.stale_reason(host, &pending).is_none() {
+                records.records.push(r);
+            }
+        }
+        self.tell_released(&released);
+        self.write(&records)?;
+        self.drop_released_marks(&records);
+        Ok(records)
+    }
+
+    /// Renames the ledger to `ledger.json.<what>-<time>`.
+    pub(super) fn keep_aside(&self, what: &str) -> Result<PathBuf, LedgerError> {
+        let path = self.path();
+        let stamp = crate::time::timestamp(SystemTime::now()).replace(':', "");
+        let aside = path.with_file_name(format!("{FILE_NAME}.{what}-{stamp}"));
+        std::fs::rename(&path, &aside).map_err(Self::io(&path))?;
+        Ok(aside)
+    }
+
+    /// The records that live containers and creates in flight prove.
+    pub fn rebuild(&self) -> Records {
+        let host = &*self.host;
+        let mut records = Records::default();
+        // Creates in flight: their marker holds their record.
+        if let Ok(dir) = std::fs::read_dir(self.pending_dir()) {
+            for e in dir.flatten() {
+                let p = e.path();
+                if !host.create_in_flight(&p) {
+                    continue;
+                }
+                if let Some(r) = fsutil::read_nofollow(&p)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
+                {
+                    records.records.push(r);
+                }
+            }
+        }
+        let mut roots: Vec<PathBuf> = KNOWN_ROOTS.iter().map(PathBuf::from).collect();
+        roots.extend(self.roots());
+        roots.sort();
+        roots.dedup();
+        for root in roots {
+            for r in from_runc_root(&root, host) {
+                if !records.records.iter().any(|x| x.alloc_id == r.alloc_id) {
+                    records.records.push(r);
+                }
+            }
+        }
+        records
+    }
+
+    /// The runc roots ds01 has allocated under.
+    pub fn roots(&self) -> Vec<PathBuf> {
+        fsutil::read_nofollow(&self.dir.join(ROOTS_NAME))
+            .map(|b| {
+                String::from_utf8_lossy(&b)
+                    .lines()
+                    .filter(|l| !l.is_empty())
+                    .map(PathBuf::from)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Remembers a runc root for rebuilds. Call under the lock (inside
+    /// [`Ledger::update`]); it writes only when the root is new.
+    pub fn remember_root(&self, root: &Path) -> Result<(), LedgerError> {
+        let mut roots = self.roots();
+        if roots.iter().any(|r| r == root) {
+            return Ok(());
+        }
+        roots.push(root.to_path_buf());
+        let text: String = roots.iter().map(|r| format!("{}\n", r.display())).collect();
+        let path = self.dir.join(ROOTS_NAME);
+        fsutil::write_atomic(&path, text.as_bytes(), 0o644).map_err(Self::io(&path))
+    }
 }
 
 #[cfg(test)]

@@ -5,13 +5,19 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use crate::audit;
+use crate::config::Config;
 use crate::fsutil;
-use crate::host::Host;
-use crate::inventory::UnitKind;
+use crate::host::{Host, RealHost};
+pub use crate::record::{Record, Records};
+
+mod rebuild;
+pub use rebuild::{KNOWN_ROOTS, Note, note_of};
 
 pub const FILE_NAME: &str = "ledger.json";
 /// Mode 0600 from the start (an earlier `ledger.lock` was readable, so
@@ -36,147 +42,12 @@ pub enum LedgerError {
     Busy { path: PathBuf, secs: u64 },
 }
 
-/// One allocation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Record {
-    /// Unique per `create`; the poststop hook names it, so a late hook of
-    /// an earlier run can never free a later run's devices.
-    pub alloc_id: String,
-    pub container_id: String,
-    pub bundle: PathBuf,
-    /// runc's `--root`.
-    pub root: PathBuf,
-    /// UUIDs of the allocated GPUs or MIG slices.
-    pub devices: Vec<String>,
-    pub kind: UnitKind,
-    pub profile: String,
-    /// GPU-equivalents of the devices, counted against the owner's share.
-    #[serde(default)]
-    pub gpueq: f64,
-    /// The owner, `None` when unknown.
-    #[serde(default)]
-    pub user: Option<String>,
-    /// What decided the owner.
-    #[serde(default)]
-    pub identity_source: crate::identity::Source,
-    /// RFC 3339.
-    pub since: String,
-    pub boot_id: String,
-    /// The container's init process, once runc has created it.
-    pub pid: Option<u32>,
-    pub pid_start: Option<u64>,
-    /// The shim that allocated, while the container has no pid yet.
-    pub shim_pid: u32,
-    pub shim_start: Option<u64>,
-}
-
-impl Record {
-    pub fn since_time(&self) -> Option<SystemTime> {
-        crate::time::parse(&self.since)
-    }
-
-    /// Why this record no longer holds its devices, or `None` while it does.
-    /// A record without an init pid belongs to a create in flight for as
-    /// long as any process of that create (the runtime, or the runc it
-    /// started, even orphaned) holds its marker in `pending_dir`, and to a
-    /// container once runc knows it. No timeout: a slow create is a live one.
-    pub fn stale_reason(&self, host: &dyn Host, pending_dir: &Path) -> Option<String> {
-        if self.boot_id != host.boot_id() {
-            return Some("written during an earlier boot".into());
-        }
-        if let Some(pid) = self.pid {
-            return match host.process_start(pid) {
-                None => Some(format!("init process {pid} is dead")),
-                Some(start) if Some(start) != self.pid_start => {
-                    Some(format!("pid {pid} now belongs to another process"))
-                }
-                Some(_) => None,
-            };
-        }
-        // The marker first: once no process of the create holds it, runc
-        // has written whatever state it ever will.
-        if host.create_in_flight(&pending_dir.join(&self.alloc_id)) {
-            return None;
-        }
-        if host.runc_knows(&self.root, &self.container_id) {
-            // runc's state names the init: once it died the container is
-            // stopped, and may be one no one is left to delete.
-            if let Some((pid, start)) = host.runc_init(&self.root, &self.container_id) {
-                match host.process_start(pid) {
-                    None => return Some(format!("its container is stopped (init {pid} is dead)")),
-                    Some(s) if start.is_some_and(|t| t != s) => {
-                        return Some(format!(
-                            "its container is stopped (pid {pid} now belongs to another process)"
-                        ));
-                    }
-                    Some(_) => {}
-                }
-            }
-            return None;
-        }
-        Some("runc knows no such container and no create of it is in flight".into())
-    }
-}
-
-#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Records {
-    pub records: Vec<Record>,
-}
-
-impl Records {
-    /// Whether a device is held by any record.
-    pub fn holds(&self, uuid: &str) -> bool {
-        self.records
-            .iter()
-            .any(|r| r.devices.iter().any(|d| d == uuid))
-    }
-
-    /// The record holding a device.
-    pub fn holder(&self, uuid: &str) -> Option<&Record> {
-        self.records
-            .iter()
-            .find(|r| r.devices.iter().any(|d| d == uuid))
-    }
-
-    /// Removes and returns the records `pred` selects.
-    pub fn take(&mut self, pred: impl Fn(&Record) -> bool) -> Vec<Record> {
-        let (gone, kept) = std::mem::take(&mut self.records)
-            .into_iter()
-            .partition(|r| pred(r));
-        self.records = kept;
-        gone
-    }
-
-    /// Removes the stale records, returning each with its reason.
-    pub fn reclaim(&mut self, host: &dyn Host, pending_dir: &Path) -> Vec<(Record, String)> {
-        self.reclaim_where(host, pending_dir, |_| true)
-    }
-
-    /// Removes the stale records among those `pred` selects.
-    pub fn reclaim_where(
-        &mut self,
-        host: &dyn Host,
-        pending_dir: &Path,
-        pred: impl Fn(&Record) -> bool,
-    ) -> Vec<(Record, String)> {
-        let mut out = Vec::new();
-        self.records.retain(
-            |r| match r.stale_reason(host, pending_dir).filter(|_| pred(r)) {
-                Some(why) => {
-                    out.push((r.clone(), why));
-                    false
-                }
-                None => true,
-            },
-        );
-        out
-    }
-}
-
 pub struct Ledger {
     dir: PathBuf,
     wait: Duration,
     on_released: Option<Box<OnReleased>>,
+    /// Processes, runc's state, the boot: what staleness is judged by.
+    host: Rc<dyn Host>,
 }
 
 /// Told of the records a write takes out because their poststop hook
@@ -202,16 +73,6 @@ struct PidNote {
     pid: u32,
     start: u64,
 }
-/// The runc roots ds01 has allocated under, one per line: where a rebuild looks.
-const ROOTS_NAME: &str = "roots";
-/// Roots a rebuild always looks in: Docker's, containerd's, runc's own.
-pub const KNOWN_ROOTS: [&str; 4] = [
-    "/run/docker/runtime-runc/moby",
-    "/run/containerd/runc/default",
-    "/run/containerd/runc/k8s.io",
-    "/run/runc",
-];
-
 /// The held marker of one create in flight (see [`Record::stale_reason`]).
 /// Its descriptor is handed on to runc, so the marker stays held while any
 /// process of the create lives, even when the runtime itself is killed.
@@ -248,7 +109,24 @@ impl Ledger {
             dir: state_dir.to_path_buf(),
             wait: LOCK_WAIT,
             on_released: None,
+            host: Rc::new(RealHost),
         }
+    }
+
+    /// The ledger of a config: its state directory and lock wait, with
+    /// the records the poststop hook marked released logged and audited
+    /// by whichever write takes them out.
+    pub fn of(cfg: &Config) -> Ledger {
+        let (log, audit_log) = (cfg.log.clone(), cfg.audit_log.clone());
+        Ledger::new(&cfg.state_dir)
+            .wait(Duration::from_secs(cfg.lock_wait_secs))
+            .on_released(move |gone| audit::note_released(&log, &audit_log, "poststop", gone))
+    }
+
+    /// Judges staleness by `host` rather than the machine (tests).
+    pub fn with_host(mut self, host: Rc<dyn Host>) -> Ledger {
+        self.host = host;
+        self
     }
 
     /// What to do with the records the poststop hook marked released, once
@@ -288,10 +166,11 @@ impl Ledger {
 
     /// `ds01 gc`: reclaims every stale record now, and sweeps markers of
     /// creates that died before allocating. Returns what was reclaimed, and why.
-    pub fn gc(&self, host: &dyn Host) -> Result<Vec<(Record, String)>, LedgerError> {
+    pub fn gc(&self) -> Result<Vec<(Record, String)>, LedgerError> {
+        let host = &*self.host;
         let pending = self.pending_dir();
         let (reclaimed, left) = self.update(|rs| (rs.reclaim(host, &pending), rs.clone()))?;
-        self.sweep_pending(host, &left);
+        self.sweep_pending(&left);
         Ok(reclaimed)
     }
 
@@ -477,10 +356,10 @@ impl Ledger {
         let path = self.path();
         let (mut before, rebuilt) = match self.read_noted() {
             Ok(rs) if path.exists() => (rs, false),
-            Ok(_) => (self.rebuild(&crate::host::RealHost), true),
+            Ok(_) => (self.rebuild(), true),
             Err(LedgerError::Corrupt { .. }) => {
                 self.keep_aside("bad")?;
-                (self.rebuild(&crate::host::RealHost), true)
+                (self.rebuild(), true)
             }
             Err(e) => return Err(e),
         };
@@ -496,107 +375,11 @@ impl Ledger {
         Ok(out)
     }
 
-    /// `ds01 gc --rebuild`: the records runc and the creates in flight
-    /// vouch for, plus any live record of the old ledger they missed. The
-    /// old file is kept aside. Returns the new records.
-    pub fn rebuild_now(&self, host: &dyn Host) -> Result<Records, LedgerError> {
-        let _lock = self.lock()?;
-        let mut old = self.read_noted().unwrap_or_default();
-        let mut released = self.take_released(&mut old);
-        if self.path().exists() {
-            self.keep_aside("old")?;
-        }
-        let mut records = self.rebuild(host);
-        for r in self.take_released(&mut records) {
-            if !released.iter().any(|x| x.0.alloc_id == r.0.alloc_id) {
-                released.push(r);
-            }
-        }
-        let pending = self.pending_dir();
-        for r in old.records {
-            let known = records.records.iter().any(|x| x.alloc_id == r.alloc_id);
-            if !known && r.stale_reason(host, &pending).is_none() {
-                records.records.push(r);
-            }
-        }
-        self.tell_released(&released);
-        self.write(&records)?;
-        self.drop_released_marks(&records);
-        Ok(records)
-    }
-
     fn write(&self, records: &Records) -> Result<(), LedgerError> {
         let path = self.path();
         let mut data = serde_json::to_vec_pretty(records).expect("records serialise");
         data.push(b'\n');
         fsutil::write_atomic(&path, &data, 0o644).map_err(Self::io(&path))
-    }
-
-    /// Renames the ledger to `ledger.json.<what>-<time>`.
-    fn keep_aside(&self, what: &str) -> Result<PathBuf, LedgerError> {
-        let path = self.path();
-        let stamp = crate::time::timestamp(SystemTime::now()).replace(':', "");
-        let aside = path.with_file_name(format!("{FILE_NAME}.{what}-{stamp}"));
-        std::fs::rename(&path, &aside).map_err(Self::io(&path))?;
-        Ok(aside)
-    }
-
-    /// The records that live containers and creates in flight prove.
-    pub fn rebuild(&self, host: &dyn Host) -> Records {
-        let mut records = Records::default();
-        // Creates in flight: their marker holds their record.
-        if let Ok(dir) = std::fs::read_dir(self.pending_dir()) {
-            for e in dir.flatten() {
-                let p = e.path();
-                if !host.create_in_flight(&p) {
-                    continue;
-                }
-                if let Some(r) = fsutil::read_nofollow(&p)
-                    .ok()
-                    .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
-                {
-                    records.records.push(r);
-                }
-            }
-        }
-        let mut roots: Vec<PathBuf> = KNOWN_ROOTS.iter().map(PathBuf::from).collect();
-        roots.extend(self.roots());
-        roots.sort();
-        roots.dedup();
-        for root in roots {
-            for r in crate::recover::from_runc_root(&root, host) {
-                if !records.records.iter().any(|x| x.alloc_id == r.alloc_id) {
-                    records.records.push(r);
-                }
-            }
-        }
-        records
-    }
-
-    /// The runc roots ds01 has allocated under.
-    pub fn roots(&self) -> Vec<PathBuf> {
-        fsutil::read_nofollow(&self.dir.join(ROOTS_NAME))
-            .map(|b| {
-                String::from_utf8_lossy(&b)
-                    .lines()
-                    .filter(|l| !l.is_empty())
-                    .map(PathBuf::from)
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// Remembers a runc root for rebuilds. Call under the lock (inside
-    /// [`Ledger::update`]); it writes only when the root is new.
-    pub fn remember_root(&self, root: &Path) -> Result<(), LedgerError> {
-        let mut roots = self.roots();
-        if roots.iter().any(|r| r == root) {
-            return Ok(());
-        }
-        roots.push(root.to_path_buf());
-        let text: String = roots.iter().map(|r| format!("{}\n", r.display())).collect();
-        let path = self.dir.join(ROOTS_NAME);
-        fsutil::write_atomic(&path, text.as_bytes(), 0o644).map_err(Self::io(&path))
     }
 
     /// Makes and holds the marker of a create in flight.
@@ -627,7 +410,8 @@ impl Ledger {
 
     /// Removes markers no process holds that no record names (left by a
     /// runtime killed before it allocated).
-    pub fn sweep_pending(&self, host: &dyn Host, records: &Records) {
+    pub fn sweep_pending(&self, records: &Records) {
+        let host = &*self.host;
         let Ok(dir) = std::fs::read_dir(self.pending_dir()) else {
             return;
         };
@@ -859,7 +643,7 @@ pub(crate) mod tests {
 
     /// A ledger holding c1 (alloc `c1-1`, MIG-1), its mark made.
     fn c1_marked(dir: &Path) -> (Ledger, FakeHost) {
-        let l = Ledger::new(dir);
+        let l = Ledger::new(dir).with_host(Rc::new(host()));
         let h = host();
         l.update(|rs| rs.records.push(record("c1", &["MIG-1"], &h)))
             .unwrap();
@@ -881,8 +665,8 @@ pub(crate) mod tests {
     #[test]
     fn a_rebuild_leaves_out_what_the_hook_released() {
         let dir = tempfile::tempdir().unwrap();
-        let (l, h) = c1_marked(dir.path());
-        let rs = l.rebuild_now(&h).unwrap();
+        let (l, _) = c1_marked(dir.path());
+        let rs = l.rebuild_now().unwrap();
         assert!(!rs.holds("MIG-1"));
         assert!(!l.read().unwrap().holds("MIG-1"));
         assert_eq!(std::fs::read_dir(l.released_dir()).unwrap().count(), 0);
