@@ -8,8 +8,8 @@
 use std::cell::RefCell;
 use std::time::{Duration, Instant, SystemTime};
 
+use ds01::docker::{DockerApi, DockerContainer};
 use ds01::reap::{World, pass};
-use ds01::views::{DockerApi, DockerContainer};
 use ds01_core::activity::SimActivity;
 use ds01_core::config::Config;
 use ds01_core::ledger::Ledger;

@@ -4,8 +4,9 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use crate::views::DockerContainer;
+use crate::docker::{Create, DockerApi, DockerContainer};
 
 /// The label holding the name the user chose (Docker's name carries the
 /// user too, so two users may both deploy `thesis`).
@@ -115,6 +116,54 @@ impl Spec {
         } else {
             self.cmd.clone()
         }
+    }
+}
+
+impl Spec {
+    /// The container to create for this spec, under Docker's `name`.
+    pub fn create(&self, name: &str, shm_size: i64, ports: &[(String, String)]) -> Create {
+        Create {
+            name: name.to_string(),
+            image: self.image.clone(),
+            cmd: self.command(),
+            env: self.env(),
+            labels: self.labels(),
+            working_dir: self.project.display().to_string(),
+            binds: self.binds(),
+            shm_size,
+            ports: ports.to_vec(),
+        }
+    }
+}
+
+/// How `container deploy` ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Deployed {
+    /// Running, with this id.
+    Started(String),
+    /// ds01 refused it (no GPU free, a limit): its own words.
+    Refused(String),
+}
+
+/// Creates and starts the container, unless the user already has one of
+/// that name. Docker's errors that carry ds01's words are a refusal, told
+/// as ds01 said it; any other is an error.
+pub fn start(docker: &dyn DockerApi, c: &Create, timeout: Duration) -> Result<Deployed, String> {
+    let existing = docker.containers()?;
+    if let Some(have) = existing.iter().find(|x| x.name == c.name) {
+        let name = c.labels.get(NAME_LABEL).unwrap_or(&c.name);
+        return Err(format!(
+            "you already have a container {name:?} ({}); attach with: container attach {name}, \
+             or retire it first: container retire {name}",
+            have.state
+        ));
+    }
+    match docker.create_and_start(c, timeout) {
+        Ok(id) => Ok(Deployed::Started(id)),
+        Err(e) => match ds01_reason(&e) {
+            Some(reason) => Ok(Deployed::Refused(reason)),
+            None => Err(format!("cannot start {:?}: {e}", c.name)),
+        },
     }
 }
 
@@ -307,5 +356,110 @@ mod tests {
         );
         assert_eq!(s.command(), keep_alive());
         assert_eq!(build_tag("alice", "Thesis"), "ds01-alice/thesis");
+    }
+}
+
+#[cfg(test)]
+mod start_tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    /// Docker as `container deploy` meets it: a list, and a create that
+    /// answers with `outcome`.
+    struct FakeDocker {
+        list: Vec<DockerContainer>,
+        outcome: Result<String, String>,
+        created: RefCell<Vec<Create>>,
+    }
+
+    impl DockerApi for FakeDocker {
+        fn containers(&self) -> Result<Vec<DockerContainer>, String> {
+            Ok(self.list.clone())
+        }
+        fn stop(&self, _: &str) -> Result<(), String> {
+            Err("not asked".into())
+        }
+        fn create_and_start(&self, c: &Create, _: Duration) -> Result<String, String> {
+            self.created.borrow_mut().push(c.clone());
+            self.outcome.clone()
+        }
+    }
+
+    fn spec() -> Spec {
+        Spec {
+            user: "alice".into(),
+            name: "thesis".into(),
+            image: "pytorch".into(),
+            project: "/home/alice/thesis".into(),
+            home: "/home/alice".into(),
+            gpu: GpuChoice::Slice,
+            wait: Some("30m".into()),
+            shm_size: None,
+            env: vec!["A=1".into()],
+            ports: vec![],
+            cmd: vec![],
+        }
+    }
+
+    fn docker(list: Vec<DockerContainer>, outcome: Result<String, String>) -> FakeDocker {
+        FakeDocker {
+            list,
+            outcome,
+            created: RefCell::new(Vec::new()),
+        }
+    }
+
+    #[test]
+    fn a_deploy_creates_what_the_spec_says_and_tells_ds01_s_refusal_plainly() {
+        let c = spec().create("alice-thesis", 8 << 30, &[("8888".into(), "8888".into())]);
+        let d = docker(vec![], Ok("abc".into()));
+        assert_eq!(
+            start(&d, &c, Duration::from_secs(60)),
+            Ok(Deployed::Started("abc".into()))
+        );
+        let sent = d.created.borrow()[0].clone();
+        assert_eq!(sent.name, "alice-thesis");
+        assert_eq!(sent.labels[USER_LABEL], "alice");
+        assert_eq!(sent.labels[NAME_LABEL], "thesis");
+        assert_eq!(sent.binds, ["/home/alice:/home/alice"]);
+        assert!(sent.env.contains(&"NVIDIA_VISIBLE_DEVICES=all".to_string()));
+        assert!(sent.env.contains(&"DS01_GPU_WAIT=30m".to_string()));
+        assert_eq!(sent.cmd, keep_alive());
+        // A refusal from the runtime, wrapped by Docker: ds01's words alone.
+        let d = docker(
+            vec![],
+            Err("failed to create task: OCI runtime create failed: ds01: no MIG slice free (7 of 7 in use): unknown".into()),
+        );
+        assert_eq!(
+            start(&d, &c, Duration::from_secs(60)),
+            Ok(Deployed::Refused(
+                "ds01: no MIG slice free (7 of 7 in use)".into()
+            ))
+        );
+        // Any other failure is an error naming the container.
+        let d = docker(vec![], Err("no such image: pytorch".into()));
+        assert!(
+            start(&d, &c, Duration::from_secs(60))
+                .unwrap_err()
+                .contains("no such image")
+        );
+    }
+
+    #[test]
+    fn a_deploy_onto_a_name_the_user_has_creates_nothing() {
+        let mine = DockerContainer {
+            id: "old".into(),
+            name: "alice-thesis".into(),
+            state: "exited".into(),
+            ..DockerContainer::default()
+        };
+        let c = spec().create("alice-thesis", 1, &[]);
+        let d = docker(vec![mine], Ok("new".into()));
+        let e = start(&d, &c, Duration::from_secs(1)).unwrap_err();
+        assert!(
+            e.contains("already have a container \"thesis\" (exited)"),
+            "{e}"
+        );
+        assert!(d.created.borrow().is_empty());
     }
 }

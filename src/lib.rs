@@ -4,6 +4,7 @@
 pub mod cdi_read;
 pub mod deploy;
 pub mod devcontainer;
+pub mod docker;
 pub mod docker_config;
 pub mod doctor;
 pub mod gate_setup;

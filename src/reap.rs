@@ -21,7 +21,7 @@ use ds01_core::ledger::{Ledger, Record};
 use ds01_core::log;
 use ds01_core::policy::Groups;
 
-use crate::views::{DockerApi, DockerContainer};
+use crate::docker::{DockerApi, DockerContainer};
 
 pub const STATE_FILE: &str = "reap.json";
 const LOCK_FILE: &str = "reap.lock";

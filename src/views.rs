@@ -1,6 +1,6 @@
 //! Who holds what, joining Docker's container list with the ledger: the
 //! facts behind `container ls` and `ds01 gpus`. Docker sits behind
-//! [`DockerApi`], so this is tested without a daemon.
+//! [`crate::docker::DockerApi`], so this is tested without a daemon.
 
 use std::collections::HashMap;
 
@@ -8,33 +8,13 @@ use serde::Serialize;
 
 use ds01_core::identity::{self, DEVCONTAINER_LABEL};
 
-use crate::reap::KEEP_ALIVE_LABEL;
 use ds01_core::inventory::{Gpu, Inventory};
 use ds01_core::ledger::{Record, Records};
+use ds01_core::names::{KEEP_ALIVE_LABEL, NAME_LABEL};
 use ds01_core::text::{describe, short};
 use serde_json::json;
 
-/// What Docker's list call says about one container.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct DockerContainer {
-    pub id: String,
-    pub name: String,
-    pub image: String,
-    /// `running`, `exited`, `created`, `paused`, ...
-    pub state: String,
-    /// Docker's own words: `Up 5 minutes`, `Exited (0) 2 hours ago`.
-    pub status: String,
-    pub labels: HashMap<String, String>,
-    /// (source, destination) of each mount.
-    pub mounts: Vec<(String, String)>,
-}
-
-/// Docker, as far as the views need it: one list call.
-pub trait DockerApi {
-    fn containers(&self) -> Result<Vec<DockerContainer>, String>;
-    /// A normal `docker stop` (SIGTERM, then SIGKILL after its grace time).
-    fn stop(&self, id: &str) -> Result<(), String>;
-}
+use crate::docker::DockerContainer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -163,7 +143,7 @@ pub fn list(
                     .map(|n| n.to_string_lossy().into_owned());
                 // The name the user chose at `container deploy`, else the
                 // dev container's folder, else Docker's.
-                let chosen = c.labels.get(crate::deploy::NAME_LABEL).cloned();
+                let chosen = c.labels.get(NAME_LABEL).cloned();
                 rows.push(Row {
                     id: c.id.clone(),
                     name: chosen.or(folder_name).unwrap_or_else(|| c.name.clone()),

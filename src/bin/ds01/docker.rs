@@ -4,8 +4,12 @@
 use std::time::Duration;
 
 use bollard::Docker;
-use bollard::query_parameters::ListContainersOptions;
-use ds01::views::{DockerApi, DockerContainer};
+use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
+use bollard::query_parameters::{
+    BuildImageOptions, CreateContainerOptions, ListContainersOptions, RemoveContainerOptions,
+};
+use ds01::docker::{Create, DockerApi, DockerContainer};
+use futures_util::StreamExt;
 
 pub struct Engine;
 
@@ -41,6 +45,97 @@ where
 }
 
 impl DockerApi for Engine {
+    fn build(
+        &self,
+        context: Vec<u8>,
+        dockerfile: &str,
+        tag: &str,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<(), String> {
+        let options = BuildImageOptions {
+            dockerfile: dockerfile.to_string(),
+            t: Some(tag.to_string()),
+            rm: true,
+            ..Default::default()
+        };
+        with_docker_for(Duration::from_secs(3600), |docker| async move {
+            let mut stream =
+                docker.build_image(options, None, Some(bollard::body_full(context.into())));
+            while let Some(item) = stream.next().await {
+                let info = item.map_err(|e| format!("the build failed: {e}"))?;
+                if let Some(s) = info.stream {
+                    progress(&s);
+                }
+                if let Some(e) = info.error_detail {
+                    return Err(format!(
+                        "the build failed: {}",
+                        e.message.unwrap_or_default()
+                    ));
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn create_and_start(&self, c: &Create, timeout: Duration) -> Result<String, String> {
+        let port_map: std::collections::HashMap<String, Option<Vec<PortBinding>>> = c
+            .ports
+            .iter()
+            .map(|(host, inner)| {
+                (
+                    format!("{inner}/tcp"),
+                    Some(vec![PortBinding {
+                        host_ip: None,
+                        host_port: Some(host.clone()),
+                    }]),
+                )
+            })
+            .collect();
+        let body = ContainerCreateBody {
+            image: Some(c.image.clone()),
+            cmd: Some(c.cmd.clone()),
+            env: Some(c.env.clone()),
+            labels: Some(c.labels.clone()),
+            working_dir: Some(c.working_dir.clone()),
+            exposed_ports: (!port_map.is_empty()).then(|| port_map.keys().cloned().collect()),
+            host_config: Some(HostConfig {
+                binds: Some(c.binds.clone()),
+                shm_size: Some(c.shm_size),
+                port_bindings: (!port_map.is_empty()).then_some(port_map),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let name = c.name.clone();
+        with_docker_for(timeout, |docker| async move {
+            let created = docker
+                .create_container(
+                    Some(CreateContainerOptions {
+                        name: Some(name),
+                        ..Default::default()
+                    }),
+                    body,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            if let Err(e) = docker.start_container(&created.id, None).await {
+                // A refused start leaves a created container: take it away,
+                // so the same name works next time.
+                let _ = docker
+                    .remove_container(
+                        &created.id,
+                        Some(RemoveContainerOptions {
+                            force: true,
+                            ..Default::default()
+                        }),
+                    )
+                    .await;
+                return Err(e.to_string());
+            }
+            Ok(created.id)
+        })
+    }
+
     fn stop(&self, id: &str) -> Result<(), String> {
         let id = id.to_string();
         // Docker's own grace time (10 s unless the container sets one) and

@@ -8,7 +8,8 @@ use std::time::SystemTime;
 use anyhow::Context;
 use std::path::Path;
 
-use ds01::views::{self, DeviceProcess, DockerApi};
+use ds01::docker::DockerApi;
+use ds01::views::{self, DeviceProcess};
 use ds01_core::config::Config;
 use ds01_core::inventory::Inventory;
 use ds01_core::ledger::{Ledger, Record, Records};

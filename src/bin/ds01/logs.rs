@@ -7,8 +7,8 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use ds01::docker::DockerApi;
 use ds01::logs::{self, Entry, Filter};
-use ds01::views::DockerApi;
 use ds01_core::audit;
 use ds01_core::config::Config;
 use ds01_core::identity::{Accounts, SystemAccounts};

@@ -2,22 +2,16 @@
 //! at PATH, built from its Dockerfile or from the catalog's image for its
 //! framework, asking ds01 for a GPU.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
-use bollard::query_parameters::{
-    BuildImageOptions, CreateContainerOptions, RemoveContainerOptions,
-};
-use ds01::deploy::{self, GpuChoice, Spec};
+use ds01::deploy::{self, Deployed, GpuChoice, Spec};
 use ds01::devcontainer::catalog;
-use ds01::views::DockerApi;
+use ds01::docker::DockerApi;
 use ds01_core::config::Config;
-use futures_util::StreamExt;
 
-use crate::docker::{Engine, with_docker_for};
+use crate::docker::Engine;
 use crate::me::me;
 
 #[derive(clap::Args)]
@@ -84,14 +78,6 @@ pub fn run(cfg: &Config, args: Args) -> anyhow::Result<ExitCode> {
         bail!("{project:?} is not a directory");
     }
     let docker_name = deploy::docker_name(&me.name, &args.name);
-    let existing = Engine.containers().map_err(anyhow::Error::msg)?;
-    if let Some(c) = existing.iter().find(|c| c.name == docker_name) {
-        bail!(
-            "you already have a container {:?} ({}); attach with: container attach {0}, or retire it first: container retire {0}",
-            args.name,
-            c.state
-        );
-    }
     let image = match (&args.image, deploy::dockerfile(&project)) {
         (Some(i), _) => i.clone(),
         (None, Some(dockerfile)) => build(
@@ -135,79 +121,20 @@ pub fn run(cfg: &Config, args: Args) -> anyhow::Result<ExitCode> {
         ports: args.ports.clone(),
         cmd: args.cmd.clone(),
     };
-    let port_map: HashMap<String, Option<Vec<PortBinding>>> = ports
-        .iter()
-        .map(|(host, inner)| {
-            (
-                format!("{inner}/tcp"),
-                Some(vec![PortBinding {
-                    host_ip: None,
-                    host_port: Some(host.clone()),
-                }]),
-            )
-        })
-        .collect();
-    let body = ContainerCreateBody {
-        image: Some(spec.image.clone()),
-        cmd: Some(spec.command()),
-        env: Some(spec.env()),
-        labels: Some(spec.labels()),
-        working_dir: Some(project.display().to_string()),
-        exposed_ports: (!port_map.is_empty()).then(|| port_map.keys().cloned().collect()),
-        host_config: Some(HostConfig {
-            binds: Some(spec.binds()),
-            shm_size: Some(shm),
-            port_bindings: (!port_map.is_empty()).then_some(port_map),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let name = docker_name.clone();
     // Long enough for a wait in the GPU queue.
     let wait_secs = args
         .wait
         .as_deref()
         .and_then(|w| humantime::parse_duration(w).ok())
         .map_or(0, |d| d.as_secs());
-    let started = with_docker_for(
-        std::time::Duration::from_secs(60 + wait_secs),
-        |docker| async move {
-            let created = docker
-                .create_container(
-                    Some(CreateContainerOptions {
-                        name: Some(name.clone()),
-                        ..Default::default()
-                    }),
-                    body,
-                )
-                .await
-                .map_err(|e| e.to_string())?;
-            if let Err(e) = docker.start_container(&created.id, None).await {
-                // A refused start leaves a created container: take it away, so
-                // the same name works next time.
-                let _ = docker
-                    .remove_container(
-                        &created.id,
-                        Some(RemoveContainerOptions {
-                            force: true,
-                            ..Default::default()
-                        }),
-                    )
-                    .await;
-                return Err(e.to_string());
-            }
-            Ok(created.id)
-        },
-    );
-    let id = match started {
-        Ok(id) => id,
-        Err(e) => match deploy::ds01_reason(&e) {
-            Some(reason) => {
-                eprintln!("{reason}");
-                return Ok(ExitCode::from(1));
-            }
-            None => bail!("cannot start {:?}: {e}", args.name),
-        },
+    let create = spec.create(&docker_name, shm, &ports);
+    let timeout = std::time::Duration::from_secs(60 + wait_secs);
+    let id = match deploy::start(&Engine, &create, timeout).map_err(anyhow::Error::msg)? {
+        Deployed::Started(id) => id,
+        Deployed::Refused(reason) => {
+            eprintln!("{reason}");
+            return Ok(ExitCode::from(1));
+        }
     };
     println!(
         "{} is running with {}",
@@ -232,31 +159,9 @@ fn build(project: &Path, dockerfile: &Path, tag: &str) -> anyhow::Result<String>
         .unwrap_or(dockerfile)
         .display()
         .to_string();
-    let tag_owned = tag.to_string();
-    with_docker_for(std::time::Duration::from_secs(3600), |docker| async move {
-        let options = BuildImageOptions {
-            dockerfile: rel,
-            t: Some(tag_owned),
-            rm: true,
-            ..Default::default()
-        };
-        let mut stream =
-            docker.build_image(options, None, Some(bollard::body_full(context.into())));
-        while let Some(item) = stream.next().await {
-            let info = item.map_err(|e| format!("the build failed: {e}"))?;
-            if let Some(s) = info.stream {
-                print!("{s}");
-            }
-            if let Some(e) = info.error_detail {
-                return Err(format!(
-                    "the build failed: {}",
-                    e.message.unwrap_or_default()
-                ));
-            }
-        }
-        Ok(())
-    })
-    .map_err(anyhow::Error::msg)?;
+    Engine
+        .build(context, &rel, tag, &mut |line| print!("{line}"))
+        .map_err(anyhow::Error::msg)?;
     Ok(tag.to_string())
 }
 

@@ -3,7 +3,8 @@
 
 use std::process::ExitCode;
 
-use ds01::views::{self, ContainerKind, DockerApi, Listing};
+use ds01::docker::DockerApi;
+use ds01::views::{self, ContainerKind, Listing};
 use ds01_core::config::Config;
 use ds01_core::identity::{Accounts, SystemAccounts};
 use ds01_core::ledger::Ledger;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::bail;
 use bollard::query_parameters::{RemoveContainerOptions, StopContainerOptions};
 use ds01::deploy;
-use ds01::views::{DockerApi, DockerContainer};
+use ds01::docker::{DockerApi, DockerContainer};
 use ds01_core::config::Config;
 use ds01_core::identity::SystemAccounts;
 use ds01_core::ledger::Ledger;

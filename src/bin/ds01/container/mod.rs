@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use ds01::views::DockerApi;
+use ds01::docker::DockerApi;
 use ds01_core::config::Config;
 
 mod deploy;
