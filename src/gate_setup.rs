@@ -13,7 +13,7 @@ pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
 pub const GROUP: &str = "docker-users";
 
 /// The systemd and account side effects, behind a seam for tests.
-pub trait Host {
+pub trait Services {
     fn systemd_running(&self) -> bool;
     /// `systemctl show -p ExecStart --value UNIT`.
     fn exec_start(&self, unit: &str) -> Result<String, String>;
@@ -28,10 +28,10 @@ pub trait Host {
 /// Where users' homes live, which they bind into their containers.
 pub const HOMES: &str = "/home";
 
-/// This machine: `systemctl`, `groupadd`, files written whole.
-pub struct RealHost;
+/// This machine's services: `systemctl`, `groupadd`, files written whole.
+pub struct RealServices;
 
-impl Host for RealHost {
+impl Services for RealServices {
     fn nosuid_nodev(&self, path: &Path) -> bool {
         use std::os::unix::ffi::OsStrExt;
         let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
@@ -177,7 +177,7 @@ pub fn gate_dropin() -> String {
 }
 
 /// Puts the gate in front of Docker. Each step is one a rollback undoes.
-pub fn enable(host: &dyn Host, paths: &Paths) -> Result<Vec<String>, String> {
+pub fn enable(host: &dyn Services, paths: &Paths) -> Result<Vec<String>, String> {
     if !host.systemd_running() {
         return Err("enable-gate needs systemd; on other hosts follow docs/gate.md by hand".into());
     }
@@ -209,7 +209,7 @@ pub fn enable(host: &dyn Host, paths: &Paths) -> Result<Vec<String>, String> {
 }
 
 /// Takes the gate away: dockerd back on the default socket.
-pub fn disable(host: &dyn Host, paths: &Paths) -> Result<Vec<String>, String> {
+pub fn disable(host: &dyn Services, paths: &Paths) -> Result<Vec<String>, String> {
     if !host.systemd_running() {
         return Err(
             "disable-gate needs systemd; on other hosts follow docs/gate.md by hand".into(),
@@ -239,7 +239,7 @@ mod tests {
         no_systemd: bool,
     }
 
-    impl Host for Fake {
+    impl Services for Fake {
         fn nosuid_nodev(&self, _path: &Path) -> bool {
             false
         }

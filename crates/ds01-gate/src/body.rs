@@ -9,7 +9,7 @@ use std::path::Path;
 use serde_json::{Map, Value};
 
 use super::strict::folds_equal;
-use super::{Caller, Refusal, Rules, may_mount};
+use super::{Caller, Denial, Rules, may_mount};
 
 /// What a judged body asks besides itself: containers it reaches into,
 /// each of which must be the caller's.
@@ -22,8 +22,8 @@ pub struct Reach {
     pub networks: Vec<String>,
 }
 
-pub(super) fn refusal(rule: &'static str, reason: impl Into<String>) -> Refusal {
-    Refusal {
+pub(super) fn refusal(rule: &'static str, reason: impl Into<String>) -> Denial {
+    Denial {
         rule,
         reason: reason.into(),
     }
@@ -34,7 +34,7 @@ pub(super) fn fields<'a>(
     v: &'a Value,
     known: &[&str],
     what: &str,
-) -> Result<Option<&'a Map<String, Value>>, Refusal> {
+) -> Result<Option<&'a Map<String, Value>>, Denial> {
     let obj = match v {
         Value::Null => return Ok(None),
         Value::Object(o) => o,
@@ -57,7 +57,7 @@ fn get<'a>(obj: Option<&'a Map<String, Value>>, k: &str) -> &'a Value {
     obj.and_then(|o| o.get(k)).unwrap_or(&Value::Null)
 }
 
-fn string<'a>(v: &'a Value, what: &str) -> Result<&'a str, Refusal> {
+fn string<'a>(v: &'a Value, what: &str) -> Result<&'a str, Denial> {
     match v {
         Value::Null => Ok(""),
         Value::String(s) => Ok(s),
@@ -65,7 +65,7 @@ fn string<'a>(v: &'a Value, what: &str) -> Result<&'a str, Refusal> {
     }
 }
 
-fn strings<'a>(v: &'a Value, what: &str) -> Result<Vec<&'a str>, Refusal> {
+fn strings<'a>(v: &'a Value, what: &str) -> Result<Vec<&'a str>, Denial> {
     match v {
         Value::Null => Ok(Vec::new()),
         Value::Array(a) => a.iter().map(|s| string(s, what)).collect(),
@@ -84,7 +84,7 @@ fn empty(v: &Value) -> bool {
 }
 
 /// Refuses `v` unless it is null or empty.
-fn must_be_empty(v: &Value, rule: &'static str, reason: &str) -> Result<(), Refusal> {
+fn must_be_empty(v: &Value, rule: &'static str, reason: &str) -> Result<(), Denial> {
     if empty(v) {
         Ok(())
     } else {
@@ -93,7 +93,7 @@ fn must_be_empty(v: &Value, rule: &'static str, reason: &str) -> Result<(), Refu
 }
 
 /// Refuses `v` if it is `true`.
-fn must_not_be_true(v: &Value, rule: &'static str, reason: &str) -> Result<(), Refusal> {
+fn must_not_be_true(v: &Value, rule: &'static str, reason: &str) -> Result<(), Denial> {
     if v.as_bool() == Some(true) {
         Err(refusal(rule, reason))
     } else {
@@ -102,7 +102,7 @@ fn must_not_be_true(v: &Value, rule: &'static str, reason: &str) -> Result<(), R
 }
 
 /// A string field that must be one of `allowed` (empty counts as unset).
-fn one_of(v: &Value, what: &str, allowed: &[&str], rule: &'static str) -> Result<(), Refusal> {
+fn one_of(v: &Value, what: &str, allowed: &[&str], rule: &'static str) -> Result<(), Denial> {
     let s = string(v, what)?;
     if s.is_empty() || allowed.contains(&s) {
         Ok(())
@@ -155,7 +155,7 @@ const HEALTHCHECK_FIELDS: &[&str] = &[
     "Retries",
 ];
 
-fn judge_config(obj: Option<&Map<String, Value>>) -> Result<(), Refusal> {
+fn judge_config(obj: Option<&Map<String, Value>>) -> Result<(), Denial> {
     fields(get(obj, "Healthcheck"), HEALTHCHECK_FIELDS, "Healthcheck")?;
     labels(get(obj, "Labels"))?;
     Ok(())
@@ -163,7 +163,7 @@ fn judge_config(obj: Option<&Map<String, Value>>) -> Result<(), Refusal> {
 
 /// Labels are the caller's to set (`ds01.user` is replaced by the stamp,
 /// `ds01.name` and `ds01.gpu-wait` are the user's to say); values are text.
-fn labels(v: &Value) -> Result<(), Refusal> {
+fn labels(v: &Value) -> Result<(), Denial> {
     let Some(o) = v.as_object() else {
         return match v {
             Value::Null => Ok(()),
@@ -178,7 +178,7 @@ fn labels(v: &Value) -> Result<(), Refusal> {
 
 /// The container create body (`container.Config`, `HostConfig`,
 /// `NetworkingConfig`), for a non-admin.
-pub fn judge_create(v: &Value, caller: &Caller, rules: &Rules) -> Result<Reach, Refusal> {
+pub fn judge_create(v: &Value, caller: &Caller, rules: &Rules) -> Result<Reach, Denial> {
     let mut known: Vec<&str> = CONFIG_FIELDS.to_vec();
     known.extend(["HostConfig", "NetworkingConfig"]);
     // Host-config fields at the top (the old API form) are not Config's:
@@ -299,7 +299,7 @@ fn judge_host_config(
     caller: &Caller,
     rules: &Rules,
     reach: &mut Reach,
-) -> Result<(), Refusal> {
+) -> Result<(), Denial> {
     let mut known = HOST_CONFIG_FIELDS.to_vec();
     known.extend(RESOURCE_FIELDS);
     let obj = fields(hc, &known, "HostConfig")?;
@@ -474,7 +474,7 @@ fn named_volume(s: &str) -> bool {
         && c.all(|x| x.is_ascii_alphanumeric() || "_.-".contains(x))
 }
 
-fn bind_source(src: &str, caller: &Caller, rules: &Rules) -> Result<(), Refusal> {
+fn bind_source(src: &str, caller: &Caller, rules: &Rules) -> Result<(), Denial> {
     if may_mount(Path::new(src), caller, rules) {
         Ok(())
     } else {
@@ -488,12 +488,7 @@ fn bind_source(src: &str, caller: &Caller, rules: &Rules) -> Result<(), Refusal>
     }
 }
 
-fn judge_mount(
-    m: &Value,
-    caller: &Caller,
-    rules: &Rules,
-    reach: &mut Reach,
-) -> Result<(), Refusal> {
+fn judge_mount(m: &Value, caller: &Caller, rules: &Rules, reach: &mut Reach) -> Result<(), Denial> {
     let obj = fields(
         m,
         &[
@@ -589,7 +584,7 @@ fn namespace(
     private: &[&str],
     rules: &Rules,
     reach: &mut Reach,
-) -> Result<(), Refusal> {
+) -> Result<(), Denial> {
     let s = string(v, ns)?;
     if private.contains(&s) {
         return Ok(());
@@ -618,7 +613,7 @@ fn namespace(
 
 /// Ulimits (a create's, an update's, a build's): none that raise the
 /// scheduling priority, keys as Docker spells them.
-pub fn judge_ulimits(v: &Value) -> Result<(), Refusal> {
+pub fn judge_ulimits(v: &Value) -> Result<(), Denial> {
     if !v.is_null() && !v.is_array() {
         return Err(refusal("parse", "Ulimits is not a list"));
     }
@@ -630,7 +625,7 @@ pub fn judge_ulimits(v: &Value) -> Result<(), Refusal> {
 }
 
 /// The resource fields, in a create's HostConfig or an update.
-fn judge_resources(obj: Option<&Map<String, Value>>, what: &str) -> Result<(), Refusal> {
+fn judge_resources(obj: Option<&Map<String, Value>>, what: &str) -> Result<(), Denial> {
     let f = |k| get(obj, k);
     must_be_empty(
         f("Devices"),
@@ -711,7 +706,7 @@ const ENDPOINT_FIELDS: &[&str] = &[
     "GwPriority",
 ];
 
-fn judge_endpoint(v: &Value) -> Result<(), Refusal> {
+fn judge_endpoint(v: &Value) -> Result<(), Denial> {
     let o = fields(v, ENDPOINT_FIELDS, "an endpoint")?;
     fields(
         get(o, "IPAMConfig"),
@@ -725,7 +720,7 @@ fn judge_endpoint(v: &Value) -> Result<(), Refusal> {
     )
 }
 
-fn judge_networking(v: &Value, reach: &mut Reach) -> Result<(), Refusal> {
+fn judge_networking(v: &Value, reach: &mut Reach) -> Result<(), Denial> {
     let o = fields(v, &["EndpointsConfig"], "NetworkingConfig")?;
     if let Some(eps) = get(o, "EndpointsConfig").as_object() {
         for (name, ep) in eps {
@@ -745,7 +740,7 @@ fn judge_networking(v: &Value, reach: &mut Reach) -> Result<(), Refusal> {
 }
 
 /// `POST /containers/{id}/update`.
-pub fn judge_update(v: &Value) -> Result<(), Refusal> {
+pub fn judge_update(v: &Value) -> Result<(), Denial> {
     let mut known = RESOURCE_FIELDS.to_vec();
     known.push("RestartPolicy");
     let obj = fields(v, &known, "the update request")?;
@@ -759,7 +754,7 @@ pub fn judge_update(v: &Value) -> Result<(), Refusal> {
 }
 
 /// `POST /containers/{id}/exec`: no privileged process.
-pub fn judge_exec(v: &Value) -> Result<(), Refusal> {
+pub fn judge_exec(v: &Value) -> Result<(), Denial> {
     let obj = fields(
         v,
         &[
@@ -787,7 +782,7 @@ pub fn judge_exec(v: &Value) -> Result<(), Refusal> {
 }
 
 /// `POST /volumes/create`: a plain local volume.
-pub fn judge_volume(v: &Value) -> Result<(), Refusal> {
+pub fn judge_volume(v: &Value) -> Result<(), Denial> {
     let obj = fields(
         v,
         &["Name", "Driver", "DriverOpts", "Labels"],
@@ -803,7 +798,7 @@ pub fn judge_volume(v: &Value) -> Result<(), Refusal> {
 }
 
 /// `POST /networks/create`: a bridge network of the caller's.
-pub fn judge_network(v: &Value) -> Result<(), Refusal> {
+pub fn judge_network(v: &Value) -> Result<(), Denial> {
     let obj = fields(
         v,
         &[
@@ -869,7 +864,7 @@ pub fn judge_network(v: &Value) -> Result<(), Refusal> {
 }
 
 /// `POST /networks/{id}/connect|disconnect`: the container it names.
-pub fn judge_connect(v: &Value) -> Result<String, Refusal> {
+pub fn judge_connect(v: &Value) -> Result<String, Denial> {
     let obj = fields(
         v,
         &["Container", "EndpointConfig", "Force"],
@@ -884,7 +879,7 @@ pub fn judge_connect(v: &Value) -> Result<String, Refusal> {
 }
 
 /// `POST /commit`'s body: the new image's config.
-pub fn judge_commit_config(v: &Value) -> Result<(), Refusal> {
+pub fn judge_commit_config(v: &Value) -> Result<(), Denial> {
     let obj = fields(v, CONFIG_FIELDS, "the commit's config")?;
     judge_config(obj)
 }

@@ -50,28 +50,28 @@ impl Default for Rules {
     }
 }
 
-/// A refusal: the rule's name and the reason, for one line.
+/// A request the gate denies: the rule's name and the reason, for one line.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Refusal {
+pub struct Denial {
     pub rule: &'static str,
     pub reason: String,
 }
 
-impl std::fmt::Display for Refusal {
+impl std::fmt::Display for Denial {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "ds01-gate: {} (rule {})", self.reason, self.rule)
     }
 }
 
-fn refuse(rule: &'static str, reason: String) -> Result<(), Refusal> {
-    Err(Refusal { rule, reason })
+fn refuse(rule: &'static str, reason: String) -> Result<(), Denial> {
+    Err(Denial { rule, reason })
 }
 
-impl std::error::Error for Refusal {}
+impl std::error::Error for Denial {}
 
 /// Reads a body the gate judges: strictly for a non-admin (no repeated
 /// keys in any case), as plain JSON for an admin; empty counts as `{}`.
-fn read(body: &[u8], caller: &Caller, what: &str) -> Result<Value, Refusal> {
+fn read(body: &[u8], caller: &Caller, what: &str) -> Result<Value, Denial> {
     let parsed = if body.iter().all(u8::is_ascii_whitespace) {
         Ok(Value::Object(Map::new()))
     } else if caller.admin {
@@ -79,12 +79,12 @@ fn read(body: &[u8], caller: &Caller, what: &str) -> Result<Value, Refusal> {
     } else {
         strict::parse(body)
     };
-    let v = parsed.map_err(|e| Refusal {
+    let v = parsed.map_err(|e| Denial {
         rule: "parse",
         reason: format!("the {what} request is not JSON the gate can read ({e})"),
     })?;
     if !v.is_object() {
-        return Err(Refusal {
+        return Err(Denial {
             rule: "parse",
             reason: format!("the {what} request is not a JSON object"),
         });
@@ -99,7 +99,7 @@ fn write(mut v: Value, caller: &Caller) -> Vec<u8> {
 
 /// Judges a container create body and stamps the caller's name on it; the
 /// containers it reaches into, each of which must be the caller's.
-pub fn create(body: &[u8], caller: &Caller, rules: &Rules) -> Result<(Vec<u8>, Reach), Refusal> {
+pub fn create(body: &[u8], caller: &Caller, rules: &Rules) -> Result<(Vec<u8>, Reach), Denial> {
     let v = read(body, caller, "create")?;
     let reach = if caller.admin {
         Reach::default()
@@ -152,7 +152,7 @@ pub fn name_reach(body: &[u8], ids: &std::collections::HashMap<String, String>) 
 }
 
 /// Judges a volume create body and stamps the caller on it.
-pub fn volume_create(body: &[u8], caller: &Caller) -> Result<Vec<u8>, Refusal> {
+pub fn volume_create(body: &[u8], caller: &Caller) -> Result<Vec<u8>, Denial> {
     let v = read(body, caller, "volume")?;
     if !caller.admin {
         body::judge_volume(&v)?;
@@ -161,7 +161,7 @@ pub fn volume_create(body: &[u8], caller: &Caller) -> Result<Vec<u8>, Refusal> {
 }
 
 /// Judges a network create body and stamps the caller on it.
-pub fn network_create(body: &[u8], caller: &Caller) -> Result<Vec<u8>, Refusal> {
+pub fn network_create(body: &[u8], caller: &Caller) -> Result<Vec<u8>, Denial> {
     let v = read(body, caller, "network")?;
     if !caller.admin {
         body::judge_network(&v)?;
@@ -170,7 +170,7 @@ pub fn network_create(body: &[u8], caller: &Caller) -> Result<Vec<u8>, Refusal> 
 }
 
 /// Judges a commit's config body and stamps the caller on the image.
-pub fn commit_config(body: &[u8], caller: &Caller) -> Result<Vec<u8>, Refusal> {
+pub fn commit_config(body: &[u8], caller: &Caller) -> Result<Vec<u8>, Denial> {
     let v = read(body, caller, "commit")?;
     if !caller.admin {
         body::judge_commit_config(&v)?;
@@ -183,8 +183,8 @@ pub fn judged<T>(
     body: &[u8],
     caller: &Caller,
     what: &str,
-    judge: impl Fn(&Value) -> Result<T, Refusal>,
-) -> Result<Option<T>, Refusal> {
+    judge: impl Fn(&Value) -> Result<T, Denial>,
+) -> Result<Option<T>, Denial> {
     let v = read(body, caller, what)?;
     if caller.admin {
         return Ok(None);
@@ -218,7 +218,7 @@ pub fn may_mount(src: &Path, caller: &Caller, rules: &Rules) -> bool {
 }
 
 /// Whether the caller may act on a container owned by `owner` (its label).
-pub fn may_act(caller: &Caller, owner: Option<&str>) -> Result<(), Refusal> {
+pub fn may_act(caller: &Caller, owner: Option<&str>) -> Result<(), Denial> {
     if caller.admin || owner == Some(caller.name.as_str()) {
         return Ok(());
     }
@@ -236,7 +236,7 @@ pub fn may_act(caller: &Caller, owner: Option<&str>) -> Result<(), Refusal> {
 
 /// The query of a list, events or prune with a filter to the caller's own
 /// objects added (joined to any label filters of the caller's).
-pub fn own_filter(q: Option<&str>, caller: &Caller) -> Result<String, Refusal> {
+pub fn own_filter(q: Option<&str>, caller: &Caller) -> Result<String, Denial> {
     let mut pairs = query::parse(q)?;
     let mut filters: Map<String, Value> = match query::one(&pairs, "filters")? {
         Some(f) if !f.is_empty() => match strict::parse(f.as_bytes()) {
@@ -283,12 +283,12 @@ mod tests {
         }
     }
 
-    fn create_body(body: &str) -> Result<(Value, Reach), Refusal> {
+    fn create_body(body: &str) -> Result<(Value, Reach), Denial> {
         create(body.as_bytes(), &alice(), &Rules::default())
             .map(|(b, r)| (serde_json::from_slice(&b).unwrap(), r))
     }
 
-    fn create_with(hc: Value) -> Result<Value, Refusal> {
+    fn create_with(hc: Value) -> Result<Value, Denial> {
         let body = json!({"Image": "x", "Labels": {"ds01.user": "bob"}, "HostConfig": hc});
         create_body(&body.to_string()).map(|(v, _)| v)
     }
@@ -436,7 +436,7 @@ mod tests {
 
     #[test]
     fn exec_volume_and_network_bodies_are_judged() {
-        let j = |b: &str, f: fn(&Value) -> Result<(), Refusal>| {
+        let j = |b: &str, f: fn(&Value) -> Result<(), Denial>| {
             judged(b.as_bytes(), &alice(), "x", f).map(|_| ())
         };
         assert_eq!(

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use clap::Parser;
 use ds01_core::config::Config;
 use ds01_core::identity::{self, Accounts, SystemAccounts};
-use ds01_gate::{self as gate, Caller, Op, Refusal, Route, Rules};
+use ds01_gate::{self as gate, Caller, Denial, Op, Route, Rules};
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
@@ -309,7 +309,7 @@ fn refusal(status: StatusCode, msg: &str) -> Response<Body> {
         .expect("a valid response")
 }
 
-fn refused(r: &Refusal) -> Response<Body> {
+fn refused(r: &Denial) -> Response<Body> {
     refusal(StatusCode::FORBIDDEN, &r.to_string())
 }
 
@@ -403,7 +403,7 @@ async fn judge(
                 // path, to copy in or out: a path swapped for a link since
                 // would be followed, as root.
                 if op == Op::Other("archive".into()) && k.binds {
-                    return Err(refused(&Refusal {
+                    return Err(refused(&Denial {
                         rule: "archive-bind",
                         reason: "docker cp to or from a container with a bind mount is refused (dockerd would mount its source again by path); copy through the bound directory itself".into(),
                     }));
@@ -433,7 +433,7 @@ async fn judge(
                 Op::Start => {
                     let (parts, body) = read_body(take(req)).await?;
                     if !caller.admin && !body.iter().all(u8::is_ascii_whitespace) {
-                        return Err(refused(&Refusal {
+                        return Err(refused(&Denial {
                             rule: "start-body",
                             reason: "a start with a HostConfig (an old API's form) is refused; create the container with it".into(),
                         }));
@@ -590,7 +590,7 @@ async fn body_judged<T>(
     req: Request<Incoming>,
     caller: &Caller,
     what: &str,
-    judge: impl Fn(&serde_json::Value) -> Result<T, Refusal>,
+    judge: impl Fn(&serde_json::Value) -> Result<T, Denial>,
 ) -> Result<Request<Body>, Response<Body>> {
     let (parts, body) = read_body(req).await?;
     gate::judged(&body, caller, what, judge).map_err(|r| refused(&r))?;
@@ -616,7 +616,7 @@ async fn own_container(
             gate::may_act(&conn.caller, k.owner.as_deref()).map_err(|r| refused(&r))?;
             Ok(Some(k))
         }
-        None if named => Err(refused(&Refusal {
+        None if named => Err(refused(&Denial {
             rule: "ownership",
             reason: format!("there is no container {id} of yours"),
         })),
@@ -724,7 +724,7 @@ async fn own_labelled(
         None => Ok(()),
         Some(Some(o)) if o == conn.caller.name => Ok(()),
         Some(None) if unowned_ok => Ok(()),
-        Some(owner) => Err(refused(&Refusal {
+        Some(owner) => Err(refused(&Denial {
             rule,
             reason: format!(
                 "{what} is {}, not yours",

@@ -5,10 +5,10 @@
 use serde_json::Value;
 
 use super::body::refusal;
-use super::{Caller, Refusal, USER_LABEL, strict};
+use super::{Caller, Denial, USER_LABEL, strict};
 
 /// The query's pairs, decoded; an unreadable one is refused.
-pub fn parse(q: Option<&str>) -> Result<Vec<(String, String)>, Refusal> {
+pub fn parse(q: Option<&str>) -> Result<Vec<(String, String)>, Denial> {
     let mut out = Vec::new();
     for kv in q.unwrap_or("").split('&').filter(|s| !s.is_empty()) {
         if kv.contains(';') {
@@ -23,7 +23,7 @@ pub fn parse(q: Option<&str>) -> Result<Vec<(String, String)>, Refusal> {
     Ok(out)
 }
 
-fn decode(s: &str) -> Result<String, Refusal> {
+fn decode(s: &str) -> Result<String, Denial> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -73,7 +73,7 @@ pub fn join(pairs: &[(String, String)]) -> String {
 
 /// The one value of `key`: Go reads the first of several, so more than one
 /// is refused rather than guessed at.
-pub fn one<'a>(pairs: &'a [(String, String)], key: &str) -> Result<Option<&'a str>, Refusal> {
+pub fn one<'a>(pairs: &'a [(String, String)], key: &str) -> Result<Option<&'a str>, Denial> {
     let mut it = pairs.iter().filter(|(k, _)| k == key);
     let first = it.next().map(|(_, v)| v.as_str());
     if it.next().is_some() {
@@ -83,7 +83,7 @@ pub fn one<'a>(pairs: &'a [(String, String)], key: &str) -> Result<Option<&'a st
 }
 
 /// Every key must be in `known`, as Docker spells it.
-fn known_keys(pairs: &[(String, String)], known: &[&str], what: &str) -> Result<(), Refusal> {
+fn known_keys(pairs: &[(String, String)], known: &[&str], what: &str) -> Result<(), Denial> {
     for (k, _) in pairs {
         if !known.contains(&k.as_str()) {
             return Err(refusal(
@@ -138,9 +138,9 @@ pub fn judge_build(
     pairs: &[(String, String)],
     caller: &Caller,
     parent: &str,
-) -> Result<(String, Vec<String>), Refusal> {
+) -> Result<(String, Vec<String>), Denial> {
     known_keys(pairs, BUILD_KEYS, "the build")?;
-    let is = |k: &str, allowed: &[&str]| -> Result<(), Refusal> {
+    let is = |k: &str, allowed: &[&str]| -> Result<(), Denial> {
         match one(pairs, k)? {
             Some(v) if !v.is_empty() && !allowed.contains(&v) => Err(refusal(
                 "build",
@@ -188,7 +188,7 @@ pub fn judge_build(
 }
 
 /// `repo` and `tag` as one name (`repo:tag`, `latest` when none).
-pub fn image_name(repo: &str, tag: &str) -> Result<String, Refusal> {
+pub fn image_name(repo: &str, tag: &str) -> Result<String, Denial> {
     let last = repo.rsplit('/').next().unwrap_or(repo);
     let tagged = last.contains(':') || repo.contains('@');
     if !tag.is_empty() && tagged {
@@ -209,7 +209,7 @@ pub fn image_name(repo: &str, tag: &str) -> Result<String, Refusal> {
 }
 
 /// `POST /images/create`: a pull of `fromImage`, never an import.
-pub fn judge_pull(pairs: &[(String, String)]) -> Result<String, Refusal> {
+pub fn judge_pull(pairs: &[(String, String)]) -> Result<String, Denial> {
     known_keys(
         pairs,
         &[
@@ -236,7 +236,7 @@ pub fn judge_pull(pairs: &[(String, String)]) -> Result<String, Refusal> {
 }
 
 /// `POST /images/{name}/tag`: the name it writes.
-pub fn judge_tag(pairs: &[(String, String)]) -> Result<String, Refusal> {
+pub fn judge_tag(pairs: &[(String, String)]) -> Result<String, Denial> {
     known_keys(pairs, &["repo", "tag"], "the tag")?;
     let repo = one(pairs, "repo")?.unwrap_or("");
     if repo.is_empty() {
@@ -248,7 +248,7 @@ pub fn judge_tag(pairs: &[(String, String)]) -> Result<String, Refusal> {
 /// `POST /commit`: the container, and the name it writes if any. Changes
 /// may not set labels (an image's labels reach every container made from
 /// it, build steps included).
-pub fn judge_commit(pairs: &[(String, String)]) -> Result<(String, Option<String>), Refusal> {
+pub fn judge_commit(pairs: &[(String, String)]) -> Result<(String, Option<String>), Denial> {
     known_keys(
         pairs,
         &[

@@ -3,7 +3,7 @@
 //! listed (plugins, swarm, BuildKit's session, endpoints a later Docker
 //! adds) is refused by name.
 
-use super::Refusal;
+use super::Denial;
 use super::body::refusal;
 
 /// What a request is about, after its version prefix.
@@ -64,7 +64,7 @@ pub fn strip_version(path: &str) -> &str {
     path
 }
 
-fn endpoint(why: String) -> Refusal {
+fn endpoint(why: String) -> Denial {
     refusal("endpoint", why)
 }
 
@@ -72,7 +72,7 @@ fn endpoint(why: String) -> Refusal {
 /// the raw one from the request line: dockerd decodes `%` escapes before it
 /// routes, so a path with any is refused rather than judged in one form and
 /// run in another; so are empty, `.` and `..` segments.
-pub fn route(method: &str, raw_path: &str) -> Result<Route, Refusal> {
+pub fn route(method: &str, raw_path: &str) -> Result<Route, Denial> {
     if raw_path.contains('%') {
         return Err(endpoint(format!(
             "the path {raw_path:?} has %-escapes; send it plain"
@@ -180,7 +180,7 @@ pub fn route(method: &str, raw_path: &str) -> Result<Route, Refusal> {
 /// again in the body. Docker's API sends neither; a non-admin's request
 /// with one, in any of its Content-Type headers (Go reads the first;
 /// bollard sends a build's twice), is refused.
-pub fn judge_content_types<'a>(values: impl Iterator<Item = &'a [u8]>) -> Result<(), Refusal> {
+pub fn judge_content_types<'a>(values: impl Iterator<Item = &'a [u8]>) -> Result<(), Denial> {
     for v in values {
         // Go lowers a media type by Unicode's rules (`İ` is `i` to it):
         // a type in anything but ASCII is not read here as Go reads it.

@@ -61,12 +61,12 @@ impl Files {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.action {
         Action::EnableGate | Action::DisableGate => {
-            use ds01::gate_setup::{self, Paths, RealHost};
+            use ds01::gate_setup::{self, Paths, RealServices};
             let enable = matches!(args.action, Action::EnableGate);
             let done = if enable {
-                gate_setup::enable(&RealHost, &Paths::default())
+                gate_setup::enable(&RealServices, &Paths::default())
             } else {
-                gate_setup::disable(&RealHost, &Paths::default())
+                gate_setup::disable(&RealServices, &Paths::default())
             }
             .map_err(anyhow::Error::msg)?;
             for line in done {
