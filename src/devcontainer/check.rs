@@ -134,23 +134,43 @@ fn mount_of(flag_mount: bool, value: &str) -> (String, String) {
     }
 }
 
-/// Parses and checks; a syntax error is returned as such (file:line:column).
-pub fn check(text: &str, ctx: &Context) -> Result<Vec<Finding>, SyntaxError> {
-    let doc = doc::parse(text)?;
-    let mut out = Vec::new();
-    let mut add = |id, severity, ptr: &str, message: String, fix: &str, fixable| {
-        out.push(Finding {
+/// The findings as they are found, each placed on its line.
+struct Report<'d> {
+    doc: &'d doc::Doc,
+    out: Vec<Finding>,
+}
+
+impl Report<'_> {
+    fn add(
+        &mut self,
+        id: &'static str,
+        severity: Severity,
+        ptr: &str,
+        message: String,
+        fix: &str,
+        fixable: bool,
+    ) {
+        self.out.push(Finding {
             id,
             severity,
-            line: doc.line(ptr),
+            line: self.doc.line(ptr),
             message,
             fix: fix.to_string(),
             fixable,
         })
+    }
+}
+
+/// Parses and checks; a syntax error is returned as such (file:line:column).
+pub fn check(text: &str, ctx: &Context) -> Result<Vec<Finding>, SyntaxError> {
+    let doc = doc::parse(text)?;
+    let mut r = Report {
+        doc: &doc,
+        out: Vec::new(),
     };
     let v = &doc.value;
     if !v.is_object() {
-        add(
+        r.add(
             "type",
             Severity::Error,
             "",
@@ -158,10 +178,29 @@ pub fn check(text: &str, ctx: &Context) -> Result<Vec<Finding>, SyntaxError> {
             "wrap the settings in { }",
             false,
         );
-        return Ok(out);
+        return Ok(r.out);
     }
+    types(&mut r, v);
+    let is_compose = v.get("dockerComposeFile").is_some();
+    image(&mut r, v, ctx, is_compose);
+    let args = run_args(&mut r, v);
+    let compose = if is_compose {
+        compose(&mut r, v, ctx)
+    } else {
+        (false, false)
+    };
+    gpu_request(&mut r, v, ctx, &args, compose, is_compose);
+    shutdown(&mut r, v, is_compose);
+    home_mount(&mut r, v, ctx, &args.mounts);
+    let mut out = r.out;
+    out.sort_by_key(|f| (f.severity, f.line));
+    Ok(out)
+}
+
+/// Fields of the wrong JSON type.
+fn types(r: &mut Report, v: &Value) {
     for (ptr, problem) in type_problems(v) {
-        add(
+        r.add(
             "type",
             Severity::Error,
             &ptr,
@@ -170,14 +209,16 @@ pub fn check(text: &str, ctx: &Context) -> Result<Vec<Finding>, SyntaxError> {
             false,
         );
     }
+}
 
+/// What runs: an image (from the catalog, or not), or a build.
+fn image(r: &mut Report, v: &Value, ctx: &Context, is_compose: bool) {
     let image = v.get("image").and_then(Value::as_str);
-    let is_compose = v.get("dockerComposeFile").is_some();
     // `dockerFile` (top level) is the spec's older spelling, still valid.
     let builds =
         v.pointer("/build/dockerfile").is_some() || v.get("dockerFile").is_some() || is_compose;
     if image.is_none() && !builds {
-        add(
+        r.add(
             "no-image",
             Severity::Error,
             "",
@@ -188,7 +229,7 @@ pub fn check(text: &str, ctx: &Context) -> Result<Vec<Finding>, SyntaxError> {
         );
     }
     match (image, ctx.catalog) {
-        (Some(img), Some(cat)) if !cat.contains(img) => add(
+        (Some(img), Some(cat)) if !cat.contains(img) => r.add(
             "image-not-in-catalog",
             Severity::Warning,
             "/image",
@@ -202,7 +243,7 @@ pub fn check(text: &str, ctx: &Context) -> Result<Vec<Finding>, SyntaxError> {
         _ => {}
     }
     if image.is_none() && builds {
-        add(
+        r.add(
             "builds-own-image",
             Severity::Info,
             if v.get("build").is_some() {
@@ -217,7 +258,22 @@ pub fn check(text: &str, ctx: &Context) -> Result<Vec<Finding>, SyntaxError> {
             false,
         );
     }
+}
 
+/// What `runArgs` asks of Docker, as far as the GPU rules need it.
+#[derive(Default)]
+struct RunArgs {
+    /// (source, target) of each `-v` and `--mount`.
+    mounts: Vec<(String, String)>,
+    env_request: bool,
+    env_none: bool,
+    device_request: bool,
+    gpus_flag: bool,
+}
+
+/// `runArgs` and `privileged`: routes around the allocator, and devices
+/// picked by hand.
+fn run_args(r: &mut Report, v: &Value) -> RunArgs {
     let run_args: Vec<&str> = v
         .get("runArgs")
         .and_then(Value::as_array)
@@ -229,7 +285,7 @@ pub fn check(text: &str, ctx: &Context) -> Result<Vec<Finding>, SyntaxError> {
     let mut env_none = false;
     let mut device_request = false;
     if v.get("privileged") == Some(&Value::Bool(true)) {
-        add(
+        r.add(
             "bypasses-allocation",
             Severity::Error,
             "/privileged",
@@ -250,7 +306,7 @@ pub fn check(text: &str, ctx: &Context) -> Result<Vec<Finding>, SyntaxError> {
                 .map(|r| format!("the device rule {r:?} opens NVIDIA devices"))
         };
         if let Some(why) = bypass {
-            add(
+            r.add(
                 "bypasses-allocation",
                 Severity::Error,
                 &arg_ptr(i),
@@ -267,7 +323,7 @@ pub fn check(text: &str, ctx: &Context) -> Result<Vec<Finding>, SyntaxError> {
                 // The runtime takes a GPU node as a request and gives the
                 // device it allocates instead: a request, not a route.
                 device_request = true;
-                add(
+                r.add(
                     "gpu-device-named",
                     Severity::Warning,
                     &arg_ptr(i),
@@ -298,7 +354,7 @@ pub fn check(text: &str, ctx: &Context) -> Result<Vec<Finding>, SyntaxError> {
             .strip_prefix("--gpus=")
             .or((*a == "--gpus").then_some(next));
         if gpus.is_some_and(|g| g.trim_matches('"').starts_with("device=")) {
-            add(
+            r.add(
                 "gpus-device",
                 Severity::Warning,
                 &arg_ptr(i),
@@ -308,60 +364,80 @@ pub fn check(text: &str, ctx: &Context) -> Result<Vec<Finding>, SyntaxError> {
             );
         }
     }
+    RunArgs {
+        mounts: run_mounts,
+        env_request,
+        env_none,
+        device_request,
+        gpus_flag: run_args
+            .iter()
+            .any(|a| *a == "--gpus" || a.starts_with("--gpus=")),
+    }
+}
 
-    // A Compose config: the service in the Compose files holds the settings.
+/// A Compose config: the service in its Compose files holds the settings.
+/// Returns whether the service asks for a GPU, and whether it says none.
+fn compose(r: &mut Report, v: &Value, ctx: &Context) -> (bool, bool) {
     let mut compose_request = false;
     let mut compose_none = false;
-    if is_compose {
-        if v.get("runArgs").is_some() {
-            add(
-                "runargs-compose",
-                Severity::Warning,
-                "/runArgs",
-                "runArgs does nothing in a Compose config: Docker Compose starts the container"
-                    .into(),
-                "move these settings to the service in the Compose file",
-                false,
-            );
-        }
-        let service = v.get("service").and_then(Value::as_str).unwrap_or("");
-        if let (Some(dir), Some(files)) = (ctx.dir, v.get("dockerComposeFile")) {
-            match super::compose::read(dir, files, service) {
-                Ok(s) => {
-                    compose_request = s.requests_gpu;
-                    compose_none = s.wants_none;
-                    for (file, what) in s.bypasses {
-                        let name = file.file_name().map_or_else(
-                            || file.display().to_string(),
-                            |n| n.to_string_lossy().into_owned(),
-                        );
-                        add(
-                            "bypasses-allocation",
-                            Severity::Error,
-                            "/dockerComposeFile",
-                            format!("{name}: service {service:?}: {what}, around GPU allocation"),
-                            "remove it, and ask for a GPU with a device reservation (deploy.resources.reservations.devices: driver nvidia)",
-                            false,
-                        );
-                    }
+    if v.get("runArgs").is_some() {
+        r.add(
+            "runargs-compose",
+            Severity::Warning,
+            "/runArgs",
+            "runArgs does nothing in a Compose config: Docker Compose starts the container".into(),
+            "move these settings to the service in the Compose file",
+            false,
+        );
+    }
+    let service = v.get("service").and_then(Value::as_str).unwrap_or("");
+    if let (Some(dir), Some(files)) = (ctx.dir, v.get("dockerComposeFile")) {
+        match super::compose::read(dir, files, service) {
+            Ok(s) => {
+                compose_request = s.requests_gpu;
+                compose_none = s.wants_none;
+                for (file, what) in s.bypasses {
+                    let name = file.file_name().map_or_else(
+                        || file.display().to_string(),
+                        |n| n.to_string_lossy().into_owned(),
+                    );
+                    r.add(
+                        "bypasses-allocation",
+                        Severity::Error,
+                        "/dockerComposeFile",
+                        format!("{name}: service {service:?}: {what}, around GPU allocation"),
+                        "remove it, and ask for a GPU with a device reservation (deploy.resources.reservations.devices: driver nvidia)",
+                        false,
+                    );
                 }
-                Err(e) => add(
-                    "compose-unreadable",
-                    Severity::Error,
-                    "/dockerComposeFile",
-                    e,
-                    "fix the Compose file, or its path in dockerComposeFile",
-                    false,
-                ),
             }
+            Err(e) => r.add(
+                "compose-unreadable",
+                Severity::Error,
+                "/dockerComposeFile",
+                e,
+                "fix the Compose file, or its path in dockerComposeFile",
+                false,
+            ),
         }
     }
+    (compose_request, compose_none)
+}
 
+/// Whether a GPU is asked for, in a way this server honours.
+fn gpu_request(
+    r: &mut Report,
+    v: &Value,
+    ctx: &Context,
+    args: &RunArgs,
+    (compose_request, compose_none): (bool, bool),
+    is_compose: bool,
+) {
     // In a Compose config runArgs does nothing: it asks for nothing either.
     let (env_request, env_none, device_request) = if is_compose {
         (false, false, false)
     } else {
-        (env_request, env_none, device_request)
+        (args.env_request, args.env_none, args.device_request)
     };
     let host_gpu = v.pointer("/hostRequirements/gpu");
     let visible = v
@@ -370,10 +446,7 @@ pub fn check(text: &str, ctx: &Context) -> Result<Vec<Finding>, SyntaxError> {
     let visible_none = visible.is_some_and(says_none);
     let wants_none =
         host_gpu == Some(&Value::Bool(false)) || visible_none || env_none || compose_none;
-    let uses_gpus_flag = !is_compose
-        && run_args
-            .iter()
-            .any(|a| *a == "--gpus" || a.starts_with("--gpus="));
+    let uses_gpus_flag = !is_compose && args.gpus_flag;
     // The environment asks ds01 as well as --gpus does (and works where
     // Docker has no NVIDIA toolkit to honour --gpus).
     let requested = uses_gpus_flag
@@ -386,7 +459,7 @@ pub fn check(text: &str, ctx: &Context) -> Result<Vec<Finding>, SyntaxError> {
         && !uses_gpus_flag
         && ctx.nvidia_runtime == Some(false)
     {
-        add(
+        r.add(
             "host-gpu-ignored",
             Severity::Warning,
             "/hostRequirements/gpu",
@@ -396,7 +469,7 @@ pub fn check(text: &str, ctx: &Context) -> Result<Vec<Finding>, SyntaxError> {
         );
     }
     if uses_gpus_flag && !ctx.docker_gpus {
-        add(
+        r.add(
             "gpus-unsupported",
             Severity::Warning,
             "/runArgs",
@@ -409,7 +482,7 @@ pub fn check(text: &str, ctx: &Context) -> Result<Vec<Finding>, SyntaxError> {
     }
     if !requested && !wants_none {
         if is_compose {
-            add(
+            r.add(
                 "no-gpu-request",
                 Severity::Warning,
                 "/dockerComposeFile",
@@ -418,7 +491,7 @@ pub fn check(text: &str, ctx: &Context) -> Result<Vec<Finding>, SyntaxError> {
                 false,
             );
         } else {
-            add(
+            r.add(
                 "no-gpu-request",
                 Severity::Warning,
                 if v.get("runArgs").is_some() {
@@ -432,7 +505,10 @@ pub fn check(text: &str, ctx: &Context) -> Result<Vec<Finding>, SyntaxError> {
             );
         }
     }
+}
 
+/// The container, and its GPU, end when VS Code closes.
+fn shutdown(r: &mut Report, v: &Value, is_compose: bool) {
     // Image and Dockerfile configs stop a container; Compose configs stop
     // the Compose project. "none" keeps the GPU after VS Code closes.
     let (stop, other) = if is_compose {
@@ -441,7 +517,7 @@ pub fn check(text: &str, ctx: &Context) -> Result<Vec<Finding>, SyntaxError> {
         ("stopContainer", "stopCompose")
     };
     match v.get("shutdownAction").and_then(Value::as_str) {
-        Some("none") => add(
+        Some("none") => r.add(
             "shutdown-none",
             Severity::Error,
             "/shutdownAction",
@@ -449,7 +525,7 @@ pub fn check(text: &str, ctx: &Context) -> Result<Vec<Finding>, SyntaxError> {
             &format!("set \"shutdownAction\": \"{stop}\""),
             true,
         ),
-        Some(s) if s == other => add(
+        Some(s) if s == other => r.add(
             "shutdown-kind",
             Severity::Error,
             "/shutdownAction",
@@ -461,7 +537,7 @@ pub fn check(text: &str, ctx: &Context) -> Result<Vec<Finding>, SyntaxError> {
             &format!("set \"shutdownAction\": \"{stop}\""),
             true,
         ),
-        None if v.get("shutdownAction").is_none() => add(
+        None if v.get("shutdownAction").is_none() => r.add(
             "shutdown-default",
             Severity::Info,
             "",
@@ -471,11 +547,14 @@ pub fn check(text: &str, ctx: &Context) -> Result<Vec<Finding>, SyntaxError> {
         ),
         _ => {}
     }
+}
 
+/// The home is mounted, by its server path.
+fn home_mount(r: &mut Report, v: &Value, ctx: &Context, run_mounts: &[(String, String)]) {
     let mounts = mount_sources(v);
     for (i, source, _) in &mounts {
         if local_home(source).is_some() {
-            add(
+            r.add(
                 "localenv-home",
                 Severity::Warning,
                 &format!("/mounts/{i}"),
@@ -498,7 +577,7 @@ pub fn check(text: &str, ctx: &Context) -> Result<Vec<Finding>, SyntaxError> {
         .chain(run_mounts.iter().map(|(s, t)| (s.as_str(), t.as_str())))
         .any(|(s, t)| is_home(s) || Path::new(t) == ctx.home);
     if !home_mounted {
-        add(
+        r.add(
             "no-home-mount",
             Severity::Warning,
             if v.get("mounts").is_some() { "/mounts" } else { "" },
@@ -507,8 +586,6 @@ pub fn check(text: &str, ctx: &Context) -> Result<Vec<Finding>, SyntaxError> {
             true,
         );
     }
-    out.sort_by_key(|f| (f.severity, f.line));
-    Ok(out)
 }
 
 /// (index, source, target) of each mount, in string or object form.
