@@ -46,30 +46,7 @@ fn build_static(d: &Path, runc: &Path) -> (PathBuf, PathBuf) {
     // The same, doing nothing: what any process runc starts costs (a hook).
     rustc_static(d, "empty", "fn main() {}\n", runc);
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let target = manifest.join("target/static");
-    eprintln!(
-        "building the static ds01-runtime (once, into {})",
-        target.display()
-    );
-    let ok = Command::new("cargo")
-        .current_dir(manifest)
-        .env("CARGO_TARGET_DIR", &target)
-        .args([
-            "rustc",
-            "--release",
-            "--locked",
-            "-p",
-            "ds01-runtime",
-            "--bin",
-            "ds01-runtime",
-            "--",
-            "-C",
-            "target-feature=+crt-static",
-        ])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "cannot build the static ds01-runtime");
+    let target = static_runtime("target/static", true);
     let ok = Command::new("cargo")
         .current_dir(manifest)
         .env("CARGO_TARGET_DIR", &target)
@@ -508,15 +485,20 @@ fn own_time(d: &Path, shim: &Path, plain: &Path, gpu: &Path, iterations: usize) 
     }
 }
 
-/// The static runtime built as shipped but with its symbols, beside `shim`
-/// (whose helpers it then finds).
-fn static_with_symbols(shim: &Path) -> PathBuf {
+/// Builds the static ds01-runtime as `packaging/build-deb.sh` does, into
+/// the target directory `dir` (relative to the workspace); `strip`: as
+/// shipped, or with its symbols (for callgrind). Returns the target dir.
+fn static_runtime(dir: &str, strip: bool) -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let target = manifest.join("target/static-symbols");
+    let target = manifest.join(dir);
+    eprintln!(
+        "building the static ds01-runtime (into {})",
+        target.display()
+    );
     let ok = Command::new("cargo")
         .current_dir(manifest)
         .env("CARGO_TARGET_DIR", &target)
-        .env("CARGO_PROFILE_RELEASE_STRIP", "false")
+        .env("CARGO_PROFILE_RELEASE_STRIP", strip.to_string())
         .args([
             "rustc",
             "--release",
@@ -532,7 +514,14 @@ fn static_with_symbols(shim: &Path) -> PathBuf {
         .status()
         .unwrap()
         .success();
-    assert!(ok, "cannot build the static ds01-runtime with symbols");
+    assert!(ok, "cannot build the static ds01-runtime");
+    target
+}
+
+/// The static runtime built as shipped but with its symbols, beside `shim`
+/// (whose helpers it then finds).
+fn static_with_symbols(shim: &Path) -> PathBuf {
+    let target = static_runtime("target/static-symbols", false);
     let to = shim.with_file_name("ds01-runtime-symbols");
     std::fs::copy(target.join("release/ds01-runtime"), &to).unwrap();
     to

@@ -774,23 +774,7 @@ fn set_hooks(bundle: &Path, hooks: Hooks) {
 
 /// `gc --json`: what it reclaimed, as (container id, reason).
 fn gc(r: &Runc) -> Vec<(String, String)> {
-    let out = r.env.cli(&["gc", "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| {
-            (
-                x["container_id"].as_str().unwrap().to_string(),
-                x["reason"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
+    json_pairs(&r.env.cli(&["gc", "--json"]), "container_id", "reason")
 }
 
 #[test]

@@ -505,9 +505,8 @@ fn a_container_created_again_drops_its_earlier_run_s_missed_release() {
     assert_eq!(c2, 2, "a live init keeps its record");
 }
 
-#[test]
-fn bad_profile_is_refused_plainly() {
-    let f = Fake::new("");
+/// A GPU bundle asking for a profile no GPU has.
+fn huge_profile(f: &Fake) -> std::path::PathBuf {
     let b = f.bundle("gpu", "gpu.json");
     let text = std::fs::read_to_string(b.join("config.json")).unwrap();
     std::fs::write(
@@ -515,6 +514,13 @@ fn bad_profile_is_refused_plainly() {
         text.replace("DS01_GPU_PROFILE=1g.10gb", "DS01_GPU_PROFILE=huge"),
     )
     .unwrap();
+    b
+}
+
+#[test]
+fn bad_profile_is_refused_plainly() {
+    let f = Fake::new("");
+    let b = huge_profile(&f);
     let out = f.create(&b, "c", &[]);
     quiet(&out);
     assert_eq!(out.status.code(), Some(1));
@@ -530,13 +536,7 @@ fn under_conmon_the_refusal_leaves_its_prefix_to_podman() {
     // podman prints "<runtime name>: <message>": "ds01: ds01: ..." under
     // conmon would say the name twice. A script named conmon stands in.
     let f = Fake::new("");
-    let b = f.bundle("gpu", "gpu.json");
-    let text = std::fs::read_to_string(b.join("config.json")).unwrap();
-    std::fs::write(
-        b.join("config.json"),
-        text.replace("DS01_GPU_PROFILE=1g.10gb", "DS01_GPU_PROFILE=huge"),
-    )
-    .unwrap();
+    let b = huge_profile(&f);
     let conmon = f.env.path("conmon");
     // Not `exec`: the shim must be conmon's child.
     std::fs::write(&conmon, "#!/bin/sh\n\"$@\"\nexit $?\n").unwrap();

@@ -353,3 +353,24 @@ pub fn skip(suite: &str, why: &str) {
         }
     }
 }
+
+/// A command's JSON array of objects, as pairs of two of their string
+/// fields; the command must have succeeded.
+pub fn json_pairs(out: &Output, a: &str, b: &str) -> Vec<(String, String)> {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x[a].as_str().unwrap_or("").to_string(),
+                x[b].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}

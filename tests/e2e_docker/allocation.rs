@@ -774,23 +774,7 @@ fn an_idle_container_is_warned_then_stopped_and_an_active_one_runs_on() {
     let reap = |args: &[&str]| {
         let mut a = vec!["reap", "--json"];
         a.extend(args);
-        let out = d.ds01(&a);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|a| {
-                (
-                    a["name"].as_str().unwrap_or("").to_string(),
-                    a["action"].as_str().unwrap().to_string(),
-                )
-            })
-            .collect::<Vec<_>>()
+        json_pairs(&d.ds01(&a), "name", "action")
     };
     assert!(reap(&[]).is_empty(), "first sample: nothing idle long yet");
     std::thread::sleep(Duration::from_millis(2500));

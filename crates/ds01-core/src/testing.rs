@@ -69,3 +69,25 @@ pub fn record(id: &str, devices: &[&str], host: &FakeHost) -> Record {
         shim_start: Some(5),
     }
 }
+
+/// Accounts with no users and no groups.
+pub struct Nobody;
+
+impl crate::policy::Groups for Nobody {
+    fn groups_of(&self, _: &str) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+impl crate::identity::Accounts for Nobody {
+    fn user_name(&self, _: u32) -> Option<String> {
+        None
+    }
+}
+
+/// The simulated host of `contrib/sim/inventory.toml`: a full GPU and one
+/// split into seven slices.
+pub fn sim_inventory() -> crate::inventory::Inventory {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contrib/sim/inventory.toml");
+    crate::inventory::sim::parse(&p, &std::fs::read_to_string(&p).unwrap()).unwrap()
+}

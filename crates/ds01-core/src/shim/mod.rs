@@ -353,10 +353,7 @@ mod tests {
         }
     }
 
-    fn inv() -> Inventory {
-        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contrib/sim/inventory.toml");
-        crate::inventory::sim::parse(&p, &std::fs::read_to_string(&p).unwrap()).unwrap()
-    }
+    use crate::testing::sim_inventory as inv;
 
     /// The plan for a spec, with the audit log in a temp dir.
     fn plan_of(spec: serde_json::Value) -> (Plan, Vec<Event>) {

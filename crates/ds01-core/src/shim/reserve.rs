@@ -330,29 +330,11 @@ mod tests {
     use super::*;
     use crate::config::{Config, DriverInjection};
     use crate::driver::Found;
-    use crate::identity::{Accounts, Owner, Source};
+    use crate::identity::{Owner, Source};
     use crate::ledger::Ledger;
-    use crate::policy::Groups;
     use crate::request::{Profile, Request};
     use crate::shim::patch;
-    use crate::testing::FakeHost;
-
-    struct Nobody;
-    impl Groups for Nobody {
-        fn groups_of(&self, _: &str) -> Vec<String> {
-            Vec::new()
-        }
-    }
-    impl Accounts for Nobody {
-        fn user_name(&self, _: u32) -> Option<String> {
-            None
-        }
-    }
-
-    fn inv() -> Inventory {
-        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contrib/sim/inventory.toml");
-        crate::inventory::sim::parse(&p, &std::fs::read_to_string(&p).unwrap()).unwrap()
-    }
+    use crate::testing::{FakeHost, Nobody, sim_inventory as inv};
 
     fn want() -> Want {
         Want {
