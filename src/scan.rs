@@ -42,9 +42,10 @@ pub fn load(cfg: &Config) -> Result<Inventory, InventoryError> {
 /// Scans the configured source and replaces the snapshot, and reads the CDI
 /// specs again (`ds01 gpus refresh`).
 pub fn refresh(cfg: &Config) -> Result<Inventory, InventoryError> {
+    // First: a host whose GPUs cannot be read still keeps its users fresh.
+    save_accounts(cfg);
     let inv = scan(cfg)?;
     snapshot::save(&cfg.state_dir, &inv)?;
-    save_accounts(cfg);
     let path = cdi::catalog_path(&cfg.state_dir);
     cdi::save(&cfg.state_dir, &cdi_read::read(&cfg.cdi_spec_dirs))
         .map_err(|source| InventoryError::Write { path, source })?;

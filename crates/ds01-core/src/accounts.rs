@@ -24,6 +24,10 @@ pub const FILE: &str = "accounts.json";
 pub const WATCHED: [&str; 3] = ["/etc/passwd", "/etc/group", "/etc/nsswitch.conf"];
 /// More users than this are not written down: such a host asks NSS.
 const MAX_USERS: usize = 50_000;
+/// How long a snapshot is trusted at most: a change made in a directory
+/// service alone touches no watched file, and the reaper's timer writes a
+/// new one each minute.
+pub const MAX_AGE: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Which version of a file a snapshot was taken from (all zero: absent).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,6 +71,9 @@ pub struct User {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
+    /// When it was taken, in seconds since the epoch.
+    #[serde(default)]
+    pub taken: u64,
     /// The watched files, in the order of the list they were taken by.
     pub stamps: Vec<Stamp>,
     pub users: Vec<User>,
@@ -80,6 +87,9 @@ impl Snapshot {
         users: impl IntoIterator<Item = (String, u32, PathBuf)>,
         groups: &dyn Groups,
     ) -> Snapshot {
+        let taken = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         let stamps = watched.iter().map(|p| Stamp::of(p)).collect();
         let users = users
             .into_iter()
@@ -91,7 +101,11 @@ impl Snapshot {
                 home,
             })
             .collect();
-        Snapshot { stamps, users }
+        Snapshot {
+            taken,
+            stamps,
+            users,
+        }
     }
 
     /// Writes it into the state directory, readable by all (as `id` is).
@@ -101,13 +115,19 @@ impl Snapshot {
         fsutil::write_atomic(&state_dir.join(FILE), &data, 0o644)
     }
 
-    /// The saved snapshot, if root wrote it and the watched files are the
-    /// ones it was taken from.
+    /// The saved snapshot, if root wrote it into a directory only root
+    /// writes, within [`MAX_AGE`], and the watched files are the ones it
+    /// was taken from.
     pub fn load(state_dir: &Path, watched: &[&Path]) -> Option<Snapshot> {
+        fsutil::check_dir(state_dir).ok()?;
         let bytes = fsutil::read_trusted(&state_dir.join(FILE)).ok()?;
         let snap: Snapshot = serde_json::from_slice(&bytes).ok()?;
-        let now: Vec<Stamp> = watched.iter().map(|p| Stamp::of(p)).collect();
-        (snap.stamps == now).then_some(snap)
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let fresh = snap.taken <= now + 60 && now.saturating_sub(snap.taken) <= MAX_AGE.as_secs();
+        let stamps: Vec<Stamp> = watched.iter().map(|p| Stamp::of(p)).collect();
+        (fresh && snap.stamps == stamps).then_some(snap)
     }
 
     pub fn user(&self, name: &str) -> Option<&User> {
@@ -204,6 +224,25 @@ mod tests {
             .unwrap();
         std::fs::write(&absent, "passwd: files ldap\n").unwrap();
         assert!(Snapshot::load(&state, &watched).is_none());
+    }
+
+    #[test]
+    fn an_old_snapshot_is_not_trusted() {
+        let d = tempfile::tempdir().unwrap();
+        let watched: [&Path; 0] = [];
+        let state = d.path().join("state");
+        let mut snap = Snapshot::take(&watched, [("a".into(), 1, "/h".into())], &Students);
+        snap.save(&state).unwrap();
+        assert!(Snapshot::load(&state, &watched).is_some());
+        snap.taken -= MAX_AGE.as_secs() + 1;
+        snap.save(&state).unwrap();
+        assert!(Snapshot::load(&state, &watched).is_none());
+        snap.taken += 2 * MAX_AGE.as_secs();
+        snap.save(&state).unwrap();
+        assert!(
+            Snapshot::load(&state, &watched).is_none(),
+            "from the future"
+        );
     }
 
     #[test]

@@ -540,8 +540,12 @@ pub fn array<'a>(spec: &'a Value, path: &str) -> &'a [Value] {
 /// step (this is on every container's path).
 pub fn at<'a>(spec: &'a Value, path: &str) -> Option<&'a Value> {
     debug_assert!(!path.contains('~'), "{path}: a path of plain keys");
-    path.split('/')
-        .skip(1)
+    if path.is_empty() {
+        return Some(spec);
+    }
+    // As a JSON pointer: one that does not start at the root names nothing.
+    path.strip_prefix('/')?
+        .split('/')
         .try_fold(spec, |v, key| v.as_object()?.get(key))
 }
 

@@ -306,7 +306,15 @@ fn mounts(spec: &Value, host: &Host, out: &mut Vec<Ask>) {
         if lexical.starts_with(&containers) && lexical == src {
             continue;
         }
-        if lexical.starts_with(&volumes) && lexical == src {
+        // A volume is exactly `<root>/volumes/NAME/_data`, made by dockerd;
+        // deeper lies what its containers wrote (a link to `/`, say), which
+        // is judged as any bind.
+        let is_volume = lexical == src
+            && lexical.strip_prefix(&volumes).is_ok_and(|rest| {
+                let parts: Vec<_> = rest.components().collect();
+                parts.len() == 2 && parts[1].as_os_str() == "_data"
+            });
+        if is_volume {
             // A volume is Docker's, unless dockerd mounted a host path there.
             let points = mount_points.get_or_insert_with(mount_points_here);
             if points.contains(&lexical) {
@@ -547,6 +555,18 @@ mod tests {
                     "source": "/var/lib/docker/containers/../../../etc", "options": ["rbind"]}))
                 },
                 Ask::Bind("/var/lib/docker/containers/../../../etc".into()),
+            ),
+            (
+                // Inside a volume lies what its containers wrote: a link
+                // to `/` there would hand runc the host's root.
+                |v| {
+                    v["mounts"]
+                        .as_array_mut()
+                        .unwrap()
+                        .push(json!({"destination": "/h",
+                        "type": "bind", "source": "/var/lib/docker/volumes/v/_data/l"}))
+                },
+                Ask::Bind("/var/lib/docker/volumes/v/_data/l".into()),
             ),
             (
                 |v| {

@@ -21,6 +21,9 @@ pub struct HelperAccounts {
     groups: RefCell<HashMap<String, Vec<String>>>,
     /// Where the snapshot is; none: only the helper is asked.
     state_dir: Option<PathBuf>,
+    /// The admin group: a snapshot that makes someone an admin is asked
+    /// again of NSS (admins are few, and a demotion must hold at once).
+    admin_group: String,
     /// The snapshot, read at the first question.
     snapshot: OnceCell<Option<Snapshot>>,
 }
@@ -31,13 +34,16 @@ impl HelperAccounts {
             helper: exe.with_file_name("ds01-accounts"),
             groups: RefCell::new(HashMap::new()),
             state_dir: None,
+            admin_group: String::new(),
             snapshot: OnceCell::new(),
         }
     }
 
-    /// Looks in the state directory's snapshot first.
-    pub fn with_snapshot(mut self, state_dir: &Path) -> HelperAccounts {
+    /// Looks in the state directory's snapshot first, except for members
+    /// of `admin_group`.
+    pub fn with_snapshot(mut self, state_dir: &Path, admin_group: &str) -> HelperAccounts {
         self.state_dir = Some(state_dir.to_path_buf());
+        self.admin_group = admin_group.to_string();
         self
     }
 
@@ -74,7 +80,9 @@ impl Groups for HelperAccounts {
         if let Some(hit) = self.groups.borrow().get(user) {
             return hit.clone();
         }
-        if let Some(u) = self.snapshot().and_then(|s| s.user(user)) {
+        if let Some(u) = self.snapshot().and_then(|s| s.user(user))
+            && !u.groups.contains(&self.admin_group)
+        {
             return u.groups.clone();
         }
         let groups = self.ask(&["groups", user]);
@@ -174,7 +182,7 @@ mod tests {
         )
         .save(&state)
         .unwrap();
-        let a = helper(dir.path(), "bob\\nstaff\\n").with_snapshot(&state);
+        let a = helper(dir.path(), "bob\\nstaff\\n").with_snapshot(&state, "ds01-admin");
         assert_eq!(a.groups_of("alice"), ["students"]);
         assert_eq!(a.user_name(1000).as_deref(), Some("alice"));
         assert_eq!(a.home_of("alice"), Some(PathBuf::from("/home/alice")));
@@ -182,6 +190,10 @@ mod tests {
         // Not in it (a directory service's user): NSS is asked.
         assert_eq!(a.user_name(1001).as_deref(), Some("bob"));
         assert_eq!(asked(dir.path()), ["user 1001"]);
+        // An admin by the snapshot is asked again: a demotion holds at once.
+        let b = helper(dir.path(), "students\\n").with_snapshot(&state, "students");
+        assert_eq!(b.groups_of("alice"), ["students"]);
+        assert_eq!(asked(dir.path()), ["user 1001", "groups alice"]);
     }
 
     #[test]

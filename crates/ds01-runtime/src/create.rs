@@ -73,7 +73,7 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
         }
     };
     let exe = self_path();
-    let accounts = HelperAccounts::beside(&exe).with_snapshot(&cfg.state_dir);
+    let accounts = HelperAccounts::beside(&exe).with_snapshot(&cfg.state_dir, &cfg.admin_group);
     let ctx = Ctx {
         cfg: &cfg,
         host: &RealHost,

@@ -15,7 +15,8 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
     if let (Some(process), Some(id)) = (&argv.process, &argv.id) {
         // A non-admin's exec runs with no power beyond the container's.
         let exe = std::env::current_exe().unwrap_or_default();
-        let accounts = crate::accounts::HelperAccounts::beside(&exe).with_snapshot(&cfg.state_dir);
+        let accounts = crate::accounts::HelperAccounts::beside(&exe)
+            .with_snapshot(&cfg.state_dir, &cfg.admin_group);
         let ctx = shim::Ctx {
             cfg: &cfg,
             host: &ds01_core::host::RealHost,

@@ -34,11 +34,12 @@ pub fn run(cfg: &Config, args: Args) -> anyhow::Result<ExitCode> {
         notify: &ds01::notice::leave,
         now: std::time::SystemTime::now(),
     };
-    let actions = reap::pass(cfg, &world, args.dry_run).map_err(anyhow::Error::msg)?;
-    // The timer's pass keeps the runtime's users-and-groups snapshot fresh.
+    // The timer's pass keeps the runtime's users-and-groups snapshot fresh,
+    // whether or not the pass itself can go on (Docker down, say).
     if !args.dry_run {
         ds01::scan::save_accounts(cfg);
     }
+    let actions = reap::pass(cfg, &world, args.dry_run).map_err(anyhow::Error::msg)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&actions)?);
     } else if actions.is_empty() {
