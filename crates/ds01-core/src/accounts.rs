@@ -13,13 +13,13 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
 use crate::fsutil;
 use crate::policy::Groups;
 
-/// The snapshot's file, in the state directory.
-pub const FILE: &str = "accounts.json";
+/// The snapshot's file, in the state directory: lines of tab-separated
+/// fields, as `/etc/group` is, read in a few microseconds (`taken`, one
+/// `stamp` a watched file, one `user` a user: name, uid, home, groups).
+pub const FILE: &str = "accounts.tsv";
 /// The files whose change makes a snapshot stale.
 pub const WATCHED: [&str; 3] = ["/etc/passwd", "/etc/group", "/etc/nsswitch.conf"];
 /// More users than this are not written down: such a host asks NSS.
@@ -30,7 +30,7 @@ const MAX_USERS: usize = 50_000;
 pub const MAX_AGE: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Which version of a file a snapshot was taken from (all zero: absent).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Stamp {
     pub dev: u64,
     pub ino: u64,
@@ -61,7 +61,7 @@ impl Stamp {
 }
 
 /// One user as NSS gave it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct User {
     pub name: String,
     pub uid: u32,
@@ -69,10 +69,9 @@ pub struct User {
     pub groups: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Snapshot {
     /// When it was taken, in seconds since the epoch.
-    #[serde(default)]
     pub taken: u64,
     /// The watched files, in the order of the list they were taken by.
     pub stamps: Vec<Stamp>,
@@ -109,10 +108,77 @@ impl Snapshot {
     }
 
     /// Writes it into the state directory, readable by all (as `id` is).
+    /// A user whose name, home or groups hold a tab, a newline or a comma
+    /// is left out: the runtime then asks NSS for them.
     pub fn save(&self, state_dir: &Path) -> io::Result<()> {
+        use std::fmt::Write;
         fsutil::ensure_dir(state_dir)?;
-        let data = serde_json::to_vec(self).expect("a snapshot serialises");
-        fsutil::write_atomic(&state_dir.join(FILE), &data, 0o644)
+        let mut text = format!("taken\t{}\n", self.taken);
+        for s in &self.stamps {
+            let _ = writeln!(
+                text,
+                "stamp\t{}\t{}\t{}\t{}\t{}",
+                s.dev, s.ino, s.size, s.mtime_ns, s.ctime_ns
+            );
+        }
+        let plain = |s: &str| !s.contains(['\t', '\n', ',']);
+        for u in &self.users {
+            let home = u.home.to_string_lossy();
+            if !plain(&u.name) || !plain(&home) || !u.groups.iter().all(|g| plain(g)) {
+                continue;
+            }
+            let _ = writeln!(
+                text,
+                "user\t{}\t{}\t{home}\t{}",
+                u.name,
+                u.uid,
+                u.groups.join(",")
+            );
+        }
+        fsutil::write_atomic(&state_dir.join(FILE), text.as_bytes(), 0o644)
+    }
+
+    /// Reads the text [`Snapshot::save`] writes; `None` for anything else.
+    fn parse(text: &str) -> Option<Snapshot> {
+        let mut snap = Snapshot::default();
+        for line in text.lines() {
+            let mut f = line.split('\t');
+            match f.next()? {
+                "taken" => snap.taken = f.next()?.parse().ok()?,
+                "stamp" => {
+                    let mut u = || f.next()?.parse::<u64>().ok();
+                    let (dev, ino, size) = (u()?, u()?, u()?);
+                    let mut i = || f.next()?.parse::<i64>().ok();
+                    let (mtime_ns, ctime_ns) = (i()?, i()?);
+                    snap.stamps.push(Stamp {
+                        dev,
+                        ino,
+                        size,
+                        mtime_ns,
+                        ctime_ns,
+                    });
+                }
+                "user" => {
+                    let name = f.next()?.to_string();
+                    let uid = f.next()?.parse().ok()?;
+                    let home = PathBuf::from(f.next()?);
+                    let groups = f.next()?;
+                    let groups = groups
+                        .split(',')
+                        .filter(|g| !g.is_empty())
+                        .map(String::from)
+                        .collect();
+                    snap.users.push(User {
+                        name,
+                        uid,
+                        home,
+                        groups,
+                    });
+                }
+                _ => return None,
+            }
+        }
+        Some(snap)
     }
 
     /// The saved snapshot, if root wrote it into a directory only root
@@ -121,7 +187,7 @@ impl Snapshot {
     pub fn load(state_dir: &Path, watched: &[&Path]) -> Option<Snapshot> {
         fsutil::check_dir(state_dir).ok()?;
         let bytes = fsutil::read_trusted(&state_dir.join(FILE)).ok()?;
-        let snap: Snapshot = serde_json::from_slice(&bytes).ok()?;
+        let snap = Snapshot::parse(std::str::from_utf8(&bytes).ok()?)?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -223,6 +289,26 @@ mod tests {
             .save(&state)
             .unwrap();
         std::fs::write(&absent, "passwd: files ldap\n").unwrap();
+        assert!(Snapshot::load(&state, &watched).is_none());
+    }
+
+    #[test]
+    fn a_user_the_format_cannot_hold_is_left_to_nss() {
+        let d = tempfile::tempdir().unwrap();
+        let watched: [&Path; 0] = [];
+        let state = d.path().join("state");
+        let users = [
+            ("alice".to_string(), 1000, PathBuf::from("/home/alice")),
+            ("tab".to_string(), 1001, PathBuf::from("/home/a\tb")),
+        ];
+        Snapshot::take(&watched, users, &Students)
+            .save(&state)
+            .unwrap();
+        let got = Snapshot::load(&state, &watched).unwrap();
+        assert!(got.user("alice").is_some());
+        assert!(got.user("tab").is_none() && got.by_uid(1001).is_none());
+        // Not the format: not trusted.
+        std::fs::write(state.join(FILE), "taken\tsoon\n").unwrap();
         assert!(Snapshot::load(&state, &watched).is_none());
     }
 
