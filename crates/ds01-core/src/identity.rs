@@ -176,8 +176,20 @@ pub fn docker_labels(docker_data_root: &Path, id: &str) -> Option<Value> {
         .join("containers")
         .join(id)
         .join("config.v2.json");
-    let record: Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
-    record.pointer("/Config/Labels").cloned()
+    // Only the labels are built: the record (several KB, written by
+    // dockerd) is read on every owned GPU create.
+    #[derive(serde::Deserialize)]
+    struct Record {
+        #[serde(rename = "Config")]
+        config: Option<RecordConfig>,
+    }
+    #[derive(serde::Deserialize)]
+    struct RecordConfig {
+        #[serde(rename = "Labels")]
+        labels: Option<Value>,
+    }
+    let record: Record = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    record.config?.labels
 }
 
 /// The owner a container's Docker labels name: `ds01.user`, else a dev
@@ -335,6 +347,33 @@ mod tests {
             json!({"Config": {"Labels": labels}}).to_string(),
         )
         .unwrap();
+    }
+
+    #[test]
+    fn docker_s_record_gives_its_labels_and_nothing_else_is_built() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("containers/c1");
+        std::fs::create_dir_all(&dir).unwrap();
+        // As dockerd writes it: the labels among much else.
+        let record = json!({
+            "StreamConfig": {}, "State": {"Running": true, "Pid": 42},
+            "ID": "c1", "Path": "sh", "Args": ["-c", "x"],
+            "Config": {"Hostname": "c1", "Env": ["A=1"], "Cmd": ["sh"], "Image": "busybox",
+                       "Labels": {"ds01.user": "alice", "x": "y"}, "OnBuild": null},
+            "NetworkSettings": {"Networks": {"bridge": {"IPAddress": "172.17.0.2"}}},
+            "MountPoints": {}, "HostConfig": {"Binds": null}
+        });
+        std::fs::write(dir.join("config.v2.json"), record.to_string()).unwrap();
+        assert_eq!(
+            docker_labels(d.path(), "c1"),
+            Some(json!({"ds01.user": "alice", "x": "y"}))
+        );
+        // No labels, no record, a record not JSON: none.
+        std::fs::write(dir.join("config.v2.json"), r#"{"Config": {}}"#).unwrap();
+        assert_eq!(docker_labels(d.path(), "c1"), None);
+        std::fs::write(dir.join("config.v2.json"), "not json").unwrap();
+        assert_eq!(docker_labels(d.path(), "c1"), None);
+        assert_eq!(docker_labels(d.path(), "c2"), None);
     }
 
     #[test]
