@@ -291,12 +291,27 @@ fn own_time(d: &Path, shim: &Path, plain: &Path, gpu: &Path, iterations: usize) 
     assert!(refresh.status().unwrap().success());
     let root = d.join("standin-root");
     let global = global_args(&root, "/dev/null");
+    // Docker's argv for a create of `id` from `bundle`.
+    let create_args = |bundle: &Path, id: &str| -> Vec<String> {
+        let b = bundle.to_str().unwrap();
+        let mut args: Vec<String> = global.iter().map(|a| a.to_string()).collect();
+        args.extend(
+            [
+                "create",
+                "--bundle",
+                b,
+                "--pid-file",
+                &format!("{b}/init.pid"),
+                id,
+            ]
+            .map(String::from),
+        );
+        args
+    };
     let create = |runtime: &Path, bundle: &Path, id: &str| {
         let b = bundle.to_str().unwrap();
-        let pid = format!("{b}/init.pid");
         let mut cmd = Command::new(runtime);
-        cmd.args(global)
-            .args(["create", "--bundle", b, "--pid-file", &pid, id]);
+        cmd.args(create_args(bundle, id));
         with_config(&mut cmd);
         let start = Instant::now();
         assert!(
@@ -366,23 +381,30 @@ fn own_time(d: &Path, shim: &Path, plain: &Path, gpu: &Path, iterations: usize) 
     if let Some(b) = &baseline {
         cases.extend([(b.as_path(), plain), (b.as_path(), docker.as_path())]);
     }
+    // A create's container id; a GPU bundle's spec is put back first, for
+    // the shim edits it in place.
+    let prepare = |bundle: &Path| {
+        if bundle == gpu || bundle == owned {
+            std::fs::copy(bundle.join("config.orig.json"), bundle.join("config.json")).unwrap();
+        }
+        if bundle == owned { "owned" } else { "own" }
+    };
+    // Untimed: frees the slice, as Docker's delete after a create runc never made.
+    let free = |id: &str| {
+        let mut delete = Command::new(shim);
+        delete.args(global).args(["delete", "--force", id]);
+        with_config(&mut delete);
+        assert!(delete.status().unwrap().success());
+    };
     let mut times: Vec<Vec<Duration>> = vec![Vec::new(); cases.len()];
     for i in 0..iterations * 4 {
         for k in 0..cases.len() {
             let n = (i + k) % cases.len();
             let (runtime, bundle) = cases[n];
-            let allocates = bundle == gpu || bundle == owned;
-            if allocates {
-                std::fs::copy(bundle.join("config.orig.json"), bundle.join("config.json")).unwrap();
-            }
-            let id = if bundle == owned { "owned" } else { "own" };
+            let id = prepare(bundle);
             times[n].push(create(runtime, bundle, id));
-            if allocates {
-                // Untimed: frees the slice, as Docker's delete after a create runc never made.
-                let mut delete = Command::new(shim);
-                delete.args(global).args(["delete", "--force", id]);
-                with_config(&mut delete);
-                assert!(delete.status().unwrap().success());
+            if bundle == gpu || bundle == owned {
+                free(id);
             }
         }
     }
@@ -429,14 +451,8 @@ fn own_time(d: &Path, shim: &Path, plain: &Path, gpu: &Path, iterations: usize) 
         .iter()
         .enumerate()
         .map(|(i, &(runtime, bundle))| {
-            let id = if bundle == owned { "owned" } else { "own" };
-            if bundle == gpu || bundle == owned {
-                std::fs::copy(bundle.join("config.orig.json"), bundle.join("config.json")).unwrap();
-            }
-            let b = bundle.to_str().unwrap();
-            let pid = format!("{b}/init.pid");
-            let mut args: Vec<&str> = global.to_vec();
-            args.extend(["create", "--bundle", b, "--pid-file", &pid, id]);
+            let id = prepare(bundle);
+            let args = create_args(bundle, id);
             // The shipped binary is stripped: callgrind counts one with
             // symbols, to find where it execs runc.
             let runtime = if runtime == shim {
@@ -453,10 +469,7 @@ fn own_time(d: &Path, shim: &Path, plain: &Path, gpu: &Path, iterations: usize) 
                     std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
                 }
             }
-            let mut delete = Command::new(shim);
-            delete.args(global).args(["delete", "--force", id]);
-            with_config(&mut delete);
-            assert!(delete.status().unwrap().success());
+            free(id);
             n
         })
         .collect();
@@ -529,7 +542,7 @@ fn static_with_symbols(shim: &Path) -> PathBuf {
 
 /// The instructions `runtime ARGS` executes, its children's included,
 /// as callgrind counts them; `None` without valgrind.
-fn instructions(d: &Path, runtime: &Path, args: &[&str], config: &Path) -> Option<u64> {
+fn instructions(d: &Path, runtime: &Path, args: &[String], config: &Path) -> Option<u64> {
     let out = d.join("callgrind");
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out).unwrap();

@@ -47,7 +47,7 @@ impl Reservation<'_> {
 
     /// The devices go back, for `why` (logged and audited).
     pub fn release(mut self, why: &'static str) {
-        self.why = why;
+        self.failing(why);
     }
 
     /// Names the reason a later drop releases for.
@@ -373,10 +373,14 @@ mod tests {
     #[test]
     fn a_reservation_not_committed_leaves_nothing_on_any_path() {
         let dir = tempfile::tempdir().unwrap();
+        // The simulated inventory: with NVML's, the patch would make
+        // missing device nodes under the host's /dev.
+        let sim = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contrib/sim/inventory.toml");
         let mut cfg = Config {
             state_dir: dir.path().join("state"),
             log: dir.path().join("runtime.log"),
             audit_log: dir.path().join("events.jsonl"),
+            inventory: crate::config::InventorySource::File(sim),
             ..Config::default()
         };
         let host = FakeHost::default();
