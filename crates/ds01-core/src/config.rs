@@ -125,6 +125,9 @@ pub struct Config {
     /// Whether a non-admin's bind sources must be on filesystems mounted
     /// `nosuid,nodev` (else root in the container can plant a setuid file).
     pub gate_require_nosuid: bool,
+    /// The cgroup filesystem owners' parents are written in (not a config
+    /// key: tests point it at a scratch tree).
+    pub cgroups: crate::share::Tree,
 }
 
 /// Where the documented install puts the official Dev Containers CLI
@@ -147,7 +150,7 @@ impl Default for Config {
         Config {
             path: None,
             runc: default_runc(),
-            state_dir: PathBuf::from("/run/ds01"),
+            state_dir: Config::default_state_dir(),
             log: PathBuf::from("/var/log/ds01/runtime.log"),
             inventory: InventorySource::Nvml,
             lock_wait_secs: 10,
@@ -175,6 +178,7 @@ impl Default for Config {
             gate_shared_paths: Vec::new(),
             gate_max_connections: 64,
             gate_require_nosuid: true,
+            cgroups: crate::share::Tree::real(),
         }
     }
 }
@@ -188,29 +192,59 @@ pub fn default_runc() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/usr/bin/runc"))
 }
 
-/// The runc to use without loading the whole config: the `runc` key if the
-/// file has one (a top-level key, so before the first table), else the
-/// default. Only that line is parsed as TOML, so a pass-through command
-/// (start, kill, state, ...) costs one small read, and a config broken
-/// elsewhere still sends containers to the admin's runc.
-pub fn fallback_runc(path: &Path) -> PathBuf {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return default_runc();
+/// What a create needs before deciding to read the whole config: the
+/// `runc` and `state_dir` keys if the file has them (top-level keys, so
+/// before the first table), else the defaults. Only those lines are
+/// parsed as TOML, so a pass-through command (start, kill, state, ...)
+/// costs one small read, and a config broken elsewhere still sends
+/// containers to the admin's runc.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Early {
+    pub runc: PathBuf,
+    pub state_dir: PathBuf,
+}
+
+pub fn early(path: &Path) -> Early {
+    let mut out = Early {
+        runc: default_runc(),
+        state_dir: Config::default_state_dir(),
     };
-    text.lines()
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return out;
+    };
+    let key = |l: &str, k: &str| {
+        l.strip_prefix(k)
+            .is_some_and(|rest| rest.trim_start().starts_with('='))
+    };
+    for l in text
+        .lines()
         .map(str::trim_start)
         .take_while(|l| !l.starts_with('['))
-        .filter(|l| {
-            l.strip_prefix("runc")
-                .is_some_and(|rest| rest.trim_start().starts_with('='))
-        })
-        .filter_map(|l| l.parse::<toml::Table>().ok())
-        .filter_map(|t| t.get("runc").and_then(|v| absolute(v).ok()))
-        .last()
-        .unwrap_or_else(default_runc)
+        .filter(|l| key(l, "runc") || key(l, "state_dir"))
+    {
+        let Ok(t) = l.parse::<toml::Table>() else {
+            continue;
+        };
+        if let Some(p) = t.get("runc").and_then(|v| absolute(v).ok()) {
+            out.runc = p;
+        }
+        if let Some(p) = t.get("state_dir").and_then(|v| absolute(v).ok()) {
+            out.state_dir = p;
+        }
+    }
+    out
+}
+
+/// The runc to use without loading the whole config ([`early`]).
+pub fn fallback_runc(path: &Path) -> PathBuf {
+    early(path).runc
 }
 
 impl Config {
+    fn default_state_dir() -> PathBuf {
+        PathBuf::from("/run/ds01")
+    }
+
     /// The config file in effect: `$DS01_CONFIG`, else the default path.
     pub fn locate() -> PathBuf {
         std::env::var_os(ENV_VAR)
@@ -863,6 +897,18 @@ mod tests {
         assert_eq!(fallback_runc(&p), PathBuf::from("/opt/runc"));
         std::fs::write(&p, "runc = ").unwrap();
         assert_eq!(fallback_runc(&p), default_runc());
+        std::fs::write(
+            &p,
+            "state_dir = \"/s\"\nrunc = \"/r\"\n[defaults]\nstate_dir = 1\n",
+        )
+        .unwrap();
+        assert_eq!(
+            early(&p),
+            Early {
+                runc: "/r".into(),
+                state_dir: "/s".into()
+            }
+        );
     }
 
     #[test]

@@ -227,27 +227,9 @@ fn home_mount_owner(spec: &Value, accounts: &dyn Accounts, home: &str) -> Option
     })
 }
 
-/// The cgroup parent that names `user` (in `group`, which has no `-`), as
-/// [`cgroup_user`] reads it back: a systemd slice, or a cgroupfs path.
-pub fn owner_slice(group: &str, user: &str, systemd: bool) -> String {
-    let slice = format!("ds01-{group}-{user}.slice");
-    if systemd { slice } else { format!("/{slice}") }
-}
-
-/// `ds01-<group>-<user>.slice` anywhere in `linux.cgroupsPath` (cgroupfs
-/// `/ds01-g-u.slice/...` or systemd `ds01-g-u.slice:docker:<id>`). The
-/// group is the part up to the first `-`, so group names have none.
+/// The user whose parent `linux.cgroupsPath` is in ([`crate::share`]).
 fn cgroup_user(spec: &Value) -> Option<String> {
-    slice_user(spec.pointer("/linux/cgroupsPath")?.as_str()?)
-}
-
-/// The user a cgroup path or parent names by a `ds01-<group>-<user>.slice`.
-pub fn slice_user(path: &str) -> Option<String> {
-    path.split(['/', ':']).find_map(|part| {
-        let inner = part.strip_prefix("ds01-")?.strip_suffix(".slice")?;
-        let (_group, user) = inner.split_once('-')?;
-        valid_name(user).then(|| user.to_string())
-    })
+    crate::share::parent_user(spec.pointer("/linux/cgroupsPath")?.as_str()?)
 }
 
 /// The real user and group database, through libc (so NSS, LDAP and
@@ -499,12 +481,12 @@ mod tests {
             Some("bob".into())
         );
         assert_eq!(cgroup_user(&spec("system.slice:docker:1")), None);
-        for systemd in [true, false] {
-            let parent = owner_slice("build", "al-ice", systemd);
-            let path = if systemd {
-                format!("{parent}:docker:1")
-            } else {
-                format!("{parent}/1")
+        use crate::share::{Driver, parent};
+        for driver in [Driver::Systemd, Driver::Cgroupfs] {
+            let parent = parent(driver, "students", "al-ice");
+            let path = match driver {
+                Driver::Systemd => format!("{parent}:docker:1"),
+                Driver::Cgroupfs => format!("{parent}/1"),
             };
             assert_eq!(cgroup_user(&spec(&path)), Some("al-ice".into()));
         }

@@ -27,6 +27,7 @@ pub mod queue;
 pub mod record;
 pub mod request;
 pub mod shape;
+pub mod share;
 pub mod shim;
 pub mod spec;
 #[cfg(any(test, feature = "testing"))]

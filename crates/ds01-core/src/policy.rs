@@ -13,6 +13,13 @@ pub const LIMIT_KEYS: &[&str] = &[
     "idle_timeout",
     "max_runtime",
     "allow_keep_alive",
+    "memory_max",
+    "cpus",
+    "pids_max",
+    "container_memory",
+    "container_cpus",
+    "container_pids",
+    "container_shm",
 ];
 
 /// Limits as one section sets them; unset keys fall through.
@@ -27,6 +34,17 @@ pub struct Limits {
     pub max_runtime: Option<Option<Span>>,
     /// Whether the owner's `ds01.keep-alive=true` label lifts the idle timeout.
     pub allow_keep_alive: Option<bool>,
+    /// The owner's share of the host, across all their containers (see
+    /// [`crate::share`]); `Some(None)`: `"none"`, overriding.
+    pub memory_max: Option<Option<u64>>,
+    pub cpus: Option<Option<f64>>,
+    pub pids_max: Option<Option<u64>>,
+    /// Each container's limit: what it gets asking nothing, the most it
+    /// may ask.
+    pub container_memory: Option<Option<u64>>,
+    pub container_cpus: Option<Option<f64>>,
+    pub container_pids: Option<Option<u64>>,
+    pub container_shm: Option<Option<u64>>,
 }
 
 /// A duration as config.toml writes it (`2h`, `30m`), shown the same way.
@@ -74,6 +92,24 @@ pub struct Effective {
     pub idle_timeout: Value<Option<Span>>,
     pub max_runtime: Value<Option<Span>>,
     pub allow_keep_alive: Value<bool>,
+    /// `None` means no limit.
+    pub memory_max: Value<Option<u64>>,
+    pub cpus: Value<Option<f64>>,
+    pub pids_max: Value<Option<u64>>,
+    pub container_memory: Value<Option<u64>>,
+    pub container_cpus: Value<Option<f64>>,
+    pub container_pids: Value<Option<u64>>,
+    pub container_shm: Value<Option<u64>>,
+}
+
+impl Effective {
+    /// Whether any per-container limit is set.
+    pub fn container_limited(&self) -> bool {
+        self.container_memory.value.is_some()
+            || self.container_cpus.value.is_some()
+            || self.container_pids.value.is_some()
+            || self.container_shm.value.is_some()
+    }
 }
 
 /// Who is in which Unix group; behind a trait so tests need no accounts.
@@ -184,7 +220,31 @@ impl Policy {
             idle_timeout: pick(&layers, |l| l.idle_timeout, None),
             max_runtime: pick(&layers, |l| l.max_runtime, None),
             allow_keep_alive: pick(&layers, |l| l.allow_keep_alive, false),
+            memory_max: pick(&layers, |l| l.memory_max, None),
+            cpus: pick(&layers, |l| l.cpus, None),
+            pids_max: pick(&layers, |l| l.pids_max, None),
+            container_memory: pick(&layers, |l| l.container_memory, None),
+            container_cpus: pick(&layers, |l| l.container_cpus, None),
+            container_pids: pick(&layers, |l| l.container_pids, None),
+            container_shm: pick(&layers, |l| l.container_shm, None),
         }
+    }
+
+    /// Whether any section sets a share of the host or a container limit:
+    /// then every non-admin's container must run in its owner's parent.
+    pub fn shares_host(&self) -> bool {
+        let sets = |l: &Limits| {
+            [l.memory_max, l.pids_max, l.container_memory]
+                .iter()
+                .chain([l.container_pids, l.container_shm].iter())
+                .any(|v| matches!(v, Some(Some(_))))
+                || [l.cpus, l.container_cpus]
+                    .iter()
+                    .any(|v| matches!(v, Some(Some(_))))
+        };
+        sets(&self.defaults)
+            || self.groups.iter().any(|g| sets(&g.limits))
+            || self.users.iter().any(|(_, l)| sets(l))
     }
 }
 
@@ -236,6 +296,55 @@ pub fn parse_limits(table: &toml::Table, extra_ok: &[&str]) -> Result<Limits, (S
                         .ok_or_else(|| bad(format!("must be true or false, got {value}")))?,
                 )
             }
+            "memory_max" | "container_memory" | "container_shm" => {
+                let n = none_or(value, |v| {
+                    v.as_str().and_then(|s| crate::share::parse_size(s).ok())
+                })
+                .ok_or_else(|| {
+                    bad(format!(
+                        "must be a size such as \"64G\" or \"512M\", or \"none\", got {value}"
+                    ))
+                })?;
+                match key.as_str() {
+                    "memory_max" => l.memory_max = Some(n),
+                    "container_memory" => l.container_memory = Some(n),
+                    _ => l.container_shm = Some(n),
+                }
+            }
+            "cpus" | "container_cpus" => {
+                let n = none_or(value, |v| {
+                    v.as_float()
+                        .or_else(|| v.as_integer().map(|i| i as f64))
+                        .filter(|n| n.is_finite() && *n >= 0.01 && *n <= 100_000.0)
+                })
+                .ok_or_else(|| {
+                    bad(format!(
+                        "must be a number of CPUs such as 8 or 2.5 (0.01 or more), or \"none\", got {value}"
+                    ))
+                })?;
+                if key == "cpus" {
+                    l.cpus = Some(n);
+                } else {
+                    l.container_cpus = Some(n);
+                }
+            }
+            "pids_max" | "container_pids" => {
+                let n = none_or(value, |v| {
+                    v.as_integer()
+                        .and_then(|n| u64::try_from(n).ok())
+                        .filter(|n| *n >= 1)
+                })
+                .ok_or_else(|| {
+                    bad(format!(
+                        "must be a whole number of processes, 1 or more, or \"none\", got {value}"
+                    ))
+                })?;
+                if key == "pids_max" {
+                    l.pids_max = Some(n);
+                } else {
+                    l.container_pids = Some(n);
+                }
+            }
             k if extra_ok.contains(&k) => {}
             _ => {
                 let mut allowed: Vec<&str> = LIMIT_KEYS.to_vec();
@@ -248,6 +357,14 @@ pub fn parse_limits(table: &toml::Table, extra_ok: &[&str]) -> Result<Limits, (S
         }
     }
     Ok(l)
+}
+
+/// `"none"` as `Some(None)`, else what `read` makes of the value.
+fn none_or<T>(value: &toml::Value, read: impl Fn(&toml::Value) -> Option<T>) -> Option<Option<T>> {
+    if value.as_str() == Some("none") {
+        return Some(None);
+    }
+    read(value).map(Some)
 }
 
 /// A user or group name as found in a label or a path: something
@@ -499,7 +616,49 @@ mod tests {
         );
         let (key, msg) = t("max_gpus = 1").unwrap_err();
         assert_eq!(key, "max_gpus");
-        assert!(msg.contains("max_gpu_equivalents, max_devices_per_container, allow_full_gpu, max_gpu_containers, idle_timeout, max_runtime, allow_keep_alive, members"), "{msg}");
+        assert!(msg.contains("max_gpu_equivalents, max_devices_per_container, allow_full_gpu, max_gpu_containers, idle_timeout, max_runtime, allow_keep_alive, memory_max, cpus, pids_max, container_memory, container_cpus, container_pids, container_shm, members"), "{msg}");
+        let l = t("memory_max = \"64G\"\ncpus = 2.5\npids_max = 100\ncontainer_memory = \"none\"\ncontainer_cpus = 1\ncontainer_pids = 10\ncontainer_shm = \"512M\"").unwrap();
+        assert_eq!(l.memory_max, Some(Some(64 << 30)));
+        assert_eq!(l.cpus, Some(Some(2.5)));
+        assert_eq!(l.pids_max, Some(Some(100)));
+        assert_eq!(l.container_memory, Some(None));
+        assert_eq!(l.container_cpus, Some(Some(1.0)));
+        assert_eq!(l.container_pids, Some(Some(10)));
+        assert_eq!(l.container_shm, Some(Some(512 << 20)));
+        for (bad, says) in [
+            ("memory_max = 64", "must be a size such as \"64G\""),
+            ("memory_max = \"64Q\"", "must be a size"),
+            ("cpus = 0", "number of CPUs"),
+            ("cpus = \"8\"", "number of CPUs"),
+            ("pids_max = 0", "whole number of processes"),
+            ("container_shm = true", "must be a size"),
+        ] {
+            let (_, msg) = t(bad).unwrap_err();
+            assert!(msg.contains(says), "{bad}: {msg}");
+        }
+    }
+
+    #[test]
+    fn a_share_set_anywhere_turns_placement_on() {
+        let mut p = Policy::default();
+        assert!(!p.shares_host());
+        p.users.push((
+            "bob".into(),
+            Limits {
+                memory_max: Some(None),
+                ..Limits::default()
+            },
+        ));
+        assert!(!p.shares_host(), "\"none\" sets no share");
+        p.groups.push(Group {
+            name: "students".into(),
+            members: None,
+            limits: Limits {
+                cpus: Some(Some(4.0)),
+                ..Limits::default()
+            },
+        });
+        assert!(p.shares_host());
     }
 
     #[test]
