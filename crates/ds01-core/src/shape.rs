@@ -97,6 +97,9 @@ pub enum Ask {
     /// A resource limit that lets the container raise its own scheduling
     /// priority (real-time, or a nicer nice).
     Rlimit(String),
+    /// A cgroup neither Docker's default nor a ds01 parent
+    /// (`--cgroup-parent`): outside any owner's share.
+    Cgroup(String),
 }
 
 impl std::fmt::Display for Ask {
@@ -113,6 +116,7 @@ impl std::fmt::Display for Ask {
             Ask::Unconfined => write!(f, "no AppArmor profile"),
             Ask::SharedPropagation(p) => write!(f, "shared mount propagation at {p}"),
             Ask::Rlimit(r) => write!(f, "the resource limit {r}"),
+            Ask::Cgroup(p) => write!(f, "the cgroup {p:?} (outside its owner's share)"),
         }
     }
 }
@@ -158,6 +162,10 @@ pub fn asks(spec: &Value, host: &Host) -> Vec<Ask> {
         out.push(Ask::Unconfined);
     }
     rlimits(spec.get("process").unwrap_or(&Value::Null), &mut out);
+    let path = oci::at(spec, "/linux/cgroupsPath").and_then(Value::as_str);
+    if crate::share::placement(path) == crate::share::Placement::Other {
+        out.push(Ask::Cgroup(path.unwrap_or_default().to_string()));
+    }
     out
 }
 

@@ -9,9 +9,9 @@ use ds01_core::config::{Config, DriverInjection};
 use ds01_core::host::RealHost;
 use ds01_core::identity::Owner;
 use ds01_core::inventory::snapshot;
-use ds01_core::shim::{self, Ctx, Plan, argv::Argv, judge, patch, reserve::reserve};
+use ds01_core::shim::{self, Ctx, Plan, argv::Argv, judge, patch, place, reserve::reserve};
 use ds01_core::{cdi, driver};
-use ds01_core::{oci, shape};
+use ds01_core::{oci, shape, share};
 
 use crate::accounts::HelperAccounts;
 use crate::{pin, runc};
@@ -34,6 +34,7 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
     // runc runs it as it is, with no more of the config read than its
     // `runc` line. The first look builds only the fields ds01 judges.
     let plain = Config::default();
+    let early = ds01_core::config::early(&Config::locate());
     let defaults = shape::Host {
         docker_root: &plain.docker_data_root,
         cap_add: &[],
@@ -47,8 +48,9 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
         && let Ok(look) = oci::first_look(&bytes)
         && !access::might_touch_nvidia(&look)
         && shape::asks(&look, &defaults).is_empty()
+        && placed_already(&look, &early.state_dir)
     {
-        return runc::exec(&runc::path(), args, argv, &plain.log);
+        return runc::exec(&early.runc, args, argv, &plain.log);
     }
     // Otherwise the whole spec. One that runc would read otherwise than
     // ds01 is refused: what ds01 cannot read, it cannot vouch for.
@@ -86,15 +88,30 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
                   known: Option<&Owner>|
      -> Result<Option<judge::Verdict>, String> {
         let asks = shape::asks(&spec.value, &judge::host(&ctx, majors));
-        if asks.is_empty() {
+        // Where it runs matters once any share is set, or when it is in a
+        // ds01 parent, which must be its owner's and carry their limits.
+        let placed = cfg.policy.shares_host()
+            || matches!(
+                share::placement(
+                    oci::at(&spec.value, "/linux/cgroupsPath").and_then(|p| p.as_str())
+                ),
+                share::Placement::Parent(_)
+            );
+        if asks.is_empty() && !placed {
             return Ok(None);
         }
         // The plan's owner, where it named one: Docker's record is not read
         // twice.
         if let Some(owner) = known.filter(|o| o.user.is_some()) {
+            place::settle(&ctx, &id, &spec.value, owner, true)?;
             return judge::judge(&ctx, &id, &asks, owner, None);
         }
         let (owner, labels) = judge::owner_of(&ctx, &id, &spec.value)?;
+        let labelled = labels
+            .as_ref()
+            .and_then(|l| l.get(ds01_core::names::USER_LABEL))
+            .is_some();
+        place::settle(&ctx, &id, &spec.value, &owner, labelled)?;
         judge::judge(&ctx, &id, &asks, &owner, labels.as_ref())
     };
     // A non-admin's binds are pinned into `value`; `None` is an error
@@ -238,6 +255,25 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
         _ => res.release("create failed"),
     }
     code
+}
+
+/// Whether where the container runs needs no judgement: no share is on
+/// (the marker `ds01 gpus refresh`, the reaper and every create that reads
+/// the config keep), and it is not in a ds01 parent, or one already
+/// written for the user it names. Which owner the container has is only
+/// asked past this look.
+fn placed_already(look: &serde_json::Value, state_dir: &Path) -> bool {
+    let path = oci::at(look, "/linux/cgroupsPath").and_then(|p| p.as_str());
+    if share::marker(state_dir).exists() {
+        return false;
+    }
+    match share::placement(path) {
+        share::Placement::Default => true,
+        share::Placement::Parent(u) => path
+            .and_then(share::parent_part)
+            .is_some_and(|p| share::stamped(state_dir, &u, p)),
+        share::Placement::Other => false,
+    }
 }
 
 /// The inventory snapshot. A missing one is made by `ds01 gpus refresh`

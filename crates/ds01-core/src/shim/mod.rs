@@ -5,6 +5,7 @@
 pub mod argv;
 pub mod judge;
 pub mod patch;
+pub mod place;
 pub mod reserve;
 
 use std::path::{Path, PathBuf};
