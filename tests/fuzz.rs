@@ -281,7 +281,7 @@ proptest! {
             admin: false,
         };
         let rules = ds01_gate::Rules::default();
-        let _ = ds01_gate::create(&bytes, &caller, &rules);
+        let _ = ds01_gate::create(&bytes, &caller, &rules, None);
         let _ = ds01_gate::volume_create(&bytes, &caller);
         let _ = ds01_gate::network_create(&bytes, &caller);
         let _ = ds01_gate::commit_config(&bytes, &caller);
@@ -308,7 +308,7 @@ proptest! {
         };
         let body = json!({"Image": "x", "Labels": {"ds01.user": label}, "Env": s["process"]["env"],
                           "HostConfig": {"Privileged": privileged}});
-        match ds01_gate::create(body.to_string().as_bytes(), &caller, &ds01_gate::Rules::default()) {
+        match ds01_gate::create(body.to_string().as_bytes(), &caller, &ds01_gate::Rules::default(), None) {
             Ok((out, _)) => {
                 prop_assert!(!privileged);
                 let v: Value = serde_json::from_slice(&out).unwrap();

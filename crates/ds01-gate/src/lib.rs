@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 pub mod body;
+pub mod place;
 pub mod query;
 pub mod route;
 pub mod strict;
@@ -99,13 +100,22 @@ fn write(mut v: Value, caller: &Caller) -> Vec<u8> {
 
 /// Judges a container create body and stamps the caller's name on it; the
 /// containers it reaches into, each of which must be the caller's.
-pub fn create(body: &[u8], caller: &Caller, rules: &Rules) -> Result<(Vec<u8>, Reach), Denial> {
-    let v = read(body, caller, "create")?;
+/// A non-admin's container is placed in their parent and sized by `place`.
+pub fn create(
+    body: &[u8],
+    caller: &Caller,
+    rules: &Rules,
+    place: Option<&place::Place>,
+) -> Result<(Vec<u8>, Reach), Denial> {
+    let mut v = read(body, caller, "create")?;
     let reach = if caller.admin {
         Reach::default()
     } else {
         body::judge_create(&v, caller, rules)?
     };
+    if let Some(p) = place.filter(|_| !caller.admin) {
+        place::create(&mut v, &caller.name, p)?;
+    }
     Ok((write(v, caller), reach))
 }
 
@@ -284,7 +294,7 @@ mod tests {
     }
 
     fn create_body(body: &str) -> Result<(Value, Reach), Denial> {
-        create(body.as_bytes(), &alice(), &Rules::default())
+        create(body.as_bytes(), &alice(), &Rules::default(), None)
             .map(|(b, r)| (serde_json::from_slice(&b).unwrap(), r))
     }
 
@@ -378,14 +388,14 @@ mod tests {
             ..alice()
         };
         let body = json!({"Image": "x", "HostConfig": {"Privileged": true}}).to_string();
-        assert!(create(body.as_bytes(), &admin, &Rules::default()).is_ok());
+        assert!(create(body.as_bytes(), &admin, &Rules::default(), None).is_ok());
         let rules = Rules {
             cap_add: vec!["SYS_PTRACE".into()],
             host_namespaces: vec!["network".into()],
             ..Rules::default()
         };
         let body = json!({"Image": "x", "HostConfig": {"CapAdd": ["CAP_SYS_PTRACE"], "NetworkMode": "host"}}).to_string();
-        assert!(create(body.as_bytes(), &alice(), &rules).is_ok());
+        assert!(create(body.as_bytes(), &alice(), &rules, None).is_ok());
     }
 
     #[test]
@@ -502,7 +512,9 @@ mod tests {
     fn unreadable_requests_are_refused_not_forwarded() {
         for body in [&b"{"[..], b"[1]", b"null", b"\xff"] {
             assert_eq!(
-                create(body, &alice(), &Rules::default()).unwrap_err().rule,
+                create(body, &alice(), &Rules::default(), None)
+                    .unwrap_err()
+                    .rule,
                 "parse"
             );
         }

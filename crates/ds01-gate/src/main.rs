@@ -16,6 +16,7 @@ use bytes::Bytes;
 use clap::Parser;
 use ds01_core::config::Config;
 use ds01_core::identity::{self, Accounts, SystemAccounts};
+use ds01_core::share;
 use ds01_gate::{self as gate, Caller, Denial, Op, Route, Rules};
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::Incoming;
@@ -73,6 +74,14 @@ fn main() -> std::process::ExitCode {
         shared_paths: cfg.gate_shared_paths.clone(),
         list_all: cfg.gate_list_all,
     };
+    // Creates of non-admins outside their parent are refused once a share
+    // is on; the runtime reads this marker to know without the config.
+    if let Err(e) = share::mark(&cfg.state_dir, cfg.policy.shares_host()) {
+        eprintln!(
+            "ds01-gate: warning: {:?}: {e}",
+            share::marker(&cfg.state_dir)
+        );
+    }
     let gate = Arc::new(Gate { docker, rules, cfg });
     raise_open_files();
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -371,7 +380,13 @@ async fn judge(
         Route::Plain => Ok(plain(take(req))),
         Route::Create => {
             let (parts, body) = read_body(take(req)).await?;
-            let (new, reach) = gate::create(&body, caller, &gate.rules).map_err(|r| refused(&r))?;
+            let place = if caller.admin {
+                None
+            } else {
+                Some(place_of(gate, conn).await?)
+            };
+            let (new, reach) = gate::create(&body, caller, &gate.rules, place.as_ref())
+                .map_err(|r| refused(&r))?;
             let mut ids = HashMap::new();
             for c in &reach.containers {
                 if let Some(k) = own_container(gate, conn, c, true).await? {
@@ -441,7 +456,15 @@ async fn judge(
                     Ok(with_body(parts, body.to_vec()))
                 }
                 Op::Update => {
-                    body_judged(take(req), caller, "update", gate::body::judge_update).await
+                    let limits = gate
+                        .cfg
+                        .policy
+                        .effective(Some(&caller.name), &SystemAccounts);
+                    body_judged(take(req), caller, "update", |v| {
+                        gate::body::judge_update(v)?;
+                        gate::place::update(v, &caller.name, &limits)
+                    })
+                    .await
                 }
                 Op::Exec => body_judged(take(req), caller, "exec", gate::body::judge_exec).await,
                 Op::Other(_) => Ok(plain(take(req))),
@@ -458,17 +481,8 @@ async fn judge(
             if caller.admin {
                 return Ok(plain(take(req)));
             }
-            // Docker's cgroup driver says how a parent is written.
-            let systemd = get_json(gate, conn, "/info")
-                .await
-                .map_err(bad_gateway)?
-                .and_then(|i| {
-                    i.get("CgroupDriver")
-                        .and_then(|d| d.as_str())
-                        .map(String::from)
-                })
-                .is_some_and(|d| d == "systemd");
-            let parent = ds01_core::identity::owner_slice("build", &caller.name, systemd);
+            // A build's steps run in the caller's parent, within their share.
+            let parent = place_of(gate, conn).await?.parent;
             let (q, tags) =
                 gate::query::judge_build(&pairs, caller, &parent).map_err(|r| refused(&r))?;
             for t in &tags {
@@ -586,6 +600,29 @@ fn with_query(mut req: Request<Body>, q: &str) -> Result<Request<Body>, Response
 }
 
 /// A body judged and passed on unchanged.
+/// The caller's parent (by Docker's cgroup driver) and limits.
+async fn place_of(gate: &Gate, conn: &Conn) -> Result<gate::place::Place, Response<Body>> {
+    let systemd = get_json(gate, conn, "/info")
+        .await
+        .map_err(bad_gateway)?
+        .and_then(|i| {
+            i.get("CgroupDriver")
+                .and_then(|d| d.as_str())
+                .map(String::from)
+        })
+        .is_some_and(|d| d == "systemd");
+    let driver = if systemd {
+        share::Driver::Systemd
+    } else {
+        share::Driver::Cgroupfs
+    };
+    let user = &conn.caller.name;
+    Ok(gate::place::Place {
+        parent: share::parent_in(&gate.cfg.policy, &SystemAccounts, driver, user),
+        limits: gate.cfg.policy.effective(Some(user), &SystemAccounts),
+    })
+}
+
 async fn body_judged<T>(
     req: Request<Incoming>,
     caller: &Caller,
@@ -908,7 +945,7 @@ async fn container(gate: &Gate, conn: &Conn, id: &str) -> Result<Option<Known>, 
         ));
     };
     let owner = str_at("/HostConfig/CgroupParent")
-        .and_then(ds01_core::identity::slice_user)
+        .and_then(ds01_core::share::parent_user)
         .or_else(|| str_at(&format!("/Config/Labels/{}", gate::USER_LABEL)).map(String::from));
     let binds = v
         .get("Mounts")
