@@ -42,8 +42,10 @@ pub fn load(cfg: &Config) -> Result<Inventory, InventoryError> {
 /// Scans the configured source and replaces the snapshot, and reads the CDI
 /// specs again (`ds01 gpus refresh`).
 pub fn refresh(cfg: &Config) -> Result<Inventory, InventoryError> {
-    // First: a host whose GPUs cannot be read still keeps its users fresh.
+    // First: a host whose GPUs cannot be read still keeps its users fresh,
+    // and their shares as the config now says.
     save_accounts(cfg);
+    keep_shares(cfg);
     let inv = scan(cfg)?;
     snapshot::save(&cfg.state_dir, &inv)?;
     let path = cdi::catalog_path(&cfg.state_dir);
@@ -68,6 +70,37 @@ pub fn save_accounts(cfg: &Config) {
             &format!("cannot write the users-and-groups snapshot: {e}"),
         );
     }
+}
+
+/// Writes each owner's share, as the config now says, on every parent
+/// ds01 has made (a config change reaches running parents here), and the
+/// marker that shares are on. Failures are logged (a lowered memory limit
+/// the user is over now, say) and returned, one line each.
+pub fn keep_shares(cfg: &Config) -> Vec<String> {
+    use ds01_core::identity::SystemAccounts;
+    use ds01_core::share::{self, Share};
+    if unsafe { libc::geteuid() } != 0 {
+        return Vec::new();
+    }
+    let mut failed = Vec::new();
+    if let Err(e) = share::mark(&cfg.state_dir, cfg.policy.shares_host()) {
+        failed.push(format!("{:?}: {e}", share::marker(&cfg.state_dir)));
+    }
+    let mut reload = false;
+    for (user, parent) in share::stamps(&cfg.state_dir) {
+        let e = cfg.policy.effective(Some(&user), &SystemAccounts);
+        match cfg.cgroups.apply(&parent, &Share::of(&e)) {
+            Ok(changed) => reload |= changed,
+            Err(e) => failed.push(format!("{user}'s share on {parent}: {e}")),
+        }
+    }
+    if reload && let Err(e) = share::reload_units() {
+        failed.push(e);
+    }
+    for f in &failed {
+        ds01_core::log::append(&cfg.log, "warn", f);
+    }
+    failed
 }
 
 fn scan(cfg: &Config) -> Result<Inventory, InventoryError> {

@@ -10,8 +10,43 @@ use ds01_core::config::Config;
 use ds01_core::identity::{Accounts, SystemAccounts};
 use ds01_core::ledger::Ledger;
 use ds01_core::policy::Value;
+use ds01_core::share;
 use ds01_core::text::{describe, gpueq_text, short};
 use serde_json::json;
+
+/// What the user's parent uses now: memory, CPUs (over a short sample)
+/// and processes; `None` where no parent was made or it cannot be read.
+struct HostUse {
+    memory: Option<u64>,
+    cpus: Option<f64>,
+    pids: Option<u64>,
+}
+
+fn host_use(cfg: &Config, user: &str) -> HostUse {
+    let Some((_, parent)) = share::stamps(&cfg.state_dir)
+        .into_iter()
+        .find(|(u, _)| u == user)
+    else {
+        return HostUse {
+            memory: None,
+            cpus: None,
+            pids: None,
+        };
+    };
+    let sample = std::time::Duration::from_millis(200);
+    let first = cfg.cgroups.usage(&parent);
+    std::thread::sleep(sample);
+    let now = cfg.cgroups.usage(&parent);
+    let cpus = first
+        .cpu_usec
+        .zip(now.cpu_usec)
+        .map(|(a, b)| b.saturating_sub(a) as f64 / sample.as_micros() as f64);
+    HostUse {
+        memory: now.memory,
+        cpus,
+        pids: now.pids,
+    }
+}
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -41,6 +76,7 @@ pub fn run(cfg: &Config, args: Args) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|g| g.name.as_str())
         .collect();
+    let host = host_use(cfg, &user);
     let records = Ledger::new(&cfg.state_dir).read()?;
     let used = allocate::usage(&records, Some(&user));
     let inv = ds01::scan::load(cfg).ok();
@@ -57,6 +93,9 @@ pub fn run(cfg: &Config, args: Args) -> anyhow::Result<ExitCode> {
                 "containers": used.records.len(),
                 "devices": used.devices,
                 "gpu_equivalents": used.gpueq,
+                "memory_bytes": host.memory,
+                "cpus": host.cpus,
+                "pids": host.pids,
             },
             "containers": used.records.iter().map(|r| json!({
                 "container_id": r.container_id, "devices": r.devices, "held": held(r),
@@ -142,8 +181,71 @@ pub fn run(cfg: &Config, args: Args) -> anyhow::Result<ExitCode> {
             &limits.allow_keep_alive.from,
         ),
     ];
-    for (name, value, from) in lines {
-        println!("  {name:<22} {value:<22} from {from}");
+    let size = |v: Option<u64>| v.map_or("no limit".to_string(), share::size_text);
+    let used_of = |now: Option<String>, limit: String| match now {
+        Some(n) => format!("{n} used of {limit}"),
+        None => limit,
+    };
+    let host_lines = [
+        (
+            "memory (all containers)",
+            used_of(
+                host.memory.map(share::size_text),
+                size(limits.memory_max.value),
+            ),
+            &limits.memory_max.from,
+        ),
+        (
+            "CPUs (all containers)",
+            used_of(
+                host.cpus.map(share::cpus_text),
+                limits
+                    .cpus
+                    .value
+                    .map_or("no limit".into(), share::cpus_text),
+            ),
+            &limits.cpus.from,
+        ),
+        (
+            "processes (all)",
+            used_of(
+                host.pids.map(|n| n.to_string()),
+                limits
+                    .pids_max
+                    .value
+                    .map_or("no limit".into(), |n| n.to_string()),
+            ),
+            &limits.pids_max.from,
+        ),
+        (
+            "memory per container",
+            size(limits.container_memory.value),
+            &limits.container_memory.from,
+        ),
+        (
+            "CPUs per container",
+            limits
+                .container_cpus
+                .value
+                .map_or("no limit".into(), share::cpus_text),
+            &limits.container_cpus.from,
+        ),
+        (
+            "processes per container",
+            limits
+                .container_pids
+                .value
+                .map_or("no limit".into(), |n| n.to_string()),
+            &limits.container_pids.from,
+        ),
+        (
+            "/dev/shm per container",
+            size(limits.container_shm.value),
+            &limits.container_shm.from,
+        ),
+    ];
+    for (name, value, from) in lines.into_iter().chain(host_lines) {
+        println!("  {name:<24} {value:<24} from {from}");
     }
     if used.records.is_empty() {
         println!("No GPU containers running.");

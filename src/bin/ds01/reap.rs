@@ -38,6 +38,9 @@ pub fn run(cfg: &Config, args: Args) -> anyhow::Result<ExitCode> {
     // whether or not the pass itself can go on (Docker down, say).
     if !args.dry_run {
         ds01::scan::save_accounts(cfg);
+        for f in ds01::scan::keep_shares(cfg) {
+            eprintln!("ds01: warning: {f}");
+        }
     }
     let actions = reap::pass(cfg, &world, args.dry_run).map_err(anyhow::Error::msg)?;
     if args.json {
