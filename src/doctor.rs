@@ -75,6 +75,9 @@ pub struct Facts {
     pub dirs: Vec<(&'static str, PathBuf, Option<DirProblem>)>,
     /// runc's path and its version line, or why not.
     pub runc: Result<(PathBuf, String), String>,
+    /// NVIDIA nodes on the host (`None`: there are none) and those open to
+    /// users outside root and ds01-gpu-direct: `(path, mode)`.
+    pub host_nodes: Option<Vec<(String, u32)>>,
 }
 
 fn check(id: &'static str, status: Status, detail: String, fix: Option<&str>) -> Check {
@@ -323,6 +326,32 @@ pub fn judge(f: &Facts) -> Vec<Check> {
             ),
         });
     }
+    match &f.host_nodes {
+        None => {}
+        Some(open) if open.is_empty() => out.push(check(
+            "host-gpus",
+            Status::Ok,
+            format!(
+                "NVIDIA nodes open only to root and {}",
+                crate::host_gpus::GROUP
+            ),
+            None,
+        )),
+        Some(open) => {
+            let list: Vec<String> = open.iter().map(|(p, m)| format!("{p} ({m:o})")).collect();
+            out.push(check(
+                "host-gpus",
+                Status::Fail,
+                format!(
+                    "{} NVIDIA node(s) open to users outside containers, who can use any GPU or slice, \
+                     another user's included: {}",
+                    open.len(),
+                    list.join(", ")
+                ),
+                Some("sudo ds01 admin lock-host-gpus (see docs/limits.md)"),
+            ));
+        }
+    }
     out.push(match &f.runc {
         Ok((p, v)) => check("runc", Status::Ok, format!("{} ({v})", p.display()), None),
         Err(e) => check(
@@ -375,7 +404,12 @@ mod tests {
             }),
             dirs: vec![("state directory", "/run/ds01".into(), None)],
             runc: Ok(("/usr/sbin/runc".into(), "runc version 1.1.5".into())),
+            host_nodes: Some(Vec::new()),
         }
+    }
+
+    fn by_id(checks: &[Check], id: &str) -> Check {
+        checks.iter().find(|c| c.id == id).unwrap().clone()
     }
 
     #[test]
@@ -413,7 +447,20 @@ mod tests {
             Some(DirProblem::Unsafe("is writable by others".into())),
         )];
         f.runc = Err("runc \"/usr/bin/runc\" is not installed".into());
+        f.host_nodes = Some(vec![("/dev/nvidia0".into(), 0o666)]);
         let checks = judge(&f);
+        assert_eq!(by_id(&checks, "host-gpus").status, Status::Fail);
+        assert!(
+            by_id(&checks, "host-gpus")
+                .detail
+                .contains("/dev/nvidia0 (666)")
+        );
+        assert!(
+            by_id(&checks, "host-gpus")
+                .fix
+                .unwrap()
+                .contains("lock-host-gpus")
+        );
         let by = |id: &str| checks.iter().find(|c| c.id == id).unwrap().clone();
         assert_eq!(by("driver").status, Status::Fail);
         assert!(

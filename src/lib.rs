@@ -8,6 +8,7 @@ pub mod docker;
 pub mod docker_config;
 pub mod doctor;
 pub mod gate_setup;
+pub mod host_gpus;
 pub mod logs;
 pub mod notice;
 pub mod nvml;

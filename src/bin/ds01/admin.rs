@@ -37,6 +37,18 @@ enum Action {
     EnableGate,
     /// Take ds01-gate away: dockerd back on the default socket
     DisableGate,
+    /// Close the host's NVIDIA device nodes to all but root and the
+    /// ds01-gpu-direct group: no GPU outside a container
+    LockHostGpus {
+        /// The root the files are under (tests: a scratch folder)
+        #[arg(long, default_value = "/", hide = true)]
+        root: PathBuf,
+    },
+    /// Undo lock-host-gpus: the modprobe file and every node's mode as they were
+    UnlockHostGpus {
+        #[arg(long, default_value = "/", hide = true)]
+        root: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -60,6 +72,15 @@ impl Files {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.action {
+        Action::LockHostGpus { root } => {
+            let gid = crate::host_gpus::group()?;
+            let done = ds01::host_gpus::lock(&root, gid).map_err(anyhow::Error::msg)?;
+            crate::host_gpus::say(&done);
+        }
+        Action::UnlockHostGpus { root } => {
+            let done = ds01::host_gpus::unlock(&root).map_err(anyhow::Error::msg)?;
+            crate::host_gpus::say(&done);
+        }
         Action::EnableGate | Action::DisableGate => {
             use ds01::gate_setup::{self, Paths, RealServices};
             let enable = matches!(args.action, Action::EnableGate);

@@ -17,6 +17,9 @@ pub struct Args {
     /// Print JSON for scripts
     #[arg(long)]
     json: bool,
+    /// The root whose /dev is checked for open NVIDIA nodes (tests)
+    #[arg(long, default_value = "/", hide = true)]
+    host_root: std::path::PathBuf,
 }
 
 pub fn run(cfg: &Config, args: Args) -> anyhow::Result<ExitCode> {
@@ -65,6 +68,11 @@ pub fn run(cfg: &Config, args: Args) -> anyhow::Result<ExitCode> {
             })
             .collect(),
         runc: runc_version(cfg),
+        host_nodes: {
+            let gid = crate::host_gpus::gid(ds01::host_gpus::GROUP);
+            let all = ds01::host_gpus::nodes(&args.host_root);
+            (!all.is_empty()).then(|| ds01::host_gpus::open_to_users(&args.host_root, gid))
+        },
     };
     let checks = doctor::judge(&facts);
     if args.json {

@@ -13,6 +13,7 @@ mod events;
 mod gc;
 mod generate;
 mod gpus;
+mod host_gpus;
 mod limits;
 mod logs;
 mod me;
