@@ -1617,7 +1617,14 @@ fn what_the_gate_lets_through_dockerd_runs_within_the_rules() {
                 hc["MaskedPaths"].as_array().is_none_or(|a| !a.is_empty()),
                 "{body}"
             );
-            prop_assert_eq!(hc["CgroupParent"].as_str().unwrap_or(""), "", "{}", body);
+            // Her parent, whatever the body asked.
+            let parent = format!("/ds01/{}", alice.0);
+            prop_assert_eq!(
+                hc["CgroupParent"].as_str(),
+                Some(parent.as_str()),
+                "{}",
+                body
+            );
             prop_assert_ne!(hc["Runtime"].as_str(), Some("runc"), "{}", body);
             for k in ["PidMode", "NetworkMode", "IpcMode", "UTSMode", "UsernsMode"] {
                 prop_assert_ne!(hc[k].as_str(), Some("host"), "{} {}", k, body);

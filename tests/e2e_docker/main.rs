@@ -12,4 +12,5 @@ mod common;
 mod allocation;
 mod gate;
 mod harness;
+mod share;
 mod workflow;
