@@ -125,6 +125,13 @@ pub struct Config {
     /// Whether a non-admin's bind sources must be on filesystems mounted
     /// `nosuid,nodev` (else root in the container can plant a setuid file).
     pub gate_require_nosuid: bool,
+    /// High demand: above this share of devices allocated, idle timeouts
+    /// are multiplied by `high_demand_factor` (default 0.5).
+    pub high_demand_above: Option<f64>,
+    pub high_demand_factor: Option<f64>,
+    /// Who may use GPUs outside containers, and until when
+    /// (`ds01 admin bare-metal`); kept across reboots.
+    pub bare_metal_grants: PathBuf,
     /// The cgroup filesystem owners' parents are written in (not a config
     /// key: tests point it at a scratch tree).
     pub cgroups: crate::share::Tree,
@@ -178,6 +185,9 @@ impl Default for Config {
             gate_shared_paths: Vec::new(),
             gate_max_connections: 64,
             gate_require_nosuid: true,
+            bare_metal_grants: PathBuf::from("/var/lib/ds01/bare-metal.json"),
+            high_demand_above: None,
+            high_demand_factor: None,
             cgroups: crate::share::Tree::real(),
         }
     }
@@ -212,9 +222,14 @@ pub fn early(path: &Path) -> Early {
     let Ok(text) = std::fs::read_to_string(path) else {
         return out;
     };
+    // A key may be written bare or quoted (`runc`, `"runc"`, `'runc'`).
     let key = |l: &str, k: &str| {
-        l.strip_prefix(k)
-            .is_some_and(|rest| rest.trim_start().starts_with('='))
+        [k.to_string(), format!("\"{k}\""), format!("'{k}'")]
+            .iter()
+            .any(|k| {
+                l.strip_prefix(k.as_str())
+                    .is_some_and(|rest| rest.trim_start().starts_with('='))
+            })
     };
     for l in text
         .lines()
@@ -417,6 +432,9 @@ impl Config {
                     })?;
             }
         }
+        if let Some(v) = &file.bare_metal_grants {
+            cfg.bare_metal_grants = absolute(v).map_err(|m| bad("bare_metal_grants", m))?;
+        }
         if let Some(v) = &file.devcontainer_cli {
             cfg.devcontainer_cli = absolute(v).map_err(|m| bad("devcontainer_cli", m))?;
         }
@@ -537,6 +555,63 @@ impl Config {
                 });
             }
         }
+        if let Some(v) = &file.kinds {
+            let t = section(v).map_err(|m| bad("kinds", m))?;
+            for (name, v) in t {
+                let at = format!("kinds.{name}");
+                let kind = crate::names::Kind::parse(name).ok_or_else(|| {
+                    bad(
+                        &at,
+                        "is not a kind: devcontainer, compose, deploy or docker".into(),
+                    )
+                })?;
+                let t = section(v).map_err(|m| bad(&at, m))?;
+                if let Some(k) = t.keys().find(|k| !policy::KIND_KEYS.contains(&k.as_str())) {
+                    return Err(bad(
+                        &format!("{at}.{k}"),
+                        format!(
+                            "unknown key; allowed here: {}",
+                            policy::KIND_KEYS.join(", ")
+                        ),
+                    ));
+                }
+                let limits =
+                    policy::parse_limits(t, &[]).map_err(|(k, m)| bad(&format!("{at}.{k}"), m))?;
+                cfg.policy.kinds.push((kind, limits));
+            }
+        }
+        for (key, value, slot) in [
+            (
+                "high_demand_above",
+                &file.high_demand_above,
+                &mut cfg.high_demand_above,
+            ),
+            (
+                "high_demand_factor",
+                &file.high_demand_factor,
+                &mut cfg.high_demand_factor,
+            ),
+        ] {
+            if let Some(v) = value {
+                *slot = v
+                    .as_float()
+                    .or_else(|| v.as_integer().map(|i| i as f64))
+                    .filter(|n| *n > 0.0 && *n <= 1.0)
+                    .map(Some)
+                    .ok_or_else(|| {
+                        bad(
+                            key,
+                            format!("must be a fraction above 0, at most 1, got {v}"),
+                        )
+                    })?;
+            }
+        }
+        if cfg.high_demand_factor.is_some() && cfg.high_demand_above.is_none() {
+            return Err(bad(
+                "high_demand_factor",
+                "has no effect without high_demand_above (the share of devices allocated above which it applies); add that too".into(),
+            ));
+        }
         if file.pending_grace_secs.is_some() {
             return Err(bad(
                 "pending_grace_secs",
@@ -570,6 +645,10 @@ struct File {
     activity: Option<toml::Value>,
     gpu_wait: Option<toml::Value>,
     devcontainer_cli: Option<toml::Value>,
+    bare_metal_grants: Option<toml::Value>,
+    high_demand_above: Option<toml::Value>,
+    high_demand_factor: Option<toml::Value>,
+    kinds: Option<toml::Value>,
     gate_listen: Option<toml::Value>,
     gate_docker: Option<toml::Value>,
     gate_list: Option<toml::Value>,
@@ -876,14 +955,14 @@ mod tests {
         .unwrap();
         for key in allowed_keys()
             .split(", ")
-            .filter(|k| !["defaults", "groups", "users"].contains(k))
+            .filter(|k| !["defaults", "groups", "users", "kinds"].contains(k))
         {
             assert!(text.contains(&format!("#{key} = ")), "{key} undocumented");
         }
         for key in policy::LIMIT_KEYS {
             assert!(text.contains(&format!("#{key} = ")), "{key} undocumented");
         }
-        for section in ["#[defaults]", "#[groups.", "#[users."] {
+        for section in ["#[defaults]", "#[groups.", "#[users.", "#[kinds."] {
             assert!(text.contains(section), "{section} undocumented");
         }
     }
@@ -899,7 +978,7 @@ mod tests {
         assert_eq!(fallback_runc(&p), default_runc());
         std::fs::write(
             &p,
-            "state_dir = \"/s\"\nrunc = \"/r\"\n[defaults]\nstate_dir = 1\n",
+            "\"state_dir\" = \"/s\"\n'runc' = \"/r\"\n[defaults]\nstate_dir = 1\n",
         )
         .unwrap();
         assert_eq!(

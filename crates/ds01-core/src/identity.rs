@@ -229,7 +229,11 @@ fn home_mount_owner(spec: &Value, accounts: &dyn Accounts, home: &str) -> Option
 
 /// The user whose parent `linux.cgroupsPath` is in ([`crate::share`]).
 fn cgroup_user(spec: &Value) -> Option<String> {
-    crate::share::parent_user(spec.pointer("/linux/cgroupsPath")?.as_str()?)
+    let path = spec.pointer("/linux/cgroupsPath")?.as_str();
+    match crate::share::placement(path) {
+        crate::share::Placement::Parent(u) => Some(u),
+        _ => None,
+    }
 }
 
 /// The real user and group database, through libc (so NSS, LDAP and
@@ -472,10 +476,13 @@ mod tests {
     #[test]
     fn cgroup_parent_forms() {
         let spec = |p: &str| json!({"linux": {"cgroupsPath": p}});
+        // Only the forms Docker writes for a ds01 parent name a user.
         assert_eq!(
             cgroup_user(&spec("/ds01-staff-bob.slice/docker-1.scope")),
-            Some("bob".into())
+            None
         );
+        assert_eq!(cgroup_user(&spec("/x/ds01/bob/1")), None);
+        assert_eq!(cgroup_user(&spec("/ds01/bob/1")), Some("bob".into()));
         assert_eq!(
             cgroup_user(&spec("ds01-staff-bob.slice:docker:1")),
             Some("bob".into())

@@ -47,23 +47,24 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
-/// A size as config.toml would write it: `64G`, `512M`, `1.5G`.
+/// A size as config.toml would write it: `64G`, `512M`, `1.25G`; never
+/// rounded (a size that is no whole hundredth of a unit is written in a
+/// smaller one).
 pub fn size_text(n: u64) -> String {
     for (unit, shift) in [("T", 40), ("G", 30), ("M", 20), ("K", 10)] {
         let u = 1u64 << shift;
-        if n >= u {
-            let x = n as f64 / u as f64;
-            let s = format!("{x:.1}");
-            let s = s.strip_suffix(".0").unwrap_or(&s);
+        if n >= u && (n as u128 * 100).is_multiple_of(u as u128) {
+            let s = format!("{:.2}", n as f64 / u as f64);
+            let s = s.trim_end_matches('0').trim_end_matches('.');
             return format!("{s}{unit}");
         }
     }
     n.to_string()
 }
 
-/// CPUs as people write them: `8`, `2.5`.
+/// CPUs as people write them: `8`, `2.5`, `2.004`.
 pub fn cpus_text(n: f64) -> String {
-    let s = format!("{n:.2}");
+    let s = format!("{n:.3}");
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
@@ -105,17 +106,6 @@ pub fn parent_in(
     parent(driver, group, user)
 }
 
-/// The parent part of a container's cgroups path in a ds01 parent:
-/// `/ds01/<user>`, or the slice before `:docker:<id>`.
-pub fn parent_part(path: &str) -> Option<&str> {
-    if let Some(rest) = path.strip_prefix("/ds01/") {
-        let user = rest.split('/').next()?;
-        return Some(&path[..6 + user.len()]);
-    }
-    let slice = path.split(':').next()?;
-    slice.ends_with(".slice").then_some(slice)
-}
-
 /// Has systemd read its units again, where systemd runs (a slice's unit
 /// changed); without systemd, nothing to do.
 pub fn reload_units() -> Result<(), String> {
@@ -149,40 +139,70 @@ pub enum Placement {
     Other,
 }
 
-/// Reads a cgroups path back to its placement.
+/// A container id as Docker writes it in a cgroups path.
+fn plain_id(id: &str) -> bool {
+    !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// A container's cgroups path as its parent and id: `<parent>/<id>`
+/// (cgroupfs) or `<slice>:docker:<id>` (systemd).
+fn split(path: &str) -> Option<(&str, &str)> {
+    let (parent, id) = match path.split_once(':') {
+        Some((slice, rest)) => (slice, rest.strip_prefix("docker:")?),
+        None => path.rsplit_once('/')?,
+    };
+    plain_id(id).then_some((parent, id))
+}
+
+/// Reads a cgroups path back to its placement. Only the exact forms
+/// Docker writes count: anything else (a longer path, `..`, a slice
+/// nested by a raw `-`) is [`Placement::Other`].
 pub fn placement(path: Option<&str>) -> Placement {
     let Some(path) = path.filter(|p| !p.is_empty()) else {
         return Placement::Default;
     };
-    if let Some(user) = parent_user(path) {
-        return Placement::Parent(user);
+    let Some((parent, _)) = split(path) else {
+        return Placement::Other;
+    };
+    let systemd = path.contains(':');
+    if (systemd && parent == "system.slice") || (!systemd && parent == "/docker") {
+        return Placement::Default;
     }
-    let plain_id = |id: &str| !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric());
-    match path.split_once(':') {
-        Some((slice, rest)) => match rest.split_once(':') {
-            Some(("docker", id)) if slice == "system.slice" && plain_id(id) => Placement::Default,
-            _ => Placement::Other,
-        },
-        None => match path.strip_prefix("/docker/") {
-            Some(id) if plain_id(id) => Placement::Default,
-            _ => Placement::Other,
-        },
+    match parent_user(parent) {
+        Some(u) if systemd != parent.starts_with('/') => Placement::Parent(u),
+        _ => Placement::Other,
     }
 }
 
-/// The user whose parent a cgroups path (or a parent) is in: `/ds01/<user>`
-/// at its start (cgroupfs), or a `ds01-<group>-<user>.slice` (systemd).
-pub fn parent_user(path: &str) -> Option<String> {
+/// The parent part of a container's cgroups path (see [`split`]).
+pub fn parent_part(path: &str) -> Option<&str> {
+    split(path).map(|(parent, _)| parent)
+}
+
+/// The user a parent names, read strictly: `/ds01/<user>`, or
+/// `ds01-<group>-<user>.slice` with any `-` in either name escaped.
+pub fn parent_user(parent: &str) -> Option<String> {
     let valid = |u: &str| crate::policy::valid_name(u).then(|| u.to_string());
-    if let Some(rest) = path.strip_prefix("/ds01/") {
-        let user = rest.split('/').next()?;
+    if let Some(user) = parent.strip_prefix("/ds01/") {
         return valid(user);
     }
-    path.split(['/', ':']).find_map(|part| {
-        let inner = part.strip_prefix("ds01-")?.strip_suffix(".slice")?;
-        let (_group, user) = inner.split_once('-')?;
-        valid(&user.replace("\\x2d", "-"))
-    })
+    let inner = parent.strip_prefix("ds01-")?.strip_suffix(".slice")?;
+    let (group, user) = inner.split_once('-')?;
+    if user.contains('-') {
+        return None;
+    }
+    let unescape = |s: &str| s.replace("\\x2d", "-");
+    valid(&unescape(group))?;
+    valid(&unescape(user))
+}
+
+/// The driver a parent is written for.
+pub fn driver_of(parent: &str) -> Driver {
+    if parent.starts_with('/') {
+        Driver::Cgroupfs
+    } else {
+        Driver::Systemd
+    }
 }
 
 /// One owner's share, as the parent carries it; `None`: no limit.
@@ -264,16 +284,38 @@ pub fn fit(user: &str, e: &Effective, asked: Sizing, fill: bool) -> Result<Sizin
         &exact,
         &size,
     )?;
-    let cpu = check(
-        One {
-            limit: &e.container_cpus,
-            asked: asked.cpus,
-            key: "container_cpus",
-            what: "",
-        },
-        &near,
-        &cpus,
-    )?;
+    // No container may have more CPUs than its owner's whole share (on
+    // cgroup v1 the kernel refuses a child's quota above its parent's):
+    // the lower of the two is the container's limit, and only
+    // container_cpus fills in what is not asked.
+    let share_lower = match (e.cpus.value, e.container_cpus.value) {
+        (Some(u), Some(c)) => u < c,
+        (Some(_), None) => asked.cpus.is_some(),
+        _ => false,
+    };
+    let cpu = if share_lower {
+        check(
+            One {
+                limit: &e.cpus,
+                asked: asked.cpus,
+                key: "cpus",
+                what: "",
+            },
+            &near,
+            &cpus,
+        )?
+    } else {
+        check(
+            One {
+                limit: &e.container_cpus,
+                asked: asked.cpus,
+                key: "container_cpus",
+                what: "",
+            },
+            &near,
+            &cpus,
+        )?
+    };
     let pids = check(
         One {
             limit: &bytes(&e.container_pids),
@@ -318,6 +360,8 @@ pub struct Usage {
 pub struct Write {
     pub path: PathBuf,
     pub text: String,
+    /// A write a later one repeats (an ordering the kernel may refuse).
+    pub may_fail: bool,
 }
 
 /// The cgroup filesystem (and where systemd units are), a root each so
@@ -376,16 +420,39 @@ impl Tree {
     /// The files that carry `share` on `parent`, in the order written.
     pub fn writes(&self, parent: &str, share: &Share) -> Vec<Write> {
         let rel = Self::rel(parent);
-        let w = |path: PathBuf, text: String| Write { path, text };
+        let w = |path: PathBuf, text: String| Write {
+            path,
+            text,
+            may_fail: false,
+        };
         let quota = share.cpus.map(|c| (c * PERIOD_US as f64).round() as u64);
         let mut out = Vec::new();
         match self.version() {
             Version::V1 => {
                 let at = |ctl: &str, file: &str| self.root.join(ctl).join(&rel).join(file);
-                out.push(w(
-                    at("memory", "memory.limit_in_bytes"),
-                    share.memory.map_or("-1".into(), |n| n.to_string()),
-                ));
+                // Memory and swap together (`memsw`, where the kernel
+                // accounts swap) may be no more than memory_max, else swap
+                // is a way around it. memsw may never be under the memory
+                // limit: written before the limit (raising) and after it
+                // (lowering), the one that fits holds.
+                let mem = share.memory.map_or("-1".into(), |n| n.to_string());
+                let memsw = at("memory", "memory.memsw.limit_in_bytes");
+                let swap_accounted = self
+                    .root
+                    .join("memory/memory.memsw.limit_in_bytes")
+                    .exists()
+                    || !self.root.join("memory").exists();
+                if swap_accounted {
+                    out.push(Write {
+                        path: memsw.clone(),
+                        text: mem.clone(),
+                        may_fail: true,
+                    });
+                }
+                out.push(w(at("memory", "memory.limit_in_bytes"), mem.clone()));
+                if swap_accounted {
+                    out.push(w(memsw, mem));
+                }
                 out.push(w(at("cpu", "cpu.cfs_period_us"), PERIOD_US.to_string()));
                 out.push(w(
                     at("cpu", "cpu.cfs_quota_us"),
@@ -416,6 +483,11 @@ impl Tree {
                 out.push(w(
                     at("memory.max"),
                     share.memory.map_or("max".into(), |n| n.to_string()),
+                ));
+                // No swap beyond memory_max: swap would be a way around it.
+                out.push(w(
+                    at("memory.swap.max"),
+                    share.memory.map_or("max".into(), |_| "0".into()),
                 ));
                 out.push(w(
                     at("cpu.max"),
@@ -452,6 +524,7 @@ impl Tree {
         Some(Write {
             path: self.units.join(parent),
             text,
+            may_fail: false,
         })
     }
 
@@ -488,39 +561,45 @@ impl Tree {
         }
     }
 
-    /// Makes `parent` and writes `share` on it. Every file is tried; the
-    /// first failure is returned. `Ok(true)`: a systemd unit changed, so
-    /// systemd must reload its units.
+    /// Makes `parent` and writes `share` on it. Every file is tried (a
+    /// memory limit under what is used now fails, the others still hold);
+    /// the first failure is returned. `Ok(true)`: a systemd unit changed,
+    /// so systemd must reload its units.
     pub fn apply(&self, parent: &str, share: &Share) -> Result<bool, ShareError> {
         let mut first = None;
-        let mut unit_changed = false;
-        if let Some(u) = self.unit(parent, share)
-            && std::fs::read_to_string(&u.path).ok().as_deref() != Some(u.text.as_str())
-        {
-            unit_changed = true;
-            let r = std::fs::create_dir_all(&self.units)
-                .and_then(|()| fsutil::write_atomic(&u.path, u.text.as_bytes(), 0o644));
-            if let Err(source) = r {
-                first.get_or_insert(ShareError::Write {
-                    path: u.path.clone(),
-                    source,
-                });
-            }
-        }
         for w in self.writes(parent, share) {
             let r = w
                 .path
                 .parent()
                 .map_or(Ok(()), std::fs::create_dir_all)
                 .and_then(|()| std::fs::write(&w.path, &w.text));
-            if let Err(source) = r {
+            if let Err(source) = r
+                && !w.may_fail
+            {
                 first.get_or_insert(ShareError::Write {
                     path: w.path,
                     source,
                 });
             }
         }
-        first.map_or(Ok(unit_changed), Err)
+        if let Some(e) = first {
+            return Err(e);
+        }
+        // The unit last: one written is one systemd was told of, so a
+        // failure above leaves it to differ, and be reloaded, next time.
+        let Some(u) = self.unit(parent, share) else {
+            return Ok(false);
+        };
+        if std::fs::read_to_string(&u.path).ok().as_deref() == Some(u.text.as_str()) {
+            return Ok(false);
+        }
+        std::fs::create_dir_all(&self.units)
+            .and_then(|()| fsutil::write_atomic(&u.path, u.text.as_bytes(), 0o644))
+            .map_err(|source| ShareError::Write {
+                path: u.path.clone(),
+                source,
+            })?;
+        Ok(true)
     }
 }
 
@@ -602,7 +681,10 @@ mod tests {
         assert_eq!(size_text(3 << 29), "1.5G");
         assert_eq!(size_text(256 << 20), "256M");
         assert_eq!(size_text(100), "100");
+        assert_eq!(size_text(5 << 28), "1.25G");
+        assert_eq!(size_text((1 << 30) + 1), "1073741825");
         assert_eq!(cpus_text(2.5), "2.5");
+        assert_eq!(cpus_text(2.004), "2.004");
         assert_eq!(cpus_text(8.0), "8");
     }
 
@@ -630,6 +712,7 @@ mod tests {
                 },
             }],
             users: Vec::new(),
+            kinds: Vec::new(),
         };
         let e = policy.effective(Some("bob"), &In);
         let given = fit("bob", &e, Sizing::default(), true).unwrap();
@@ -671,6 +754,33 @@ mod tests {
             ..less
         };
         assert!(fit("bob", &e, quota, false).is_ok());
+        // The owner's whole share is a container's limit too, where lower.
+        let mut small = policy.clone();
+        small.users.push((
+            "bob".into(),
+            Limits {
+                cpus: Some(Some(1.0)),
+                ..Limits::default()
+            },
+        ));
+        let e2 = small.effective(Some("bob"), &In);
+        assert_eq!(
+            fit("bob", &e2, Sizing::default(), true).unwrap().cpus,
+            Some(1.0)
+        );
+        assert_eq!(
+            fit(
+                "bob",
+                &e2,
+                Sizing {
+                    cpus: Some(1.5),
+                    ..less
+                },
+                true
+            )
+            .unwrap_err(),
+            "bob may give a container at most 1 CPUs (cpus, user bob); asked for 1.5 CPUs"
+        );
         assert_eq!(
             fit("bob", &e, Sizing { pids: None, ..less }, false).unwrap_err(),
             "bob may give a container at most 512 processes (container_pids, defaults); asked for no limit"
@@ -700,7 +810,20 @@ mod tests {
             ("/docker/../ds01x/1", Placement::Other),
             ("/", Placement::Other),
             ("/ds01/../evil/1", Placement::Other),
+            ("/ds01/x/alice/1", Placement::Other),
+            ("/x/ds01-g-alice.slice/1", Placement::Other),
+            ("/ds01-build-alice.slice/1", Placement::Other),
+            ("ds01-users-al-ice.slice:docker:1", Placement::Other),
+            (
+                "ds01-a-alice.slice/../../etc/x.slice:docker:1",
+                Placement::Other,
+            ),
+            ("/ds01/alice:docker:1", Placement::Other),
+            ("ds01-a-alice.slice/1", Placement::Other),
+            ("/ds01/alice/1/2", Placement::Other),
+            ("/ds01/alice/", Placement::Other),
             ("user.slice:docker:1", Placement::Other),
+            ("system.slice:crio:1", Placement::Other),
             ("/other/1", Placement::Other),
         ] {
             assert_eq!(placement(Some(path)), want, "{path}");
@@ -801,6 +924,7 @@ mod tests {
             "+memory +cpu +pids"
         );
         assert_eq!(read(&t, "ds01/alice/memory.max"), "268435456");
+        assert_eq!(read(&t, "ds01/alice/memory.swap.max"), "0");
         assert_eq!(read(&t, "ds01/alice/cpu.max"), "50000 100000");
         assert_eq!(read(&t, "ds01/alice/pids.max"), "100");
         assert!(!t.root.join("ds01/alice/cgroup.subtree_control").exists());

@@ -84,9 +84,7 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
     };
     let id = argv.id.clone().unwrap_or_default();
     // What runs, judged for its owner: the second layer behind the gate.
-    let judged = |majors: &dyn Fn(i64) -> bool,
-                  known: Option<&Owner>|
-     -> Result<Option<judge::Verdict>, String> {
+    let judged = |majors: &dyn Fn(i64) -> bool, known: Option<&Owner>| -> Result<Judged, String> {
         let asks = shape::asks(&spec.value, &judge::host(&ctx, majors));
         // Where it runs matters once any share is set, or when it is in a
         // ds01 parent, which must be its owner's and carry their limits.
@@ -98,36 +96,41 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
                 share::Placement::Parent(_)
             );
         if asks.is_empty() && !placed {
-            return Ok(None);
+            return Ok(Judged::default());
         }
         // The plan's owner, where it named one: Docker's record is not read
         // twice.
         if let Some(owner) = known.filter(|o| o.user.is_some()) {
-            place::settle(&ctx, &id, &spec.value, owner, true)?;
-            return judge::judge(&ctx, &id, &asks, owner, None);
+            let fill = place::settle(&ctx, &id, &spec.value, owner, true)?;
+            let verdict = judge::judge(&ctx, &id, &asks, owner, None)?;
+            return Ok(Judged { verdict, fill });
         }
         let (owner, labels) = judge::owner_of(&ctx, &id, &spec.value)?;
         let labelled = labels
             .as_ref()
             .and_then(|l| l.get(ds01_core::names::USER_LABEL))
             .is_some();
-        place::settle(&ctx, &id, &spec.value, &owner, labelled)?;
-        judge::judge(&ctx, &id, &asks, &owner, labels.as_ref())
+        let fill = place::settle(&ctx, &id, &spec.value, &owner, labelled)?;
+        let verdict = judge::judge(&ctx, &id, &asks, &owner, labels.as_ref())?;
+        Ok(Judged { verdict, fill })
     };
-    // A non-admin's binds are pinned into `value`; `None` is an error
-    // already reported.
-    let pin = |value: &mut serde_json::Value, verdict: &Option<judge::Verdict>| {
-        let Some(v) = verdict.as_ref().filter(|v| !v.binds.is_empty()) else {
-            return Some(None);
-        };
-        if spec.lossy {
+    // A non-admin's binds are pinned into `value`, and the limits it lacks
+    // written; `None` is an error already reported.
+    let pin = |value: &mut serde_json::Value, judged: &Judged| {
+        if judged.rewrites() && spec.lossy {
             fail(
                 argv,
                 &cfg.log,
-                "ds01: the spec holds invalid UTF-8, which ds01 will not rewrite to pin its bind mounts",
+                "ds01: the spec holds invalid UTF-8, which ds01 will not rewrite to pin its bind mounts or set its limits",
             );
             return None;
         }
+        if let Some(fill) = &judged.fill {
+            place::apply(value, fill);
+        }
+        let Some(v) = judged.verdict.as_ref().filter(|v| !v.binds.is_empty()) else {
+            return Some(None);
+        };
         let rule = pin::Rule {
             user: &v.user,
             roots: v.roots.clone(),
@@ -145,29 +148,27 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
     // binds to pin (then written first; untouched, it is not copied): with
     // pins, runc is a child, and they come down once it has made the
     // container; without, this process becomes runc.
-    let run_on =
-        |edit: Option<fn(&mut serde_json::Value)>, verdict: &Option<judge::Verdict>| -> i32 {
-            let pinning = verdict.as_ref().is_some_and(|v| !v.binds.is_empty());
-            if edit.is_none() && !pinning {
-                return runc::exec(&cfg.runc, args, argv, &cfg.log);
-            }
-            let mut value = spec.value.clone();
-            if let Some(edit) = edit {
-                edit(&mut value);
-            }
-            let Some(pins) = pin(&mut value, verdict) else {
-                return 1;
-            };
-            if let Err(e) = shim::rewrite_json(&path, &value) {
-                return fail(argv, &cfg.log, &e.to_string());
-            }
-            let Some(pins) = pins else {
-                return runc::exec(&cfg.runc, args, argv, &cfg.log);
-            };
-            let code = runc::run(&cfg.runc, args, argv, &cfg.log, None);
-            drop(pins);
-            code
+    let run_on = |edit: Option<fn(&mut serde_json::Value)>, verdict: &Judged| -> i32 {
+        if edit.is_none() && !verdict.rewrites() {
+            return runc::exec(&cfg.runc, args, argv, &cfg.log);
+        }
+        let mut value = spec.value.clone();
+        if let Some(edit) = edit {
+            edit(&mut value);
+        }
+        let Some(pins) = pin(&mut value, verdict) else {
+            return 1;
         };
+        if let Err(e) = shim::rewrite_json(&path, &value) {
+            return fail(argv, &cfg.log, &e.to_string());
+        }
+        let Some(pins) = pins else {
+            return runc::exec(&cfg.runc, args, argv, &cfg.log);
+        };
+        let code = runc::run(&cfg.runc, args, argv, &cfg.log, None);
+        drop(pins);
+        code
+    };
     // A container that asks no GPU: judged for its owner, then runc.
     let no_gpu = || match judged(&access::maybe_nvidia_major, None) {
         Ok(verdict) => run_on(None, &verdict),
@@ -206,7 +207,7 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
     };
     // An admin's container around the allocator was judged by the plan.
     let verdict = if matches!(plan, Plan::Bypass { .. } | Plan::Refuse(_)) {
-        None
+        Judged::default()
     } else {
         match judged(&nvidia_major, known) {
             Ok(v) => v,
@@ -255,6 +256,20 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
         _ => res.release("create failed"),
     }
     code
+}
+
+/// What the judgement of a spec decided: binds to pin, limits to write.
+#[derive(Default)]
+struct Judged {
+    verdict: Option<judge::Verdict>,
+    fill: Option<share::Sizing>,
+}
+
+impl Judged {
+    /// Whether the spec must be written again before runc reads it.
+    fn rewrites(&self) -> bool {
+        self.fill.is_some() || self.verdict.as_ref().is_some_and(|v| !v.binds.is_empty())
+    }
 }
 
 /// Whether where the container runs needs no judgement: no share is on
