@@ -80,6 +80,19 @@ pub fn update(v: &Value, user: &str, limits: &Effective) -> Result<(), Denial> {
     let Some(o) = v.as_object() else {
         return Ok(());
     };
+    // A quota is read against its period: an update may not change one
+    // without the other (the stored one is not the gate's to see), nor
+    // give a negative one (no limit).
+    if limits.container_cpus.value.is_some() || limits.cpus.value.is_some() {
+        let num = |k: &str| o.get(k).and_then(Value::as_i64).unwrap_or(0);
+        let (quota, period) = (num("CpuQuota"), num("CpuPeriod"));
+        if quota < 0 || period < 0 || (quota > 0) != (period > 0) {
+            return Err(denial(format!(
+                "{user}'s containers have a CPU limit: an update gives --cpus, or --cpu-quota \
+                 and --cpu-period together, each above 0"
+            )));
+        }
+    }
     let (mut want, _) = asked(o);
     // What the update leaves alone is within its limit already.
     let lifts_pids = o
@@ -185,5 +198,32 @@ mod tests {
         assert!(update(&json!({"NanoCpus": 3_000_000_000i64}), "alice", &l).is_err());
         let e = update(&json!({"PidsLimit": -1}), "alice", &l).unwrap_err();
         assert!(e.reason.ends_with("asked for no limit"), "{e:?}");
+        for body in [
+            json!({"CpuQuota": -1}),
+            json!({"CpuPeriod": 1000}),
+            json!({"CpuQuota": 150000}),
+        ] {
+            let e = update(&body, "alice", &l).unwrap_err();
+            assert!(
+                e.reason.contains("--cpu-quota and --cpu-period together"),
+                "{body}: {e:?}"
+            );
+        }
+        assert!(
+            update(
+                &json!({"CpuQuota": 150000, "CpuPeriod": 100000}),
+                "alice",
+                &l
+            )
+            .is_ok()
+        );
+        assert!(
+            update(
+                &json!({"CpuQuota": 300000, "CpuPeriod": 100000}),
+                "alice",
+                &l
+            )
+            .is_err()
+        );
     }
 }
