@@ -69,9 +69,12 @@ pub fn nodes(root: &Path) -> Vec<NodeMode> {
         .collect()
 }
 
-/// Nodes anyone outside root and `gid` may open: `(path, mode)`.
+/// What is open to anyone outside root and `gid`: `(path, mode)` of each
+/// such node, and of the loaded driver's parameters where it makes nodes
+/// others may open (any user can have it remake them: `nvidia-modprobe`
+/// is setuid root).
 pub fn open_to_users(root: &Path, gid: Option<u32>) -> Vec<(String, u32)> {
-    nodes(root)
+    let mut out: Vec<(String, u32)> = nodes(root)
         .into_iter()
         .filter(|n| {
             n.mode & 0o007 != 0
@@ -79,7 +82,27 @@ pub fn open_to_users(root: &Path, gid: Option<u32>) -> Vec<(String, u32)> {
                 || n.uid != 0
         })
         .map(|n| (n.path, n.mode))
-        .collect()
+        .collect();
+    if let Some(mode) = param(root, "DeviceFileMode").filter(|m| m & 0o007 != 0) {
+        out.push((format!("/{PARAMS} (DeviceFileMode)"), mode));
+    }
+    out
+}
+
+/// One of the loaded driver's parameters (`/proc/driver/nvidia/params`).
+fn param(root: &Path, key: &str) -> Option<u32> {
+    let text = std::fs::read_to_string(root.join(PARAMS)).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|v| v.trim().parse::<u32>().ok())
+}
+
+/// A node's mode once locked: others lose every bit, and the group gets
+/// what others had, never more than users had before (the MIG config
+/// capability, 0400, stays root's alone).
+fn locked_mode(mode: u32) -> u32 {
+    let others = mode & 0o007;
+    (mode & 0o7770) | (others << 3)
 }
 
 fn conf_text(gid: u32) -> String {
@@ -113,14 +136,10 @@ fn set(root: &Path, path: &str, uid: u32, gid: u32, mode: u32) -> Result<(), Str
 /// Whether the loaded driver already makes nodes root:`gid` 0660 (its
 /// parameters, where the driver is loaded; none loaded: nothing to reload).
 fn driver_follows(root: &Path, gid: Option<u32>) -> bool {
-    let Ok(text) = std::fs::read_to_string(root.join(PARAMS)) else {
+    if !root.join(PARAMS).exists() {
         return true;
-    };
-    let param = |k: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(k)?.strip_prefix(':'))
-            .and_then(|v| v.trim().parse::<u32>().ok())
-    };
+    }
+    let param = |k: &str| param(root, k);
     match gid {
         Some(g) => {
             param("DeviceFileUID") == Some(0)
@@ -153,10 +172,13 @@ pub fn lock(root: &Path, gid: u32) -> Result<Done, String> {
     done.lines
         .push(format!("wrote /{MODPROBE_CONF}: nodes root:{GROUP} 0660"));
     for n in nodes(root) {
-        if (n.uid, n.gid, n.mode) != (0, gid, 0o660) {
-            set(root, &n.path, 0, gid, 0o660)?;
-            done.lines
-                .push(format!("{}: {:o} -> 660, group {GROUP}", n.path, n.mode));
+        let mode = locked_mode(n.mode);
+        if (n.uid, n.gid, n.mode) != (0, gid, mode) {
+            set(root, &n.path, 0, gid, mode)?;
+            done.lines.push(format!(
+                "{}: {:o} -> {mode:o}, group {GROUP}",
+                n.path, n.mode
+            ));
         }
     }
     done.reload_needed = !driver_follows(root, Some(gid));
@@ -259,10 +281,31 @@ mod tests {
         );
         std::fs::remove_file(r.join(PARAMS)).unwrap();
         if unsafe { libc::geteuid() } == 0 {
-            for n in nodes(r) {
-                assert_eq!((n.uid, n.gid, n.mode), (0, me, 0o660), "{n:?}");
-            }
+            let mut got: Vec<(String, u32, u32, u32)> = nodes(r)
+                .into_iter()
+                .map(|n| (n.path, n.uid, n.gid, n.mode))
+                .collect();
+            got.sort();
+            let want: Vec<(String, u32, u32, u32)> = [
+                ("/dev/nvidia-caps/nvidia-cap1", 0o400),
+                ("/dev/nvidia-caps/nvidia-cap21", 0o440),
+                ("/dev/nvidia-uvm", 0o660),
+                ("/dev/nvidia0", 0o660),
+                ("/dev/nvidiactl", 0o660),
+            ]
+            .iter()
+            .map(|(p, m)| (p.to_string(), 0, me, *m))
+            .collect();
+            assert_eq!(
+                got, want,
+                "others lose every bit; the group gains none users lacked"
+            );
             assert!(open_to_users(r, Some(me)).is_empty());
+            // A loaded driver that makes 0666 nodes is open too.
+            std::fs::create_dir_all(r.join("proc/driver/nvidia")).unwrap();
+            std::fs::write(r.join(PARAMS), "DeviceFileMode: 438\n").unwrap();
+            assert_eq!(open_to_users(r, Some(me)).len(), 1);
+            std::fs::remove_file(r.join(PARAMS)).unwrap();
         }
         assert_eq!(
             std::fs::metadata(r.join("dev/null")).unwrap().mode() & 0o777,

@@ -1,6 +1,7 @@
 //! The `ds01` CLI's library: what needs more than the core (NVML, the Docker
 //! client, JSONC, CDI spec parsing), over [`ds01_core`].
 
+pub mod bare_metal;
 pub mod cdi_read;
 pub mod deploy;
 pub mod devcontainer;

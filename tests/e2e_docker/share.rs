@@ -429,7 +429,11 @@ fn modes(root: &Path) -> Vec<(String, u32, u32, u32)> {
 #[test]
 fn no_gpu_outside_a_container_once_the_host_is_locked() {
     let _g = lock();
-    let Some(d) = start("", false) else {
+    let grants = tempfile::tempdir().unwrap();
+    let grants_file = grants.path().join("bare-metal.json");
+    let Some((d, users)) =
+        start_with_users(&format!("bare_metal_grants = {grants_file:?}\n"), &["bm"])
+    else {
         return;
     };
     // A scratch root as a stock install leaves it: every node 0666, MIG
@@ -448,9 +452,18 @@ fn no_gpu_outside_a_container_once_the_host_is_locked() {
     let conf = std::fs::read_to_string(r.join(ds01::host_gpus::MODPROBE_CONF)).unwrap();
     assert!(conf.contains("NVreg_DeviceFileMode=0660"), "{conf}");
     let gid = modes(r)[0].2;
-    for (p, uid, g, mode) in modes(r) {
-        assert_eq!((uid, g, mode & 0o7777), (0, gid, 0o660), "{p}");
-    }
+    let locked: Vec<(String, u32, u32, u32)> = modes(r)
+        .into_iter()
+        .map(|(p, u, g, m)| (p, u, g, m & 0o7777))
+        .collect();
+    assert_eq!(
+        locked,
+        [
+            ("/dev/nvidia-caps/nvidia-cap21".to_string(), 0, gid, 0o440),
+            ("/dev/nvidia0".to_string(), 0, gid, 0o660),
+            ("/dev/nvidiactl".to_string(), 0, gid, 0o660),
+        ]
+    );
     let status = host_check(&d, r);
     assert!(status.starts_with("ok "), "{status}");
     let out = d.ds01(&["admin", "unlock-host-gpus", "--root", &root]);
@@ -458,6 +471,52 @@ fn no_gpu_outside_a_container_once_the_host_is_locked() {
     assert_eq!(modes(r), before, "undone byte for byte");
     assert!(!r.join(ds01::host_gpus::MODPROBE_CONF).exists());
     assert!(host_check(&d, r).starts_with("fail"));
+
+    // A time-limited exception, on the real group: granted, then taken
+    // away by the reaper's pass once its time is past; both audited.
+    let u = users[0].0.as_str();
+    let in_group = || {
+        let out = std::process::Command::new("id")
+            .args(["-nG", u])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .any(|g| g == ds01::host_gpus::GROUP)
+    };
+    let out = d.ds01(&["admin", "bare-metal", "grant", u, "2s"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(in_group());
+    let listed = text(&d.ds01(&["admin", "bare-metal", "list"]));
+    assert!(listed.contains(u), "{listed}");
+    let out = d.ds01(&["reap"]);
+    assert!(in_group(), "not yet: {}", text(&out));
+    std::thread::sleep(Duration::from_millis(2500));
+    let out = d.ds01(&["reap"]);
+    assert!(
+        text(&out).contains(&format!("{u}'s bare-metal grant ended")),
+        "{}",
+        text(&out)
+    );
+    assert!(!in_group());
+    let out = d.ds01(&["admin", "bare-metal", "grant", u, "1h"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = d.ds01(&["admin", "bare-metal", "revoke", u]);
+    assert!(out.status.success() && !in_group(), "{}", text(&out));
+    let kinds: Vec<String> = d
+        .env
+        .events()
+        .iter()
+        .filter(|e| e["user"] == u)
+        .map(|e| e["event"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kinds, ["grant", "revoke", "grant", "revoke"]);
+    for bad in [vec!["grant", u, "soon"], vec!["grant", "nobody-here", "1h"]] {
+        let mut args = vec!["admin", "bare-metal"];
+        args.extend(bad);
+        let out = d.ds01(&args);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    }
 
     // On this host's own /dev (the simulated nodes): after the lock, a GPU
     // container still opens its device as a non-root user inside. The

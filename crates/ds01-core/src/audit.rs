@@ -28,6 +28,10 @@ pub enum EventKind {
     Reap,
     /// A create waited in the GPU queue (its reason says how long).
     Queue,
+    /// An admin let a user use GPUs outside containers, until a time.
+    Grant,
+    /// That was taken back (by an admin, or by the reaper's pass at its time).
+    Revoke,
 }
 
 impl EventKind {
@@ -41,6 +45,8 @@ impl EventKind {
             EventKind::Reap => "reap",
             EventKind::Queue => "queue",
             EventKind::Bypass => "bypass",
+            EventKind::Grant => "grant",
+            EventKind::Revoke => "revoke",
         }
     }
 }

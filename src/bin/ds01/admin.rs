@@ -49,6 +49,20 @@ enum Action {
         #[arg(long, default_value = "/", hide = true)]
         root: PathBuf,
     },
+    /// Let a user use GPUs outside containers for a while (ds01-gpu-direct)
+    #[command(subcommand)]
+    BareMetal(BareMetal),
+}
+
+#[derive(clap::Subcommand)]
+pub enum BareMetal {
+    /// Put USER in ds01-gpu-direct for DURATION ("2h", "3d"); the reaper's
+    /// pass takes them out when it is over
+    Grant { user: String, duration: String },
+    /// Take USER out of ds01-gpu-direct now
+    Revoke { user: String },
+    /// The grants and when each ends
+    List,
 }
 
 #[derive(clap::Args)]
@@ -72,14 +86,27 @@ impl Files {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.action {
+        // The only admin command that reads the config: the others must
+        // work whatever state it is in.
+        Action::BareMetal(b) => {
+            let cfg = ds01_core::config::Config::load()?;
+            return crate::host_gpus::bare_metal(&cfg, b);
+        }
         Action::LockHostGpus { root } => {
             let gid = crate::host_gpus::group()?;
             let done = ds01::host_gpus::lock(&root, gid).map_err(anyhow::Error::msg)?;
-            crate::host_gpus::say(&done);
+            return Ok(crate::host_gpus::say(&done));
         }
         Action::UnlockHostGpus { root } => {
             let done = ds01::host_gpus::unlock(&root).map_err(anyhow::Error::msg)?;
-            crate::host_gpus::say(&done);
+            for l in &done.lines {
+                println!("ds01: {l}");
+            }
+            if done.reload_needed {
+                println!(
+                    "ds01: the loaded driver keeps its locked modes for nodes it makes until it is reloaded"
+                );
+            }
         }
         Action::EnableGate | Action::DisableGate => {
             use ds01::gate_setup::{self, Paths, RealServices};

@@ -33,6 +33,7 @@ pub fn run(cfg: &Config, args: Args) -> anyhow::Result<ExitCode> {
         cpu_usec: &cpu,
         notify: &ds01::notice::leave,
         now: std::time::SystemTime::now(),
+        devices: ds01::scan::load(cfg).map_or(0, |inv| inv.units().len()),
     };
     // The timer's pass keeps the runtime's users-and-groups snapshot fresh,
     // whether or not the pass itself can go on (Docker down, say).
@@ -40,6 +41,22 @@ pub fn run(cfg: &Config, args: Args) -> anyhow::Result<ExitCode> {
         ds01::scan::save_accounts(cfg);
         for f in ds01::scan::keep_shares(cfg) {
             eprintln!("ds01: warning: {f}");
+        }
+        // Bare-metal grants whose time is past end with this pass.
+        if unsafe { libc::geteuid() } == 0 {
+            match ds01::bare_metal::expire(
+                &cfg.bare_metal_grants,
+                &cfg.audit_log,
+                &ds01::bare_metal::Gpasswd,
+                std::time::SystemTime::now(),
+            ) {
+                Ok(gone) => {
+                    for u in gone {
+                        eprintln!("ds01: {u}'s bare-metal grant ended");
+                    }
+                }
+                Err(e) => eprintln!("ds01: warning: bare-metal grants: {e}"),
+            }
         }
     }
     let actions = reap::pass(cfg, &world, args.dry_run).map_err(anyhow::Error::msg)?;
