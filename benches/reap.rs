@@ -105,6 +105,7 @@ fn main() {
             cpu_usec: &cpu,
             notify: &notify,
             now: SystemTime::now() + Duration::from_secs(60 * round as u64),
+            devices: 0,
         };
         let t = Instant::now();
         pass(&cfg, &w, false).unwrap();

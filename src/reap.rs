@@ -17,8 +17,9 @@ use ds01_core::audit::{self, Event, EventKind};
 use ds01_core::config::Config;
 use ds01_core::fsutil;
 use ds01_core::idle::{self, Reason, Rules, Sample, Track, Tracks, Verdict, Warning};
-use ds01_core::ledger::{Ledger, Record};
+use ds01_core::ledger::{Ledger, Record, Records};
 use ds01_core::log;
+use ds01_core::names::Kind;
 use ds01_core::policy::Groups;
 
 use crate::docker::{DockerApi, DockerContainer};
@@ -53,6 +54,29 @@ pub struct World<'a> {
     /// Tells a user something where they look (a notice in their home).
     pub notify: &'a dyn Fn(&str, &str) -> Result<(), String>,
     pub now: SystemTime,
+    /// How many devices the inventory has (0: unknown), for high demand.
+    pub devices: usize,
+}
+
+/// High demand: more than `high_demand_above` of the devices allocated.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Demand {
+    pub allocated: usize,
+    pub devices: usize,
+    /// What idle timeouts are multiplied by.
+    pub factor: f64,
+}
+
+/// The high demand in effect, if the config asks for the mode and the
+/// allocated share of `devices` is above its threshold.
+pub fn high_demand(cfg: &Config, records: &Records, devices: usize) -> Option<Demand> {
+    let above = cfg.high_demand_above?;
+    let allocated: usize = records.records.iter().map(|r| r.devices.len()).sum();
+    (devices > 0 && allocated as f64 / devices as f64 > above).then(|| Demand {
+        allocated,
+        devices,
+        factor: cfg.high_demand_factor.unwrap_or(0.5),
+    })
 }
 
 pub fn state_path(state_dir: &Path) -> PathBuf {
@@ -75,17 +99,23 @@ pub fn track_of<'t>(tracks: &'t Tracks, r: &Record) -> Option<&'t Track> {
         .filter(|t| t.alloc_id.as_deref() == Some(r.alloc_id.as_str()))
 }
 
-/// The rules for one container: its owner's limits, the config's warning
-/// and CPU threshold, and its keep-alive label where the owner may use it.
-pub fn rules_for(
-    cfg: &Config,
-    groups: &dyn Groups,
-    user: Option<&str>,
-    keep_alive_label: bool,
-) -> Rules {
-    let limits = cfg.policy.effective(user, groups);
+/// What the rules of one container depend on besides the config.
+pub struct Of<'a> {
+    pub user: Option<&'a str>,
+    pub kind: Kind,
+    pub keep_alive_label: bool,
+    pub demand: Option<Demand>,
+}
+
+/// The rules for one container: its owner's limits for its kind (idle
+/// timeouts shortened in high demand), the config's warning and CPU
+/// threshold, and its keep-alive label where the owner may use it.
+pub fn rules_for(cfg: &Config, groups: &dyn Groups, of: &Of) -> Rules {
+    let limits = cfg.policy.effective_for(of.user, groups, Some(of.kind));
+    let keep_alive_label = of.keep_alive_label;
+    let factor = of.demand.map_or(1.0, |d| d.factor);
     Rules {
-        idle_timeout: limits.idle_timeout.value.map(|s| s.0),
+        idle_timeout: limits.idle_timeout.value.map(|s| s.0.mul_f64(factor)),
         max_runtime: limits.max_runtime.value.map(|s| s.0),
         warning: cfg.reap_warning,
         cpu_percent: cfg.idle_cpu_percent,
@@ -100,13 +130,13 @@ pub fn timing(
     groups: &dyn Groups,
     tracks: &Tracks,
     r: &Record,
-    keep_alive_label: bool,
+    of: &Of,
     now: SystemTime,
 ) -> (Option<Duration>, Option<Duration>) {
     let Some(track) = track_of(tracks, r) else {
         return (None, None);
     };
-    let rules = rules_for(cfg, groups, r.user.as_deref(), keep_alive_label);
+    let rules = rules_for(cfg, groups, of);
     let idle = track
         .idle_since_ms
         .map(|s| now.duration_since(idle::from_ms(s)).unwrap_or_default());
@@ -149,6 +179,7 @@ pub fn pass(cfg: &Config, w: &World, dry_run: bool) -> Result<Vec<Action>, Strin
             return Err(msg);
         }
     };
+    let demand = high_demand(cfg, &records, w.devices);
     let before = tracks(&cfg.state_dir);
     let mut after = Tracks::new();
     let mut actions = Vec::new();
@@ -196,7 +227,13 @@ pub fn pass(cfg: &Config, w: &World, dry_run: bool) -> Result<Vec<Action>, Strin
             cpu_usec: r.pid.and_then(|p| (w.cpu_usec)(p)),
         };
         let keep_alive = c.labels.get(KEEP_ALIVE_LABEL).is_some_and(|v| v == "true");
-        let rules = rules_for(cfg, w.groups, r.user.as_deref(), keep_alive);
+        let of = Of {
+            user: r.user.as_deref(),
+            kind: Kind::of(|k| c.labels.contains_key(k)),
+            keep_alive_label: keep_alive,
+            demand,
+        };
+        let rules = rules_for(cfg, w.groups, &of);
         let mut track = idle::observe(track_of(&before, r), &sample, rules.cpu_percent);
         track.alloc_id = Some(r.alloc_id.clone());
         let started = r.since_time().unwrap_or(w.now);
@@ -394,6 +431,7 @@ mod tests {
             cpu_usec: &|_| None,
             notify,
             now: t0 + Duration::from_secs(secs),
+            devices: 7,
         }
     }
 
@@ -506,6 +544,88 @@ mod tests {
         assert_eq!(told.borrow().len(), 2, "warned again");
         let a = run(137, false);
         assert_eq!((a[0].container_id.as_str(), a[0].action), ("c1", "stop"));
+    }
+
+    #[test]
+    fn a_kind_has_its_own_timeout_and_high_demand_shortens_idle_ones() {
+        use ds01_core::names::{COMPOSE_LABEL, DEVCONTAINER_LABEL};
+        let d = tempfile::tempdir().unwrap();
+        let mut cfg = setup(d.path());
+        // Dev containers idle out after 120 s, anything else after 60 s.
+        cfg.policy.kinds.push((
+            Kind::Devcontainer,
+            Limits {
+                idle_timeout: Some(Some(Span(Duration::from_secs(120)))),
+                ..Limits::default()
+            },
+        ));
+        let activity = SimActivity {
+            path: d.path().join("none.json"),
+        };
+        let docker = FakeDocker {
+            list: Ok(vec![
+                running("c1", &[(DEVCONTAINER_LABEL, "/home/alice/p")]),
+                running("c2", &[(COMPOSE_LABEL, "p")]),
+            ]),
+            stopped: RefCell::new(vec![]),
+        };
+        let notify = |_: &str, _: &str| Ok(());
+        let t0 = SystemTime::now();
+        let run = |cfg: &Config, secs: u64| {
+            pass(cfg, &world(&docker, &activity, &notify, t0, secs), false).unwrap()
+        };
+        let acts = |a: Vec<Action>| -> Vec<(String, &'static str)> {
+            a.into_iter().map(|a| (a.container_id, a.action)).collect()
+        };
+        assert!(run(&cfg, 0).is_empty());
+        assert_eq!(acts(run(&cfg, 45)), [("c2".to_string(), "warn")]);
+        assert_eq!(
+            acts(run(&cfg, 66)),
+            [("c2".to_string(), "stop")],
+            "the dev container has 120 s"
+        );
+        // Stopped, its hook releases it.
+        Ledger::new(&cfg.state_dir)
+            .update(|rs| {
+                rs.take(|r| r.container_id == "c2");
+            })
+            .unwrap();
+        assert_eq!(acts(run(&cfg, 99)), []);
+        assert_eq!(acts(run(&cfg, 101)), [("c1".to_string(), "warn")]);
+        assert_eq!(acts(run(&cfg, 122)), [("c1".to_string(), "stop")]);
+
+        // High demand: 2 of 7 devices allocated is not above 0.5; above
+        // 0.2 it is, and a fresh pair of idle containers get half the time.
+        let d = tempfile::tempdir().unwrap();
+        let mut cfg = setup(d.path());
+        cfg.high_demand_above = Some(0.5);
+        let records = Ledger::new(&cfg.state_dir).read().unwrap();
+        assert_eq!(high_demand(&cfg, &records, 7), None);
+        cfg.high_demand_above = Some(0.2);
+        assert_eq!(
+            high_demand(&cfg, &records, 7),
+            Some(Demand {
+                allocated: 2,
+                devices: 7,
+                factor: 0.5
+            })
+        );
+        assert_eq!(
+            high_demand(&cfg, &records, 0),
+            None,
+            "no inventory, no mode"
+        );
+        let plain = FakeDocker {
+            list: Ok(vec![running("c1", &[]), running("c2", &[])]),
+            stopped: RefCell::new(vec![]),
+        };
+        let run =
+            |secs: u64| pass(&cfg, &world(&plain, &activity, &notify, t0, secs), false).unwrap();
+        assert!(run(0).is_empty());
+        let a = run(15);
+        assert_eq!((a.len(), a[0].action), (2, "warn"), "30 s instead of 60 s");
+        let a = run(36);
+        assert_eq!((a.len(), a[0].action), (2, "stop"));
     }
 
     #[test]

@@ -16,13 +16,7 @@ use serde_json::json;
 
 use crate::docker::DockerContainer;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ContainerKind {
-    DevContainer,
-    Compose,
-    Plain,
-}
+pub use ds01_core::names::Kind as ContainerKind;
 
 /// One line of `container ls`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -62,7 +56,7 @@ pub struct Listing {
     pub warnings: Vec<String>,
 }
 
-use ds01_core::names::{COMPOSE_DIR_LABEL, COMPOSE_LABEL};
+use ds01_core::names::COMPOSE_DIR_LABEL;
 
 /// The owner Docker's labels name, for containers without an allocation.
 pub fn label_owner(labels: &HashMap<String, String>) -> Option<String> {
@@ -70,13 +64,7 @@ pub fn label_owner(labels: &HashMap<String, String>) -> Option<String> {
 }
 
 fn kind(labels: &HashMap<String, String>) -> ContainerKind {
-    if labels.contains_key(DEVCONTAINER_LABEL) {
-        ContainerKind::DevContainer
-    } else if labels.contains_key(COMPOSE_LABEL) {
-        ContainerKind::Compose
-    } else {
-        ContainerKind::Plain
-    }
+    ContainerKind::of(|k| labels.contains_key(k))
 }
 
 fn status_text(c: &DockerContainer) -> String {
@@ -193,7 +181,7 @@ pub fn list(
             },
             running: true,
             image: String::new(),
-            kind: ContainerKind::Plain,
+            kind: ContainerKind::Docker,
             gpu: gpu_of(Some(r)),
             allocated_since: Some(r.since.clone()),
             uuids: r.devices.clone(),
@@ -266,11 +254,16 @@ pub fn gpu_summary(
     }
 }
 
-/// A compute process on a device, and the container it runs in.
+/// A compute process on a device, the container it runs in, and whether
+/// it is outside ds01: in no container that holds the device (a process on
+/// the host, or in a container ds01 never gave it).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeviceProcess {
     pub pid: u32,
     pub container_id: Option<String>,
+    /// The process's user, where `/proc` says.
+    pub user: Option<String>,
+    pub outside: bool,
 }
 
 /// `ds01 gpus --json`: each GPU, and each device with who holds it and
@@ -426,8 +419,8 @@ mod tests {
         let thesis = &l.rows[1];
         assert_eq!(thesis.gpu, "MIG 1g.10gb on GPU 1");
         assert_eq!(thesis.status, "Running (Up 2 minutes)");
-        assert_eq!(thesis.kind, ContainerKind::Plain);
-        assert_eq!(l.rows[0].kind, ContainerKind::DevContainer);
+        assert_eq!(thesis.kind, ContainerKind::Docker);
+        assert_eq!(l.rows[0].kind, ContainerKind::Devcontainer);
         assert_eq!(l.rows[0].project.as_deref(), Some("/home/alice/llm"));
         assert_eq!(l.rows[0].gpu, "none");
         assert_eq!(l.rows[2].status, "Exited (0) 1 hour ago");

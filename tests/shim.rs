@@ -723,11 +723,15 @@ fn limits_show_each_value_with_its_source_and_the_usage() {
     let out = f.env.cli(&["check-limits", "--user", "carol"]);
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
-        text.contains("GPU-equivalents        0.143 used of 0.3"),
+        text.contains("GPU-equivalents          0.143 used of 0.3"),
         "{text}"
     );
     assert!(text.contains("from group students"), "{text}");
     assert!(text.contains("1 running of 2"), "{text}");
+    assert!(
+        text.contains("memory (all containers)  no limit                 from built-in"),
+        "{text}"
+    );
     // Someone else: defaults, nothing in use.
     let out = f.env.cli(&["limits", "--user", "dave"]);
     assert!(

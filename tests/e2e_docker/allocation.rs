@@ -755,9 +755,25 @@ fn an_idle_container_is_warned_then_stopped_and_an_active_one_runs_on() {
         .ok(&["inspect", "-f", "{{.State.Pid}}", "busy"])
         .trim()
         .to_string();
+    // And one on a device no container holds: a process of the host's,
+    // outside ds01 (this test's own).
+    let before: serde_json::Value =
+        serde_json::from_slice(&d.ds01(&["gpus", "--json"]).stdout).unwrap();
+    let free_dev = before["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["held_by"].is_null())
+        .unwrap()["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let me = std::process::id();
     std::fs::write(
         &activity,
-        format!("{{\"{busy_dev}\": {{\"processes\": [{busy_pid}]}}}}"),
+        format!(
+            "{{\"{busy_dev}\": {{\"processes\": [{busy_pid}]}}, \"{free_dev}\": {{\"processes\": [{me}]}}}}"
+        ),
     )
     .unwrap();
     let gpus = d.ds01(&["gpus", "--json"]);
@@ -770,6 +786,21 @@ fn an_idle_container_is_warned_then_stopped_and_an_active_one_runs_on() {
         .unwrap();
     assert_eq!(dev["processes"][0]["pid"].to_string(), busy_pid);
     assert_eq!(dev["processes"][0]["container_id"], busy_id.as_str());
+    assert_eq!(dev["processes"][0]["outside"], false);
+    let free = gpus["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["uuid"] == free_dev.as_str())
+        .unwrap();
+    assert_eq!(free["processes"][0]["pid"], me);
+    assert_eq!(free["processes"][0]["outside"], true);
+    assert_eq!(free["processes"][0]["user"], "root");
+    let table = String::from_utf8_lossy(&d.ds01(&["gpus"]).stdout).into_owned();
+    assert!(
+        table.contains(&format!("{me} (outside ds01: root)")),
+        "{table}"
+    );
 
     let reap = |args: &[&str]| {
         let mut a = vec!["reap", "--json"];
@@ -937,4 +968,45 @@ fn a_full_server_queues_a_create_that_asks_to_wait() {
     );
     let events = std::fs::read_to_string(d.env.path("events.jsonl")).unwrap();
     assert!(events.contains("\"event\":\"queue\""), "{events}");
+}
+
+#[test]
+fn a_kind_of_container_has_its_own_idle_timeout() {
+    let _g = lock();
+    // Compose services idle out after 3 s, anything else after an hour.
+    let extra = "reap_warning = \"1s\"\nactivity = \"none\"\n[defaults]\nidle_timeout = \"1h\"\n\
+                 [kinds.compose]\nidle_timeout = \"3s\"\n";
+    let Some(d) = start(extra, false) else {
+        return;
+    };
+    for (name, labels) in [
+        ("svc", vec!["--label", "com.docker.compose.project=p"]),
+        ("plain", vec![]),
+    ] {
+        let mut args = vec!["run", "-d", "--name", name, "--label", "ds01.user=alice"];
+        args.extend(labels);
+        args.extend([
+            "-e",
+            "NVIDIA_VISIBLE_DEVICES=all",
+            "busybox:local",
+            "sleep",
+            "300",
+        ]);
+        d.ok(&args);
+    }
+    d.expect_held(2);
+    let reap = || json_pairs(&d.ds01(&["reap", "--json"]), "name", "action");
+    assert!(reap().is_empty(), "first sample");
+    std::thread::sleep(Duration::from_millis(2200));
+    assert_eq!(reap(), [("svc".to_string(), "warn".to_string())]);
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(reap(), [("svc".to_string(), "stop".to_string())]);
+    assert_eq!(d.state_of("svc"), "exited");
+    assert_eq!(d.state_of("plain"), "running");
+    let limits = d.ds01(&["limits", "--user", "alice"]);
+    let text = String::from_utf8_lossy(&limits.stdout);
+    assert!(
+        text.contains("idle timeout (compose)") && text.contains("from kinds.compose"),
+        "{text}"
+    );
 }

@@ -70,7 +70,13 @@ pub struct Policy {
     pub defaults: Limits,
     pub groups: Vec<Group>,
     pub users: Vec<(String, Limits)>,
+    /// `[kinds.NAME]`: `idle_timeout` and `max_runtime` by kind of
+    /// container, over `[defaults]`, under user and group sections.
+    pub kinds: Vec<(crate::names::Kind, Limits)>,
 }
+
+/// The keys a `[kinds.NAME]` table may set.
+pub const KIND_KEYS: &[&str] = &["idle_timeout", "max_runtime"];
 
 /// One limit in effect, and the section that gave it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -180,6 +186,16 @@ impl Policy {
 
     /// Resolves each limit for `user` (`None`: an unknown owner, who gets the defaults).
     pub fn effective(&self, user: Option<&str>, groups: &dyn Groups) -> Effective {
+        self.effective_for(user, groups, None)
+    }
+
+    /// Resolves each limit for `user`'s container of `kind` (`None`: any).
+    pub fn effective_for(
+        &self,
+        user: Option<&str>,
+        groups: &dyn Groups,
+        kind: Option<crate::names::Kind>,
+    ) -> Effective {
         let mut layers: Vec<(String, &Limits)> = Vec::new();
         if let Some(u) = user
             && let Some((_, l)) = self.users.iter().find(|(name, _)| name == u)
@@ -188,6 +204,9 @@ impl Policy {
         }
         for g in self.groups_of(user, groups) {
             layers.push((format!("group {}", g.name), &g.limits));
+        }
+        if let Some((k, l)) = kind.and_then(|k| self.kinds.iter().find(|(x, _)| *x == k)) {
+            layers.push((format!("kinds.{}", k.as_str()), l));
         }
         layers.push(("defaults".into(), &self.defaults));
         fn pick<T: Clone>(
@@ -422,6 +441,7 @@ mod tests {
                 },
             ],
             users: vec![("alice".into(), limits(Some(1.0), None, None))],
+            kinds: vec![],
         }
     }
 
@@ -445,6 +465,7 @@ mod tests {
             },
             groups: vec![],
             users: vec![("alice".into(), l)],
+            kinds: vec![],
         };
         let none = FakeGroups(vec![]);
         let alice = p.effective(Some("alice"), &none);
@@ -636,6 +657,42 @@ mod tests {
             let (_, msg) = t(bad).unwrap_err();
             assert!(msg.contains(says), "{bad}: {msg}");
         }
+    }
+
+    #[test]
+    fn a_kind_s_timeouts_sit_between_the_owner_s_sections_and_the_defaults() {
+        use crate::names::Kind;
+        let span = |s| Some(Some(Span(std::time::Duration::from_secs(s))));
+        let p = Policy {
+            defaults: Limits {
+                idle_timeout: span(3600),
+                max_runtime: span(86400),
+                ..Limits::default()
+            },
+            kinds: vec![(
+                Kind::Devcontainer,
+                Limits {
+                    idle_timeout: span(7200),
+                    ..Limits::default()
+                },
+            )],
+            users: vec![(
+                "carol".into(),
+                Limits {
+                    idle_timeout: span(60),
+                    ..Limits::default()
+                },
+            )],
+            ..Policy::default()
+        };
+        let g = FakeGroups(vec![]);
+        let dev = p.effective_for(Some("bob"), &g, Some(Kind::Devcontainer));
+        assert_eq!(dev.idle_timeout.from, "kinds.devcontainer");
+        assert_eq!(dev.max_runtime.from, "defaults");
+        let plain = p.effective_for(Some("bob"), &g, Some(Kind::Docker));
+        assert_eq!(plain.idle_timeout.from, "defaults");
+        let carol = p.effective_for(Some("carol"), &g, Some(Kind::Devcontainer));
+        assert_eq!(carol.idle_timeout.from, "user carol");
     }
 
     #[test]

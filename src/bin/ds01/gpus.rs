@@ -11,6 +11,7 @@ use std::path::Path;
 use ds01::docker::DockerApi;
 use ds01::views::{self, DeviceProcess};
 use ds01_core::config::Config;
+use ds01_core::identity::{Accounts, SystemAccounts};
 use ds01_core::inventory::Inventory;
 use ds01_core::ledger::{Ledger, Record, Records};
 
@@ -56,7 +57,7 @@ pub fn run(cfg: &Config, args: Args, docker: &dyn DockerApi) -> anyhow::Result<E
             .map(|cs| cs.into_iter().map(|c| (c.id, c.name)).collect())
             .unwrap_or_default()
     };
-    let processes = processes(cfg, &inv);
+    let processes = processes(cfg, &inv, &records);
     if args.json {
         println!(
             "{}",
@@ -71,20 +72,35 @@ pub fn run(cfg: &Config, args: Args, docker: &dyn DockerApi) -> anyhow::Result<E
     Ok(ExitCode::SUCCESS)
 }
 
-/// The compute processes on each device (NVML, or the simulated file), and
-/// the container each runs in, by its cgroup. A device that cannot be
-/// asked shows none.
-fn processes(cfg: &Config, inv: &Inventory) -> HashMap<String, Vec<DeviceProcess>> {
+/// The compute processes on each device (NVML, or the simulated file),
+/// the container each runs in, by its cgroup, and whether that container
+/// holds the device. A device that cannot be asked shows none.
+fn processes(
+    cfg: &Config,
+    inv: &Inventory,
+    records: &Records,
+) -> HashMap<String, Vec<DeviceProcess>> {
+    use std::os::unix::fs::MetadataExt;
     let activity = ds01::scan::activity(cfg);
+    let proc_root = Path::new("/proc");
     inv.units()
         .iter()
         .filter_map(|u| {
             let pids = activity.processes(u.uuid).ok()?;
+            let holder = records.holder(u.uuid).map(|r| r.container_id.as_str());
             let procs = pids
                 .into_iter()
-                .map(|pid| DeviceProcess {
-                    pid,
-                    container_id: ds01_core::activity::container_of(Path::new("/proc"), pid),
+                .map(|pid| {
+                    let container_id = ds01_core::activity::container_of(proc_root, pid);
+                    let user = std::fs::metadata(proc_root.join(pid.to_string()))
+                        .ok()
+                        .and_then(|m| SystemAccounts.user_name(m.uid()));
+                    DeviceProcess {
+                        pid,
+                        outside: holder.is_none() || container_id.as_deref() != holder,
+                        container_id,
+                        user,
+                    }
                 })
                 .collect::<Vec<_>>();
             (!procs.is_empty()).then(|| (u.uuid.to_string(), procs))
@@ -139,7 +155,11 @@ fn render(
                 since,
                 processes.get(u.uuid).map_or(String::new(), |ps| {
                     ps.iter()
-                        .map(|p| p.pid.to_string())
+                        .map(|p| match (p.outside, &p.user) {
+                            (false, _) => p.pid.to_string(),
+                            (true, Some(u)) => format!("{} (outside ds01: {u})", p.pid),
+                            (true, None) => format!("{} (outside ds01)", p.pid),
+                        })
                         .collect::<Vec<_>>()
                         .join(",")
                 }),

@@ -80,6 +80,19 @@ pub fn run(cfg: &Config, args: Args) -> anyhow::Result<ExitCode> {
     let records = Ledger::new(&cfg.state_dir).read()?;
     let used = allocate::usage(&records, Some(&user));
     let inv = ds01::scan::load(cfg).ok();
+    let devices = inv.as_ref().map_or(0, |i| i.units().len());
+    let demand = ds01::reap::high_demand(cfg, &records, devices);
+    let kinds: Vec<_> = cfg
+        .policy
+        .kinds
+        .iter()
+        .map(|(k, _)| {
+            let e = cfg
+                .policy
+                .effective_for(Some(&user), &SystemAccounts, Some(*k));
+            (k.as_str(), e.idle_timeout, e.max_runtime)
+        })
+        .collect();
     let held = |r: &ds01_core::ledger::Record| {
         inv.as_ref()
             .map_or_else(|| r.devices.join(","), |i| describe(i, r))
@@ -97,6 +110,14 @@ pub fn run(cfg: &Config, args: Args) -> anyhow::Result<ExitCode> {
                 "cpus": host.cpus,
                 "pids": host.pids,
             },
+            "kinds": kinds.iter().map(|(k, idle, max)| json!({
+                "kind": k, "idle_timeout": idle, "max_runtime": max,
+            })).collect::<Vec<_>>(),
+            "high_demand": cfg.high_demand_above.map(|above| json!({
+                "on": demand.is_some(),
+                "above": above,
+                "factor": cfg.high_demand_factor.unwrap_or(0.5),
+            })),
             "containers": used.records.iter().map(|r| json!({
                 "container_id": r.container_id, "devices": r.devices, "held": held(r),
                 "gpueq": r.gpueq, "since": r.since,
@@ -246,6 +267,37 @@ pub fn run(cfg: &Config, args: Args) -> anyhow::Result<ExitCode> {
     ];
     for (name, value, from) in lines.into_iter().chain(host_lines) {
         println!("  {name:<24} {value:<24} from {from}");
+    }
+    for (k, idle, max) in &kinds {
+        println!(
+            "  {:<24} {:<24} from {}",
+            format!("idle timeout ({k})"),
+            span(&idle.value),
+            idle.from
+        );
+        println!(
+            "  {:<24} {:<24} from {}",
+            format!("maximum runtime ({k})"),
+            span(&max.value),
+            max.from
+        );
+    }
+    if let Some(above) = cfg.high_demand_above {
+        let factor = cfg.high_demand_factor.unwrap_or(0.5);
+        match demand {
+            Some(d) => println!(
+                "High demand is on: {} of {} devices allocated (above {:.0}%), so idle timeouts are {}x.",
+                d.allocated,
+                d.devices,
+                above * 100.0,
+                factor
+            ),
+            None => println!(
+                "High demand is off (idle timeouts become {}x above {:.0}% of devices allocated).",
+                factor,
+                above * 100.0
+            ),
+        }
     }
     if used.records.is_empty() {
         println!("No GPU containers running.");

@@ -42,10 +42,17 @@ pub fn run(cfg: &Config, args: Args, docker: &dyn DockerApi) -> anyhow::Result<E
     views::add_refusals(&mut listing, &views::refusals(&events));
     let tracks = ds01::reap::tracks(&cfg.state_dir);
     let now = std::time::SystemTime::now();
+    let devices = inv.as_ref().map_or(0, |i| i.units().len());
+    let demand = ds01::reap::high_demand(cfg, &records, devices);
     for row in listing.rows.iter_mut().filter(|r| r.running) {
         if let Some(rec) = records.records.iter().find(|r| r.container_id == row.id) {
-            let (idle, left) =
-                ds01::reap::timing(cfg, &SystemAccounts, &tracks, rec, row.keep_alive, now);
+            let of = ds01::reap::Of {
+                user: rec.user.as_deref(),
+                kind: row.kind,
+                keep_alive_label: row.keep_alive,
+                demand,
+            };
+            let (idle, left) = ds01::reap::timing(cfg, &SystemAccounts, &tracks, rec, &of, now);
             row.idle_secs = idle.map(|d| d.as_secs());
             row.time_left_secs = left.map(|d| d.as_secs());
         }
@@ -83,9 +90,9 @@ fn render(listing: &Listing, all: bool, detailed: bool, style: &Style) -> String
     }
     for (i, r) in listing.rows.iter().enumerate() {
         let kind = match r.kind {
-            ContainerKind::DevContainer => " (dev container)",
+            ContainerKind::Devcontainer => " (dev container)",
             ContainerKind::Compose => " (compose)",
-            ContainerKind::Plain => "",
+            ContainerKind::Deploy | ContainerKind::Docker => "",
         };
         out.push_str(&format!("\n{}. {}{kind}\n", i + 1, style.bold(&r.name)));
         if all {
