@@ -47,6 +47,12 @@ pub struct Row {
     pub idle_secs: Option<u64>,
     /// How long until `ds01 reap` stops it (seconds), if ever.
     pub time_left_secs: Option<u64>,
+    /// Memory it uses now and CPUs over a short sample, from its cgroup
+    /// (`container ls --detailed`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
 }
 
 /// The rows, and what could not be learnt (Docker unreachable, say).
@@ -153,6 +159,8 @@ pub fn list(
                         .or_else(|| c.labels.get(COMPOSE_DIR_LABEL))
                         .cloned(),
                     keep_alive: c.labels.get(KEEP_ALIVE_LABEL).is_some_and(|v| v == "true"),
+                    memory_bytes: None,
+                    cpus: None,
                     idle_secs: None,
                     time_left_secs: None,
                 });
@@ -189,6 +197,8 @@ pub fn list(
             mounts: Vec::new(),
             project: None,
             keep_alive: false,
+            memory_bytes: None,
+            cpus: None,
             idle_secs: None,
             time_left_secs: None,
         });

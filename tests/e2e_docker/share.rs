@@ -182,6 +182,26 @@ fn each_user_is_held_to_their_share_of_the_host_by_the_kernel() {
         "alice's two loops used {hers:.2} CPUs"
     );
     assert!(his > 0.7, "bob's loop used {his:.2} CPUs");
+    // `container ls --detailed` shows each one's memory and CPU use.
+    let ls = d.ds01(&["container", "ls", "--all", "--detailed", "--json"]);
+    let ls: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
+    let row = |name: &str| {
+        ls["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["docker_name"] == name)
+            .unwrap_or_else(|| panic!("no {name}: {ls}"))
+            .clone()
+    };
+    assert!(row("c3")["cpus"].as_f64().unwrap() > 0.5, "{}", row("c3"));
+    assert!(row("c1")["cpus"].as_f64().unwrap() < 0.5, "{}", row("c1"));
+    assert!(row("c1")["memory_bytes"].as_u64().unwrap() > 0);
+    let shown = text(&d.ds01(&["container", "ls", "--all", "--detailed"]));
+    assert!(
+        shown.contains(" CPUs") && shown.contains("memory, "),
+        "{shown}"
+    );
     for c in ["c1", "c2", "c3"] {
         d.ok(&["rm", "-f", c]);
     }
@@ -207,12 +227,23 @@ fn each_user_is_held_to_their_share_of_the_host_by_the_kernel() {
     assert_eq!(state(&d, "p1"), "running 0");
     d.ok(&["rm", "-f", "p1"]);
 
+    // A change in the config reaches her running parent at the next
+    // refresh.
+    let config = std::fs::read_to_string(&d.env.config).unwrap();
+    std::fs::write(&d.env.config, config.replace("\"256M\"", "\"512M\"")).unwrap();
+    let out = d.ds01(&["gpus", "refresh"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        limit_file(&a, ("memory", "memory.limit_in_bytes"), "memory.max"),
+        (512u64 << 20).to_string()
+    );
+
     // `ds01 limits` shows the share, where it comes from, and the use.
     let out = d.ds01(&["limits", "--user", &a]);
     let shown = text(&out);
     assert!(
         shown.contains("memory (all containers)")
-            && shown.contains("256M")
+            && shown.contains("512M")
             && shown.contains(&format!("from user {a}")),
         "{shown}"
     );

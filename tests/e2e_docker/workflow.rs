@@ -99,7 +99,7 @@ fn container_ls_shows_each_user_their_own() {
     // A dev container goes by its project folder; Docker's name is kept.
     assert_eq!(names_of(rows), ["llm"]);
     assert_eq!(rows[0]["docker_name"], "bin-dev");
-    assert_eq!(rows[0]["kind"], "dev-container");
+    assert_eq!(rows[0]["kind"], "devcontainer");
 
     let all = json(2, &["--all", "--json"]);
     let rows = all["containers"].as_array().unwrap();

@@ -769,7 +769,7 @@ mod tests {
         .unwrap();
         for k in allowed_keys().split(", ") {
             let documented = match k {
-                "defaults" | "groups" | "users" => docs.contains(&format!("`[{k}")),
+                "defaults" | "groups" | "users" | "kinds" => docs.contains(&format!("`[{k}")),
                 _ => docs.contains(&format!("| `{k}` |")),
             };
             assert!(documented, "docs/config.md does not document {k}");

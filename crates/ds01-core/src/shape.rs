@@ -456,22 +456,6 @@ fn pid_of_ns_path(p: &Path) -> Option<u32> {
     pid.parse().ok()
 }
 
-/// The Docker container a process is in, from its cgroup (`/docker/<id>`
-/// with cgroupfs, `docker-<id>.scope` with systemd).
-pub fn container_of_pid(pid: u32) -> Option<String> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-    text.lines().find_map(|l| {
-        let path = l.splitn(3, ':').nth(2)?;
-        path.split('/').rev().find_map(|seg| {
-            let id = seg
-                .strip_prefix("docker-")
-                .and_then(|s| s.strip_suffix(".scope"))
-                .unwrap_or(seg);
-            (id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_string())
-        })
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -62,6 +62,20 @@ pub fn size_text(n: u64) -> String {
     n.to_string()
 }
 
+/// A size as measured, to a tenth of its unit: `210.3M`, for use shown
+/// beside a limit.
+pub fn size_approx(n: u64) -> String {
+    for (unit, shift) in [("T", 40), ("G", 30), ("M", 20), ("K", 10)] {
+        let u = 1u64 << shift;
+        if n >= u {
+            let s = format!("{:.1}", n as f64 / u as f64);
+            let s = s.strip_suffix(".0").unwrap_or(&s);
+            return format!("{s}{unit}");
+        }
+    }
+    n.to_string()
+}
+
 /// CPUs as people write them: `8`, `2.5`, `2.004`.
 pub fn cpus_text(n: f64) -> String {
     let s = format!("{n:.3}");
@@ -531,7 +545,53 @@ impl Tree {
     /// What `parent` uses now, where the kernel says; `None` where a file
     /// cannot be read (no parent yet: nothing ran).
     pub fn usage(&self, parent: &str) -> Usage {
-        let rel = Self::rel(parent);
+        self.usage_at(&Self::rel(parent))
+    }
+
+    /// Where a container's cgroup is, relative to a hierarchy's root:
+    /// Docker's default place or a ds01 parent, under either driver.
+    pub fn container(&self, id: &str) -> Option<PathBuf> {
+        if !plain_id(id) {
+            return None;
+        }
+        let base = match self.version() {
+            Version::V1 => self.root.join("memory"),
+            Version::V2 => self.root.clone(),
+        };
+        let scope = format!("docker-{id}.scope");
+        let mut found = [
+            PathBuf::from("docker").join(id),
+            PathBuf::from("system.slice").join(&scope),
+        ]
+        .into_iter()
+        .find(|p| base.join(p).is_dir());
+        let subdirs = |p: &Path| -> Vec<PathBuf> {
+            std::fs::read_dir(base.join(p))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| p.join(e.file_name()))
+                .collect()
+        };
+        if found.is_none() {
+            found = subdirs(Path::new("ds01"))
+                .into_iter()
+                .map(|u| u.join(id))
+                .find(|p| base.join(p).is_dir());
+        }
+        if found.is_none() {
+            found = subdirs(Path::new("ds01.slice"))
+                .iter()
+                .flat_map(|g| subdirs(g))
+                .map(|u| u.join(&scope))
+                .find(|p| base.join(p).is_dir());
+        }
+        found
+    }
+
+    /// What the cgroup at `rel` (in each hierarchy) uses now.
+    pub fn usage_at(&self, rel: &Path) -> Usage {
         let num =
             |p: PathBuf| -> Option<u64> { std::fs::read_to_string(p).ok()?.trim().parse().ok() };
         match self.version() {
@@ -539,14 +599,14 @@ impl Tree {
                 memory: num(self
                     .root
                     .join("memory")
-                    .join(&rel)
+                    .join(rel)
                     .join("memory.usage_in_bytes")),
-                cpu_usec: num(self.root.join("cpuacct").join(&rel).join("cpuacct.usage"))
+                cpu_usec: num(self.root.join("cpuacct").join(rel).join("cpuacct.usage"))
                     .map(|ns| ns / 1000),
-                pids: num(self.root.join("pids").join(&rel).join("pids.current")),
+                pids: num(self.root.join("pids").join(rel).join("pids.current")),
             },
             Version::V2 => {
-                let at = |f: &str| self.root.join(&rel).join(f);
+                let at = |f: &str| self.root.join(rel).join(f);
                 let cpu = std::fs::read_to_string(at("cpu.stat")).ok().and_then(|t| {
                     t.lines()
                         .find_map(|l| l.strip_prefix("usage_usec "))
@@ -683,6 +743,8 @@ mod tests {
         assert_eq!(size_text(100), "100");
         assert_eq!(size_text(5 << 28), "1.25G");
         assert_eq!(size_text((1 << 30) + 1), "1073741825");
+        assert_eq!(size_approx((210 << 20) + (300 << 10)), "210.3M");
+        assert_eq!(size_approx(64 << 30), "64G");
         assert_eq!(cpus_text(2.5), "2.5");
         assert_eq!(cpus_text(2.004), "2.004");
         assert_eq!(cpus_text(8.0), "8");
@@ -912,6 +974,15 @@ mod tests {
             }
         );
         assert_eq!(t.usage("/ds01/nobody"), Usage::default());
+        std::fs::create_dir_all(t.root.join("memory/ds01/alice/c0ffee")).unwrap();
+        assert_eq!(
+            t.container("c0ffee"),
+            Some(PathBuf::from("ds01/alice/c0ffee"))
+        );
+        std::fs::create_dir_all(t.root.join("memory/docker/beef")).unwrap();
+        assert_eq!(t.container("beef"), Some(PathBuf::from("docker/beef")));
+        assert_eq!(t.container("../x"), None);
+        assert_eq!(t.container("nothere"), None);
     }
 
     #[test]

@@ -211,7 +211,7 @@ pub fn run(cfg: &Config, args: Args) -> anyhow::Result<ExitCode> {
         (
             "memory (all containers)",
             used_of(
-                host.memory.map(share::size_text),
+                host.memory.map(share::size_approx),
                 size(limits.memory_max.value),
             ),
             &limits.memory_max.from,

@@ -78,7 +78,7 @@ pub fn judge(
         .flatten();
     let docker_root = ctx.cfg.docker_data_root.clone();
     let owns_pid = |pid: u32| {
-        shape::container_of_pid(pid)
+        crate::activity::container_of(Path::new("/proc"), pid)
             .and_then(|c| identity::docker_labels(&docker_root, &c))
             .and_then(|l| {
                 identity::from_labels(|k| l.get(k).and_then(Value::as_str)).map(|(u, _)| u)

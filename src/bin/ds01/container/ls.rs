@@ -57,6 +57,9 @@ pub fn run(cfg: &Config, args: Args, docker: &dyn DockerApi) -> anyhow::Result<E
             row.time_left_secs = left.map(|d| d.as_secs());
         }
     }
+    if args.detailed {
+        use_of_each(cfg, &mut listing);
+    }
     if args.json {
         let out = serde_json::json!({
             "user": me,
@@ -72,6 +75,36 @@ pub fn run(cfg: &Config, args: Args, docker: &dyn DockerApi) -> anyhow::Result<E
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Each running container's memory now and CPUs over one short sample
+/// (all containers at once), from its cgroup.
+fn use_of_each(cfg: &Config, listing: &mut Listing) {
+    let tree = &cfg.cgroups;
+    let places: Vec<Option<std::path::PathBuf>> = listing
+        .rows
+        .iter()
+        .map(|r| r.running.then(|| tree.container(&r.id)).flatten())
+        .collect();
+    let first: Vec<_> = places
+        .iter()
+        .map(|p| p.as_ref().map(|p| tree.usage_at(p)))
+        .collect();
+    let sample = std::time::Duration::from_millis(200);
+    if places.iter().any(Option::is_some) {
+        std::thread::sleep(sample);
+    }
+    for ((row, place), before) in listing.rows.iter_mut().zip(&places).zip(first) {
+        let (Some(place), Some(before)) = (place, before) else {
+            continue;
+        };
+        let now = tree.usage_at(place);
+        row.memory_bytes = now.memory;
+        row.cpus = before
+            .cpu_usec
+            .zip(now.cpu_usec)
+            .map(|(a, b)| b.saturating_sub(a) as f64 / sample.as_micros() as f64);
+    }
 }
 
 fn render(listing: &Listing, all: bool, detailed: bool, style: &Style) -> String {
@@ -130,6 +163,14 @@ fn render(listing: &Listing, all: bool, detailed: bool, style: &Style) -> String
             out.push_str(&format!("   Use:    {idle}, {left}\n"));
         }
         if detailed {
+            if r.memory_bytes.is_some() || r.cpus.is_some() {
+                out.push_str(&format!(
+                    "   Uses:   {} memory, {} CPUs\n",
+                    r.memory_bytes
+                        .map_or("?".into(), ds01_core::share::size_approx),
+                    r.cpus.map_or("?".into(), ds01_core::share::cpus_text),
+                ));
+            }
             if let Some(since) = &r.allocated_since {
                 out.push_str(&format!("   Since:  {since}\n"));
                 out.push_str(&format!("   UUIDs:  {}\n", r.uuids.join(", ")));
