@@ -365,22 +365,25 @@ fn each_container_gets_its_limits_and_may_ask_no_more() {
         "{said}"
     );
     let parent = format!("/ds01/{a}");
-    let out = d.docker(&[
-        "run",
-        "--rm",
-        "--label",
-        &label,
-        "--cgroup-parent",
-        &parent,
-        "--memory",
-        "1g",
-        "--cpus",
-        "1",
-        "--pids-limit",
-        "10",
-        "busybox:local",
-        "true",
-    ]);
+    let in_her_parent = |memory: &str| {
+        d.docker(&[
+            "run",
+            "--rm",
+            "--label",
+            &label,
+            "--cgroup-parent",
+            &parent,
+            "--memory",
+            memory,
+            "--cpus",
+            "1",
+            "--pids-limit",
+            "10",
+            "busybox:local",
+            "true",
+        ])
+    };
+    let out = in_her_parent("1g");
     let said = text(&out);
     assert!(
         !out.status.success()
@@ -388,22 +391,7 @@ fn each_container_gets_its_limits_and_may_ask_no_more() {
         "{said}"
     );
     // Within them, it runs.
-    let out = d.docker(&[
-        "run",
-        "--rm",
-        "--label",
-        &label,
-        "--cgroup-parent",
-        &parent,
-        "--memory",
-        "16m",
-        "--cpus",
-        "1",
-        "--pids-limit",
-        "10",
-        "busybox:local",
-        "true",
-    ]);
+    let out = in_her_parent("16m");
     assert!(out.status.success(), "{}", text(&out));
     // The host's own containers (no owner) run where Docker puts them.
     let out = d.docker(&["run", "--rm", "busybox:local", "true"]);

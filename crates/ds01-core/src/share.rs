@@ -307,29 +307,21 @@ pub fn fit(user: &str, e: &Effective, asked: Sizing, fill: bool) -> Result<Sizin
         (Some(_), None) => asked.cpus.is_some(),
         _ => false,
     };
-    let cpu = if share_lower {
-        check(
-            One {
-                limit: &e.cpus,
-                asked: asked.cpus,
-                key: "cpus",
-                what: "",
-            },
-            &near,
-            &cpus,
-        )?
+    let (cpu_limit, cpu_key) = if share_lower {
+        (&e.cpus, "cpus")
     } else {
-        check(
-            One {
-                limit: &e.container_cpus,
-                asked: asked.cpus,
-                key: "container_cpus",
-                what: "",
-            },
-            &near,
-            &cpus,
-        )?
+        (&e.container_cpus, "container_cpus")
     };
+    let cpu = check(
+        One {
+            limit: cpu_limit,
+            asked: asked.cpus,
+            key: cpu_key,
+            what: "",
+        },
+        &near,
+        &cpus,
+    )?;
     let pids = check(
         One {
             limit: &bytes(&e.container_pids),
