@@ -103,6 +103,7 @@ fn event(kind: EventKind, user: &str, reason: String) -> Event {
         devices: Vec::new(),
         gpueq: 0.0,
         reason: Some(reason),
+        seconds: None,
     }
 }
 

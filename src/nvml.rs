@@ -75,6 +75,10 @@ impl ds01_core::activity::Activity for NvmlActivity {
             .ok()
             .map(|u| u.gpu)
     }
+
+    fn memory_used(&self, uuid: &str) -> Option<u64> {
+        self.device(uuid).ok()?.memory_info().ok().map(|m| m.used)
+    }
 }
 
 impl GpuSource for NvmlSource {

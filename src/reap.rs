@@ -165,6 +165,7 @@ pub fn pass(cfg: &Config, w: &World, dry_run: bool) -> Result<Vec<Action>, Strin
         .map_err(|e| e.to_string())?;
     if records.records.is_empty() {
         if !dry_run {
+            note_idle_spells(cfg, &tracks(&cfg.state_dir), &Tracks::new(), w.now);
             save(&cfg.state_dir, &Tracks::new())?;
         }
         return Ok(Vec::new());
@@ -236,6 +237,9 @@ pub fn pass(cfg: &Config, w: &World, dry_run: bool) -> Result<Vec<Action>, Strin
         let rules = rules_for(cfg, w.groups, &of);
         let mut track = idle::observe(track_of(&before, r), &sample, rules.cpu_percent);
         track.alloc_id = Some(r.alloc_id.clone());
+        track.user = r.user.clone();
+        track.devices = r.devices.clone();
+        track.gpueq = r.gpueq;
         let started = r.since_time().unwrap_or(w.now);
         match idle::judge(&track, started, w.now, &rules) {
             Verdict::Fine => {}
@@ -303,9 +307,45 @@ pub fn pass(cfg: &Config, w: &World, dry_run: bool) -> Result<Vec<Action>, Strin
         after.insert(r.container_id.clone(), track);
     }
     if !dry_run {
+        note_idle_spells(cfg, &before, &after, w.now);
         save(&cfg.state_dir, &after)?;
     }
     Ok(actions)
+}
+
+/// Writes down each idle spell that ended since the last pass (its
+/// container became busy, went away, or is a new run): an `idle` event
+/// with its length, which `ds01 report` and the metrics read.
+fn note_idle_spells(cfg: &Config, before: &Tracks, after: &Tracks, now: SystemTime) {
+    for (id, b) in before {
+        let Some(since) = b.idle_since_ms else {
+            continue;
+        };
+        let goes_on = after
+            .get(id)
+            .is_some_and(|a| a.idle_since_ms == Some(since) && a.alloc_id == b.alloc_id);
+        if goes_on {
+            continue;
+        }
+        let secs = idle::ms(now).saturating_sub(since) / 1000;
+        let event = Event {
+            time: ds01_core::time::timestamp(now),
+            event: EventKind::Idle,
+            user: b.user.clone(),
+            identity_source: Default::default(),
+            container_id: id.clone(),
+            devices: b.devices.clone(),
+            gpueq: b.gpueq,
+            reason: Some(format!(
+                "held idle for {}",
+                idle::text(Duration::from_secs(secs))
+            )),
+            seconds: Some(secs),
+        };
+        if let Err(e) = audit::append(&cfg.audit_log, &event) {
+            log::append(&cfg.log, "error", &e.to_string());
+        }
+    }
 }
 
 fn reason_key(r: Reason) -> &'static str {
@@ -538,6 +578,14 @@ mod tests {
             })
             .unwrap();
         assert!(run(70, false).is_empty(), "a new run starts afresh");
+        // The old run's idle spell, 0 s to 70 s, is written down.
+        let spells: Vec<(String, Option<u64>)> = audit::read(&cfg.audit_log)
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.event == EventKind::Idle)
+            .map(|e| (e.container_id, e.seconds))
+            .collect();
+        assert_eq!(spells, [("c1".to_string(), Some(70))]);
         assert!(run(105, false).is_empty());
         let a = run(116, false);
         assert_eq!((a[0].container_id.as_str(), a[0].action), ("c1", "warn"));

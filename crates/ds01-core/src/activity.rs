@@ -14,6 +14,10 @@ pub trait Activity {
     fn processes(&self, uuid: &str) -> Result<Vec<u32>, String>;
     /// A full GPU's utilisation in percent, where known.
     fn utilization(&self, uuid: &str) -> Option<u32>;
+    /// The device's memory in use, in bytes, where known.
+    fn memory_used(&self, _uuid: &str) -> Option<u64> {
+        None
+    }
 }
 
 /// One device as the simulated activity file describes it.
@@ -23,6 +27,8 @@ pub struct SimDevice {
     pub processes: Vec<u32>,
     #[serde(default)]
     pub utilization: Option<u32>,
+    #[serde(default)]
+    pub memory_used_bytes: Option<u64>,
 }
 
 /// Simulated activity: a JSON object from device UUID to
@@ -54,6 +60,13 @@ impl Activity for SimActivity {
 
     fn utilization(&self, uuid: &str) -> Option<u32> {
         self.read().ok()?.get(uuid).and_then(|d| d.utilization)
+    }
+
+    fn memory_used(&self, uuid: &str) -> Option<u64> {
+        self.read()
+            .ok()?
+            .get(uuid)
+            .and_then(|d| d.memory_used_bytes)
     }
 }
 

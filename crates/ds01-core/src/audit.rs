@@ -32,6 +32,9 @@ pub enum EventKind {
     Grant,
     /// That was taken back (by an admin, or by the reaper's pass at its time).
     Revoke,
+    /// A container held its devices idle for `seconds`, ending now (it
+    /// became busy, was stopped or went away), as the reaper saw it.
+    Idle,
 }
 
 impl EventKind {
@@ -47,6 +50,7 @@ impl EventKind {
             EventKind::Bypass => "bypass",
             EventKind::Grant => "grant",
             EventKind::Revoke => "revoke",
+            EventKind::Idle => "idle",
         }
     }
 }
@@ -62,6 +66,10 @@ pub struct Event {
     pub devices: Vec<String>,
     pub gpueq: f64,
     pub reason: Option<String>,
+    /// How long, for an event that is about a time: a wait in the queue,
+    /// an idle spell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<u64>,
 }
 
 impl Event {
@@ -76,6 +84,7 @@ impl Event {
             devices: r.devices.clone(),
             gpueq: r.gpueq,
             reason,
+            seconds: None,
         }
     }
 
@@ -181,6 +190,7 @@ mod tests {
             devices: vec![format!("MIG-{i}")],
             gpueq: 0.143,
             reason: None,
+            seconds: None,
         }
     }
 

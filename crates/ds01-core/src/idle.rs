@@ -42,6 +42,14 @@ pub struct Track {
     pub sampled_at_ms: Option<u64>,
     /// The warning given, and when it may be stopped.
     pub warned: Option<Warning>,
+    /// What the allocation holds, so that an idle spell can be written
+    /// down after the container has gone.
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub devices: Vec<String>,
+    #[serde(default)]
+    pub gpueq: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -127,6 +135,9 @@ pub fn observe(prev: Option<&Track>, s: &Sample, cpu_percent: f64) -> Track {
         cpu_usec: s.cpu_usec,
         sampled_at_ms: Some(now),
         warned,
+        user: prev.and_then(|p| p.user.clone()),
+        devices: prev.map(|p| p.devices.clone()).unwrap_or_default(),
+        gpueq: prev.map_or(0.0, |p| p.gpueq),
     }
 }
 

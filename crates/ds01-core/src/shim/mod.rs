@@ -110,6 +110,7 @@ impl Ctx<'_> {
             devices: Vec::new(),
             gpueq: 0.0,
             reason: Some(refusal.0.clone()),
+            seconds: None,
         });
         refusal.into()
     }
@@ -220,6 +221,7 @@ pub fn record_bypass(ctx: &Ctx, id: &str, owner: &Owner, why: &str, inv: &Invent
         devices: inv.gpus.iter().map(|g| g.uuid.clone()).collect(),
         gpueq: 0.0,
         reason: Some(format!("sees every GPU around the allocator: {why}")),
+        seconds: None,
     });
 }
 

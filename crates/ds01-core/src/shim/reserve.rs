@@ -264,14 +264,16 @@ pub fn reserve<'c>(
             Ok((record, nodes)) => {
                 drop(waiter);
                 if waited >= QUEUE_POLL {
-                    ctx.audit(&Event::of(
+                    let mut e = Event::of(
                         audit::EventKind::Queue,
                         &record,
                         Some(format!(
                             "waited {} in the GPU queue (number {position})",
                             idle::text(waited)
                         )),
-                    ));
+                    );
+                    e.seconds = Some(waited.as_secs());
+                    ctx.audit(&e);
                 }
                 return Ok(Reservation {
                     ctx,
