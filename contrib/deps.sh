@@ -1,5 +1,5 @@
 # Sourced by the demo and the test command: what the end-to-end runs need
-# from Debian or Ubuntu (runc, busybox-static, docker.io), installed where
+# from Debian or Ubuntu (runc, busybox-static, docker.io, prometheus), installed where
 # missing. Extra package names may be given.
 install_missing() {
     _missing="$*"
@@ -10,6 +10,9 @@ install_missing() {
     [ -x /usr/bin/curl ] || _missing="$_missing curl"
     # A Compose project through ds01-gate.
     [ -x /usr/bin/docker-compose ] || _missing="$_missing docker-compose"
+    # The metrics through the real tools (promtool comes with prometheus).
+    [ -x /usr/bin/prometheus ] || _missing="$_missing prometheus"
+    [ -x /usr/bin/prometheus-node-exporter ] || _missing="$_missing prometheus-node-exporter"
     _missing=$(echo $_missing)
     [ -n "$_missing" ] || return 0
     echo "installing: $_missing"

@@ -39,7 +39,9 @@ grep -q '"nvidia"' "$daemon" || { echo "package: the nvidia runtime was lost fro
 [ -x /usr/bin/ds01-runtime ] && [ -x /usr/bin/ds01-accounts ] && [ -x /usr/bin/ds01-poststop ] && [ -x /usr/bin/ds01 ] && [ -L /usr/bin/devcontainer ] && [ -L /usr/bin/container ] && [ -L /usr/bin/project ] && [ -L /usr/bin/ds01-logs ] && [ -f /etc/ds01/images.toml ]
 /usr/bin/container ls --all --json >/dev/null
 /usr/bin/ds01-gate --help >/dev/null
-for f in /usr/lib/systemd/system/ds01-reap.service /usr/lib/systemd/system/ds01-reap.timer /usr/lib/systemd/system/ds01-gate.service /etc/profile.d/ds01.sh; do
+# The installed rules load in Prometheus' own checker.
+promtool check rules /usr/share/ds01/prometheus/ds01-rules.yml >/dev/null
+for f in /usr/lib/systemd/system/ds01-reap.service /usr/lib/systemd/system/ds01-reap.timer /usr/lib/systemd/system/ds01-gate.service /etc/profile.d/ds01.sh /usr/share/ds01/grafana/ds01.json /usr/share/ds01/prometheus/ds01-rules.yml; do
     [ -f "$f" ] || { echo "package: $f is not installed" >&2; exit 1; }
 done
 # The login snippet shows a pending notice once.

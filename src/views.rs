@@ -3,6 +3,7 @@
 //! [`crate::docker::DockerApi`], so this is tested without a daemon.
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use serde::Serialize;
 
@@ -274,6 +275,42 @@ pub struct DeviceProcess {
     /// The process's user, where `/proc` says.
     pub user: Option<String>,
     pub outside: bool,
+}
+
+/// The compute processes on each device (NVML, or the simulated file),
+/// the container each runs in, by its cgroup, and whether that container
+/// holds the device. A device that cannot be asked shows none.
+pub fn device_processes(
+    activity: &dyn ds01_core::activity::Activity,
+    inv: &Inventory,
+    records: &Records,
+) -> HashMap<String, Vec<DeviceProcess>> {
+    use ds01_core::identity::Accounts;
+    use std::os::unix::fs::MetadataExt;
+    let proc_root = Path::new("/proc");
+    inv.units()
+        .iter()
+        .filter_map(|u| {
+            let pids = activity.processes(u.uuid).ok()?;
+            let holder = records.holder(u.uuid).map(|r| r.container_id.as_str());
+            let procs = pids
+                .into_iter()
+                .map(|pid| {
+                    let container_id = ds01_core::activity::container_of(proc_root, pid);
+                    let user = std::fs::metadata(proc_root.join(pid.to_string()))
+                        .ok()
+                        .and_then(|m| ds01_core::identity::SystemAccounts.user_name(m.uid()));
+                    DeviceProcess {
+                        pid,
+                        outside: holder.is_none() || container_id.as_deref() != holder,
+                        container_id,
+                        user,
+                    }
+                })
+                .collect::<Vec<_>>();
+            (!procs.is_empty()).then(|| (u.uuid.to_string(), procs))
+        })
+        .collect()
 }
 
 /// `ds01 gpus --json`: each GPU, and each device with who holds it and

@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::Command;
 
 use common::*;
@@ -192,4 +193,152 @@ fn the_account_helper_answers_from_the_system_user_database() {
     let bad = ask(&["user", "root"]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("not a number"));
+}
+
+/// An audit event line as the runtime writes it.
+fn audit_line(
+    time: &str,
+    event: &str,
+    user: &str,
+    c: &str,
+    gpueq: f64,
+    seconds: Option<u64>,
+) -> String {
+    let mut v = serde_json::json!({
+        "time": time, "event": event, "user": user, "identity_source": "docker-label",
+        "container_id": c, "devices": [format!("MIG-{c}")], "gpueq": gpueq, "reason": null,
+    });
+    if let Some(s) = seconds {
+        v["seconds"] = s.into();
+    }
+    v.to_string()
+}
+
+#[test]
+fn report_gives_gpu_hours_with_known_answers_and_each_user_their_own() {
+    let env = Env::new(Path::new("/usr/sbin/runc"), "");
+    let lines = [
+        // alice: a full GPU for 10 h, 2 h of it idle.
+        audit_line("2026-11-01T00:00:00Z", "allocate", "alice", "a1", 1.0, None),
+        audit_line(
+            "2026-11-01T05:00:00Z",
+            "idle",
+            "alice",
+            "a1",
+            1.0,
+            Some(7200),
+        ),
+        audit_line("2026-11-01T10:00:00Z", "release", "alice", "a1", 1.0, None),
+        // bob: half a GPU from before the month, its release never
+        // written: it counts up to its reclaim, 28 h into the month.
+        audit_line("2026-10-31T20:00:00Z", "allocate", "bob", "b1", 0.5, None),
+        audit_line("2026-11-02T04:00:00Z", "reclaim", "bob", "b1", 0.5, None),
+        audit_line("2026-11-15T00:00:00Z", "refuse", "bob", "b2", 0.0, None),
+        audit_line(
+            "2026-11-15T01:00:00Z",
+            "queue",
+            "bob",
+            "b3",
+            0.5,
+            Some(3600),
+        ),
+        // carol: still running, 2 h of it in November.
+        audit_line("2026-11-30T22:00:00Z", "allocate", "carol", "c1", 1.0, None),
+        // nobody: an hour, for the view of a user who is not an admin.
+        audit_line(
+            "2026-11-20T00:00:00Z",
+            "allocate",
+            "nobody",
+            "n1",
+            1.0,
+            None,
+        ),
+        audit_line("2026-11-20T01:00:00Z", "release", "nobody", "n1", 1.0, None),
+    ];
+    std::fs::write(env.path("events.jsonl"), lines.join("\n") + "\n").unwrap();
+    let out = env.cli(&["report", "--month", "2026-11", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["from"], "2026-11-01T00:00:00Z");
+    assert_eq!(v["to"], "2026-12-01T00:00:00Z");
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        // Not an admin: only the caller's own line, and they hold nothing.
+        assert_eq!(v["lines"], serde_json::json!([]));
+        return;
+    }
+    let line = |u: &str| {
+        v["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"] == u)
+            .unwrap_or_else(|| panic!("no {u}: {v}"))
+            .clone()
+    };
+    let f = |l: &serde_json::Value, k: &str| l[k].as_f64().unwrap();
+    let alice = line("alice");
+    assert_eq!(
+        (f(&alice, "gpu_hours"), f(&alice, "idle_hours")),
+        (10.0, 2.0)
+    );
+    assert_eq!(alice["containers"], 1);
+    let bob = line("bob");
+    assert_eq!(
+        (f(&bob, "gpu_hours"), f(&bob, "queue_wait_hours")),
+        (14.0, 1.0)
+    );
+    assert_eq!(
+        (bob["containers"].as_u64(), bob["refusals"].as_u64()),
+        (Some(0), Some(1))
+    );
+    let carol = line("carol");
+    assert_eq!(
+        (f(&carol, "gpu_hours"), carol["containers"].as_u64()),
+        (2.0, Some(1))
+    );
+    assert_eq!(v["lines"][0]["name"], "bob", "most GPU-hours first");
+    // By group (none configured: everyone in `users`), as CSV.
+    let out = env.cli(&["report", "--month", "2026-11", "--by", "group", "--csv"]);
+    let csv = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        csv,
+        "group,gpu_hours,idle_hours,containers,refusals,queue_wait_hours\nusers,27.000,2.000,3,1,1.000\n"
+    );
+    // A bad month is a one-line error, exit 2.
+    let out = env.cli(&["report", "--month", "2026-13"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("write a month such as 2026-11"));
+    // A user who is not an admin sees their own line alone.
+    use std::os::unix::fs::PermissionsExt;
+    for p in [
+        env.dir.path().to_path_buf(),
+        env.config.clone(),
+        env.path("events.jsonl"),
+    ] {
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let out = Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", CLI])
+        .args(["report", "--month", "2026-11", "--json"])
+        .env("DS01_CONFIG", &env.config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mine: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = mine["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["nobody"]);
 }

@@ -12,5 +12,6 @@ mod common;
 mod allocation;
 mod gate;
 mod harness;
+mod monitoring;
 mod share;
 mod workflow;

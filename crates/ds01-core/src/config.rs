@@ -129,6 +129,9 @@ pub struct Config {
     /// are multiplied by `high_demand_factor` (default 0.5).
     pub high_demand_above: Option<f64>,
     pub high_demand_factor: Option<f64>,
+    /// Where `ds01 metrics --write` and each reaper pass write the metrics
+    /// (node-exporter's textfile collector reads that directory).
+    pub metrics_textfile: PathBuf,
     /// Who may use GPUs outside containers, and until when
     /// (`ds01 admin bare-metal`); kept across reboots.
     pub bare_metal_grants: PathBuf,
@@ -186,6 +189,7 @@ impl Default for Config {
             gate_max_connections: 64,
             gate_require_nosuid: true,
             bare_metal_grants: PathBuf::from("/var/lib/ds01/bare-metal.json"),
+            metrics_textfile: PathBuf::from("/var/lib/prometheus/node-exporter/ds01.prom"),
             high_demand_above: None,
             high_demand_factor: None,
             cgroups: crate::share::Tree::real(),
@@ -432,6 +436,9 @@ impl Config {
                     })?;
             }
         }
+        if let Some(v) = &file.metrics_textfile {
+            cfg.metrics_textfile = absolute(v).map_err(|m| bad("metrics_textfile", m))?;
+        }
         if let Some(v) = &file.bare_metal_grants {
             cfg.bare_metal_grants = absolute(v).map_err(|m| bad("bare_metal_grants", m))?;
         }
@@ -646,6 +653,7 @@ struct File {
     gpu_wait: Option<toml::Value>,
     devcontainer_cli: Option<toml::Value>,
     bare_metal_grants: Option<toml::Value>,
+    metrics_textfile: Option<toml::Value>,
     high_demand_above: Option<toml::Value>,
     high_demand_factor: Option<toml::Value>,
     kinds: Option<toml::Value>,

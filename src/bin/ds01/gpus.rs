@@ -6,12 +6,10 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use anyhow::Context;
-use std::path::Path;
 
 use ds01::docker::DockerApi;
 use ds01::views::{self, DeviceProcess};
 use ds01_core::config::Config;
-use ds01_core::identity::{Accounts, SystemAccounts};
 use ds01_core::inventory::Inventory;
 use ds01_core::ledger::{Ledger, Record, Records};
 
@@ -57,7 +55,7 @@ pub fn run(cfg: &Config, args: Args, docker: &dyn DockerApi) -> anyhow::Result<E
             .map(|cs| cs.into_iter().map(|c| (c.id, c.name)).collect())
             .unwrap_or_default()
     };
-    let processes = processes(cfg, &inv, &records);
+    let processes = views::device_processes(ds01::scan::activity(cfg).as_ref(), &inv, &records);
     if args.json {
         println!(
             "{}",
@@ -70,42 +68,6 @@ pub fn run(cfg: &Config, args: Args, docker: &dyn DockerApi) -> anyhow::Result<E
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The compute processes on each device (NVML, or the simulated file),
-/// the container each runs in, by its cgroup, and whether that container
-/// holds the device. A device that cannot be asked shows none.
-fn processes(
-    cfg: &Config,
-    inv: &Inventory,
-    records: &Records,
-) -> HashMap<String, Vec<DeviceProcess>> {
-    use std::os::unix::fs::MetadataExt;
-    let activity = ds01::scan::activity(cfg);
-    let proc_root = Path::new("/proc");
-    inv.units()
-        .iter()
-        .filter_map(|u| {
-            let pids = activity.processes(u.uuid).ok()?;
-            let holder = records.holder(u.uuid).map(|r| r.container_id.as_str());
-            let procs = pids
-                .into_iter()
-                .map(|pid| {
-                    let container_id = ds01_core::activity::container_of(proc_root, pid);
-                    let user = std::fs::metadata(proc_root.join(pid.to_string()))
-                        .ok()
-                        .and_then(|m| SystemAccounts.user_name(m.uid()));
-                    DeviceProcess {
-                        pid,
-                        outside: holder.is_none() || container_id.as_deref() != holder,
-                        container_id,
-                        user,
-                    }
-                })
-                .collect::<Vec<_>>();
-            (!procs.is_empty()).then(|| (u.uuid.to_string(), procs))
-        })
-        .collect()
 }
 
 fn render(

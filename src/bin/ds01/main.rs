@@ -17,10 +17,12 @@ mod host_gpus;
 mod limits;
 mod logs;
 mod me;
+mod metrics;
 mod project;
 mod prompt;
 mod queue;
 mod reap;
+mod report;
 mod style;
 
 use std::ffi::OsString;
@@ -67,6 +69,10 @@ enum Command {
     Reap(reap::Args),
     /// The creates waiting for a GPU, in the order they will be served
     Queue(queue::Args),
+    /// Prometheus metrics (`--write`: to node-exporter's textfile directory)
+    Metrics(metrics::Args),
+    /// GPU-equivalent-hours per user or group from the audit log
+    Report(report::Args),
     #[command(hide = true)]
     GenerateAssets(generate::Args),
 }
@@ -133,6 +139,8 @@ fn main() -> ExitCode {
         Command::Doctor(args) => with_config(|c| doctor::run(c, args)),
         Command::Reap(args) => with_config(|c| reap::run(c, args)),
         Command::Queue(args) => with_config(|c| queue::run(c, args)),
+        Command::Metrics(args) => with_config(|c| metrics::run(c, args)),
+        Command::Report(args) => with_config(|c| report::run(c, args)),
         Command::Limits(args) => with_config(|c| limits::run(c, args)),
         Command::Events(args) => with_config(|c| events::run(c, args)),
         Command::Logs(args) => with_config(|c| logs::run(c, args, &docker::Engine)),

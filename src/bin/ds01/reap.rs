@@ -59,7 +59,18 @@ pub fn run(cfg: &Config, args: Args) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let actions = reap::pass(cfg, &world, args.dry_run).map_err(anyhow::Error::msg)?;
+    let pass = reap::pass(cfg, &world, args.dry_run);
+    // The metrics are written after every pass, whatever it did (an
+    // unreachable Docker included: ds01's own state is still there), where
+    // node-exporter reads them; no such directory, no file.
+    if !args.dry_run && cfg.metrics_textfile.parent().is_some_and(|d| d.is_dir()) {
+        let written = ds01::metrics::collect(cfg)
+            .and_then(|t| ds01::metrics::write_textfile(&cfg.metrics_textfile, &t));
+        if let Err(e) = written {
+            eprintln!("ds01: warning: metrics: {e}");
+        }
+    }
+    let actions = pass.map_err(anyhow::Error::msg)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&actions)?);
     } else if actions.is_empty() {
