@@ -66,7 +66,8 @@ fn main() {
         let events = audit::read(&log).unwrap();
         assert_eq!(events.len(), EVENTS);
         let window = Window::since(SystemTime::now(), year);
-        let out = report::report(&events, window, SystemTime::now(), &[], &|u| {
+        let held = std::collections::HashSet::new();
+        let out = report::report(&events, window, SystemTime::now(), &[], &held, &|u| {
             u.unwrap_or("?").to_string()
         });
         lines = out.len();
@@ -97,5 +98,6 @@ fn event(kind: EventKind, t: SystemTime, user: &str, c: &str, seconds: Option<u6
             _ => None,
         },
         seconds,
+        alloc_id: None,
     }
 }

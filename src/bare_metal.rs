@@ -104,6 +104,7 @@ fn event(kind: EventKind, user: &str, reason: String) -> Event {
         gpueq: 0.0,
         reason: Some(reason),
         seconds: None,
+        alloc_id: None,
     }
 }
 

@@ -40,6 +40,8 @@ pub struct Facts<'a> {
     pub now: SystemTime,
     /// How long gathering took.
     pub took_seconds: f64,
+    /// Whether the reaper's pass that gathered them did its work.
+    pub pass_ok: Option<bool>,
 }
 
 /// A label value as the text format wants it: `\`, `"` and newlines escaped.
@@ -115,25 +117,28 @@ fn number(v: f64) -> String {
 /// (anything else: a spec or request ds01 cannot read or honour).
 pub fn refusal_class(reason: &str) -> &'static str {
     let r = reason.to_ascii_lowercase();
-    let has = |words: &[&str]| words.iter().any(|w| r.contains(w));
+    // Every phrase has a space or a bracket, which no user or group name
+    // has: a name in the reason never changes its class.
+    let has = |phrases: &[&str]| phrases.iter().any(|p| r.contains(p));
     if has(&[
-        "already uses",
-        "already runs",
-        "may give a container at most",
-        "over its limit",
-        "at most",
+        " may use at most ",
+        " already runs ",
+        " already uses ",
+        " may not use a full gpu",
+        " may give a container at most ",
     ]) {
         "quota"
-    } else if has(&["free", "waited", "in the gpu queue", "busy"]) {
+    } else if has(&[" free (", "s asked for, ", "waited ", "ledger busy"]) {
         "none_free"
     } else if has(&[
-        "only members of",
+        "only members of ",
         "only an admin",
-        "may not run",
-        "outside",
-        "not allowed",
+        " may not run a container with ",
+        " runs outside ",
         "unknown owner",
-        "names no valid user",
+        "owner is unknown",
+        " names no valid user",
+        "known owners",
     ]) {
         "policy"
     } else {
@@ -160,6 +165,15 @@ pub fn render(f: &Facts) -> String {
     );
     up.add(&[], 1.0);
     fams.push(up);
+    if let Some(ok) = f.pass_ok {
+        let mut pass = Family::new(
+            "ds01_reap_pass_success",
+            "gauge",
+            "1 when the reaper's last pass did its work, 0 when it failed (Docker unreadable, the ledger busy).",
+        );
+        pass.add(&[], if ok { 1.0 } else { 0.0 });
+        fams.push(pass);
+    }
     let mut took = Family::new(
         "ds01_pass_duration_seconds",
         "gauge",
@@ -404,7 +418,9 @@ pub fn render(f: &Facts) -> String {
 }
 
 /// Gathers the facts from the host and renders them.
-pub fn collect(cfg: &ds01_core::config::Config) -> Result<String, String> {
+/// `pass_ok`: how the reaper's pass that writes them went (`None`: no
+/// pass, `ds01 metrics` by hand).
+pub fn collect(cfg: &ds01_core::config::Config, pass_ok: Option<bool>) -> Result<String, String> {
     use ds01_core::host::RealHost;
     use ds01_core::identity::SystemAccounts;
     use ds01_core::ledger::Ledger;
@@ -432,20 +448,45 @@ pub fn collect(cfg: &ds01_core::config::Config) -> Result<String, String> {
             .iter()
             .flat_map(|r| &r.devices)
             .any(|d| known.binary_search(d).is_err());
+    let events = ds01_core::audit::read(&cfg.audit_log).map_err(|e| e.to_string())?;
+    // Sanctioned use outside an allocation: admins' containers ds01 let
+    // through (they see every GPU), and users with a bare-metal grant.
+    let bypass: std::collections::HashSet<&str> = events
+        .iter()
+        .filter(|e| e.event == EventKind::Bypass)
+        .map(|e| e.container_id.as_str())
+        .collect();
+    let granted: Vec<String> = crate::bare_metal::read(&cfg.bare_metal_grants)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|g| ds01_core::time::parse(&g.until).is_some_and(|t| t > now))
+        .map(|g| g.user)
+        .collect();
     let activity = crate::scan::activity(cfg);
     let procs = crate::views::device_processes(activity.as_ref(), &inv, &records);
     let devices = inv
         .units()
         .iter()
         .map(|u| {
-            let p = procs.get(u.uuid);
+            // Both counts from the one list, asked once.
+            let listed = activity.processes(u.uuid).ok().map(|_| {
+                let ps = procs.get(u.uuid).map_or(&[][..], Vec::as_slice);
+                let outside = ps
+                    .iter()
+                    .filter(|p| p.outside)
+                    .filter(|p| {
+                        !p.container_id
+                            .as_deref()
+                            .is_some_and(|c| bypass.contains(c))
+                    })
+                    .filter(|p| !p.user.as_ref().is_some_and(|u| granted.contains(u)))
+                    .count();
+                (ps.len(), outside)
+            });
             let d = DeviceUse {
                 utilization: activity.utilization(u.uuid),
                 memory_used: activity.memory_used(u.uuid),
-                processes: activity.processes(u.uuid).ok().map(|all| {
-                    let outside = p.map_or(0, |ps| ps.iter().filter(|p| p.outside).count());
-                    (all.len(), outside)
-                }),
+                processes: listed,
             };
             (u.uuid.to_string(), d)
         })
@@ -454,7 +495,6 @@ pub fn collect(cfg: &ds01_core::config::Config) -> Result<String, String> {
         .into_iter()
         .map(|e| ds01_core::idle::from_ms(e.since_ms))
         .collect();
-    let events = ds01_core::audit::read(&cfg.audit_log).map_err(|e| e.to_string())?;
     let tracks = crate::reap::tracks(&cfg.state_dir);
     let facts = Facts {
         inv: &inv,
@@ -468,6 +508,7 @@ pub fn collect(cfg: &ds01_core::config::Config) -> Result<String, String> {
         inventory_changed,
         now,
         took_seconds: started.elapsed().as_secs_f64(),
+        pass_ok,
     };
     Ok(render(&facts))
 }
@@ -524,6 +565,26 @@ mod tests {
                 "none_free",
             ),
             ("GPU ledger busy", "none_free"),
+            (
+                "freddy may not use a full GPU (allow_full_gpu = false, defaults)",
+                "quota",
+            ),
+            (
+                "frank already runs 2 of 2 GPU containers (defaults)",
+                "quota",
+            ),
+            (
+                "3 MIG slices asked for, 1 free (6 of 7 in use)",
+                "none_free",
+            ),
+            (
+                "no 2g.20gb MIG slices on this host; profiles here: 1g.10gb",
+                "bad_request",
+            ),
+            (
+                "the owner is unknown and GPUs go only to known owners",
+                "policy",
+            ),
             (
                 "this container has device rules ...; only members of ds01-admin may start such containers",
                 "policy",

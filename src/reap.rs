@@ -165,8 +165,10 @@ pub fn pass(cfg: &Config, w: &World, dry_run: bool) -> Result<Vec<Action>, Strin
         .map_err(|e| e.to_string())?;
     if records.records.is_empty() {
         if !dry_run {
-            note_idle_spells(cfg, &tracks(&cfg.state_dir), &Tracks::new(), w.now);
+            // Saved first: a spell is written once, even if a write fails.
+            let before = tracks(&cfg.state_dir);
             save(&cfg.state_dir, &Tracks::new())?;
+            note_idle_spells(cfg, &before, &Tracks::new(), w.now);
         }
         return Ok(Vec::new());
     }
@@ -307,8 +309,9 @@ pub fn pass(cfg: &Config, w: &World, dry_run: bool) -> Result<Vec<Action>, Strin
         after.insert(r.container_id.clone(), track);
     }
     if !dry_run {
-        note_idle_spells(cfg, &before, &after, w.now);
+        // Saved first: a spell is written once, even if a write fails.
         save(&cfg.state_dir, &after)?;
+        note_idle_spells(cfg, &before, &after, w.now);
     }
     Ok(actions)
 }
@@ -341,6 +344,7 @@ fn note_idle_spells(cfg: &Config, before: &Tracks, after: &Tracks, now: SystemTi
                 idle::text(Duration::from_secs(secs))
             )),
             seconds: Some(secs),
+            alloc_id: b.alloc_id.clone(),
         };
         if let Err(e) = audit::append(&cfg.audit_log, &event) {
             log::append(&cfg.log, "error", &e.to_string());

@@ -7,7 +7,7 @@
 //! same devices; one with neither counts up to now. Idle spells are the
 //! reaper's `idle` events, and those going on now (its tracks).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
 use ds01_core::audit::{Event, EventKind};
@@ -33,6 +33,10 @@ impl Window {
     pub fn month(text: &str) -> Result<Window, String> {
         let bad = || format!("--month {text:?}: write a month such as 2026-11");
         let (y, m) = text.split_once('-').ok_or_else(bad)?;
+        if y.len() != 4 || m.len() != 2 || !(y.bytes().chain(m.bytes()).all(|b| b.is_ascii_digit()))
+        {
+            return Err(bad());
+        }
         let (y, m): (i64, u32) = (y.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
         if !(1..=12).contains(&m) || !(1970..=9999).contains(&y) || text.len() != 7 {
             return Err(bad());
@@ -94,12 +98,14 @@ pub struct IdleNow {
 }
 
 /// The report's lines, most GPU-hours first. `key` names the line an
-/// event's user counts on (the user, or their group).
+/// event's user counts on (the user, or their group); `held` are the
+/// containers the ledger holds devices for now.
 pub fn report(
     events: &[Event],
     window: Window,
     now: SystemTime,
     idle_now: &[IdleNow],
+    held: &HashSet<String>,
     key: &dyn Fn(Option<&str>) -> String,
 ) -> Vec<Line> {
     let mut lines: HashMap<String, Line> = HashMap::new();
@@ -114,48 +120,71 @@ pub fn report(
             ..Line::default()
         })
     }
-    // Allocations open now, by container: start, GPU-eq, user, devices.
+    // Allocations open now, by container (a container holds one at a time).
     struct Open<'a> {
         start: SystemTime,
         gpueq: f64,
         user: Option<&'a str>,
         devices: &'a [String],
+        alloc_id: Option<&'a str>,
     }
     let mut open: HashMap<&str, Vec<Open>> = HashMap::new();
+    let mut last_seen: HashMap<&str, SystemTime> = HashMap::new();
+    let close = |lines: &mut HashMap<String, Line>, o: Open, end: SystemTime| {
+        line_of(lines, key, o.user).gpu_hours += o.gpueq * window.hours(o.start, end);
+    };
     for e in events {
         let Some(t) = e.time() else { continue };
+        let seen = last_seen.entry(e.container_id.as_str()).or_insert(t);
+        *seen = (*seen).max(t);
         match e.event {
             EventKind::Allocate => {
                 if window.holds(t) {
                     line_of(&mut lines, key, e.user.as_deref()).containers += 1;
                 }
-                open.entry(&e.container_id).or_default().push(Open {
+                let runs = open.entry(&e.container_id).or_default();
+                // A run of it still open lost its release: it had ended
+                // by the time the container was allocated again.
+                for o in runs.drain(..) {
+                    close(&mut lines, o, t);
+                }
+                runs.push(Open {
                     start: t,
                     gpueq: e.gpueq,
                     user: e.user.as_deref(),
                     devices: &e.devices,
+                    alloc_id: e.alloc_id.as_deref(),
                 });
             }
             EventKind::Release | EventKind::Reclaim => {
-                let Some(held) = open.get_mut(e.container_id.as_str()) else {
+                let Some(runs) = open.get_mut(e.container_id.as_str()) else {
                     continue;
                 };
-                let at = held.iter().position(|o| {
-                    e.devices.is_empty() || o.devices.iter().any(|d| e.devices.contains(d))
-                });
+                let at = match e.alloc_id.as_deref() {
+                    Some(a) if runs.iter().any(|o| o.alloc_id == Some(a)) => {
+                        runs.iter().position(|o| o.alloc_id == Some(a))
+                    }
+                    _ => runs.iter().rposition(|o| {
+                        e.devices.is_empty() || o.devices.iter().any(|d| e.devices.contains(d))
+                    }),
+                };
                 if let Some(i) = at {
-                    let o = held.remove(i);
-                    line_of(&mut lines, key, o.user).gpu_hours +=
-                        o.gpueq * window.hours(o.start, t);
+                    let o = runs.remove(i);
+                    close(&mut lines, o, t);
                 }
             }
             EventKind::Refuse if window.holds(t) => {
                 line_of(&mut lines, key, e.user.as_deref()).refusals += 1
             }
-            EventKind::Queue if window.holds(t) => {
+            EventKind::Queue => {
                 let secs = e.seconds.or_else(|| waited_secs(e.reason.as_deref()));
-                line_of(&mut lines, key, e.user.as_deref()).queue_wait_hours +=
-                    secs.unwrap_or(0) as f64 / 3600.0;
+                let start = t
+                    .checked_sub(Duration::from_secs(secs.unwrap_or(0)))
+                    .unwrap_or(t);
+                let h = window.hours(start, t);
+                if h > 0.0 {
+                    line_of(&mut lines, key, e.user.as_deref()).queue_wait_hours += h;
+                }
             }
             EventKind::Idle => {
                 let secs = e.seconds.unwrap_or(0);
@@ -168,8 +197,17 @@ pub fn report(
             _ => {}
         }
     }
-    for o in open.into_values().flatten() {
-        line_of(&mut lines, key, o.user).gpu_hours += o.gpueq * window.hours(o.start, now);
+    // Still open: up to now where the ledger still holds it; else its
+    // release was never written, and it counts up to when it was last seen.
+    for (container, runs) in open {
+        let end = if held.contains(container) {
+            now
+        } else {
+            last_seen.get(container).copied().unwrap_or(now)
+        };
+        for o in runs {
+            close(&mut lines, o, end);
+        }
     }
     for i in idle_now {
         let h = window.hours(i.since, now);
@@ -245,6 +283,7 @@ mod tests {
             gpueq,
             reason: None,
             seconds: None,
+            alloc_id: None,
         }
     }
 
@@ -280,7 +319,8 @@ mod tests {
             gpueq: 0.5,
             since: at(8.0),
         }];
-        let lines = report(&events, window, at(10.0), &idle_now, &|u| {
+        let held: HashSet<String> = ["b2".to_string()].into();
+        let lines = report(&events, window, at(10.0), &idle_now, &held, &|u| {
             u.unwrap_or("?").to_string()
         });
         let by = |n: &str| lines.iter().find(|l| l.name == n).unwrap().clone();
@@ -302,7 +342,9 @@ mod tests {
             from: at(2.0),
             to: at(3.0),
         };
-        let lines = report(&events, part, at(10.0), &[], &|u| u.unwrap().to_string());
+        let lines = report(&events, part, at(10.0), &[], &held, &|u| {
+            u.unwrap().to_string()
+        });
         let alice = lines.iter().find(|l| l.name == "alice").unwrap();
         assert!(
             close(alice.gpu_hours, 1.0) && close(alice.idle_hours, 1.0),
@@ -311,12 +353,47 @@ mod tests {
         assert_eq!(alice.containers, 0, "it began before the window");
 
         // By group: both in one.
-        let lines = report(&events, window, at(10.0), &[], &|_| "students".into());
+        let lines = report(&events, window, at(10.0), &[], &held, &|_| {
+            "students".into()
+        });
         assert_eq!(lines.len(), 1);
         assert!(close(lines[0].gpu_hours, 7.5));
         let text = csv("group", &lines);
         assert!(text.starts_with("group,gpu_hours,"), "{text}");
         assert!(text.contains("\nstudents,7.500,"), "{text}");
+    }
+
+    #[test]
+    fn a_release_never_written_ends_a_run_at_the_next_allocation_or_when_last_seen() {
+        use EventKind::*;
+        let mut warn = ev(Warn, 3.0, "carol", "c1", 1.0);
+        warn.reason = Some("idle_timeout: idle 2h".into());
+        let mut first = ev(Allocate, 0.0, "dave", "d1", 1.0);
+        first.alloc_id = Some("d1-1".into());
+        let mut second = ev(Allocate, 5.0, "dave", "d1", 1.0);
+        second.alloc_id = Some("d1-2".into());
+        let mut release = ev(Release, 6.0, "dave", "d1", 1.0);
+        release.alloc_id = Some("d1-2".into());
+        let events = vec![
+            // carol's run: no release, not held now: up to its last event.
+            ev(Allocate, 1.0, "carol", "c1", 1.0),
+            warn,
+            // dave's first run lost its release: it ends when the
+            // container is allocated again; the second is paired by id.
+            first,
+            second,
+            release,
+        ];
+        let window = Window {
+            from: at(0.0),
+            to: at(24.0),
+        };
+        let lines = report(&events, window, at(10.0), &[], &HashSet::new(), &|u| {
+            u.unwrap().to_string()
+        });
+        let by = |n: &str| lines.iter().find(|l| l.name == n).unwrap().gpu_hours;
+        assert!((by("carol") - 2.0).abs() < 1e-9, "{lines:?}");
+        assert!((by("dave") - 6.0).abs() < 1e-9, "5 h then 1 h: {lines:?}");
     }
 
     #[test]
@@ -330,7 +407,9 @@ mod tests {
             timestamp(Window::month("2024-03").unwrap().from),
             "2024-03-01T00:00:00Z"
         );
-        for bad in ["2026-13", "2026-1", "26-11", "2026/11", "x"] {
+        for bad in [
+            "2026-13", "2026-1", "26-11", "2026/11", "x", "2026-+1", "+026-11",
+        ] {
             assert!(Window::month(bad).is_err(), "{bad}");
         }
     }

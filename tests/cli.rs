@@ -256,6 +256,15 @@ fn report_gives_gpu_hours_with_known_answers_and_each_user_their_own() {
         audit_line("2026-11-20T01:00:00Z", "release", "nobody", "n1", 1.0, None),
     ];
     std::fs::write(env.path("events.jsonl"), lines.join("\n") + "\n").unwrap();
+    // carol's container still holds its device: the ledger says so.
+    let host = ds01_core::testing::FakeHost::default();
+    ds01_core::ledger::Ledger::new(&env.path("state"))
+        .update(|rs| {
+            let mut r = ds01_core::testing::record("c1", &["MIG-c1"], &host);
+            r.user = Some("carol".into());
+            rs.records.push(r);
+        })
+        .unwrap();
     let out = env.cli(&["report", "--month", "2026-11", "--json"]);
     assert!(
         out.status.success(),

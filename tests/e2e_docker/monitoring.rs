@@ -243,6 +243,11 @@ fn prometheus_scrapes_what_ds01_holds_and_every_panel_queries() {
         }
     }
     assert_eq!(samples(pp, "sum(ds01_device_allocated)")[0].1, 2.0);
+    assert_eq!(
+        samples(pp, "ds01_reap_pass_success")[0].1,
+        1.0,
+        "the pass did its work"
+    );
 
     // Every panel's query runs (Grafana's own variables filled in).
     let dash: serde_json::Value = serde_json::from_str(

@@ -70,6 +70,10 @@ pub struct Event {
     /// an idle spell.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seconds: Option<u64>,
+    /// The allocation the event is about (one run of a container), where
+    /// there is one: what pairs a release with its allocation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alloc_id: Option<String>,
 }
 
 impl Event {
@@ -85,6 +89,7 @@ impl Event {
             gpueq: r.gpueq,
             reason,
             seconds: None,
+            alloc_id: Some(r.alloc_id.clone()),
         }
     }
 
@@ -162,6 +167,27 @@ pub fn append(path: &Path, event: &Event) -> Result<(), AuditError> {
 
 /// Every event in the log, oldest first; lines that do not parse (a torn
 /// line after a crash, say) are skipped. A missing log has no events.
+/// The events of the log and of its rotated files (`PATH.1`, `PATH.2`,
+/// ... as logrotate leaves them uncompressed), oldest first. Compressed
+/// ones (`.gz`, from a rotation that compressed) are not read.
+pub fn read_all(path: &Path) -> Result<Vec<Event>, AuditError> {
+    let rotated = |n: u32| {
+        let mut p = path.as_os_str().to_owned();
+        p.push(format!(".{n}"));
+        std::path::PathBuf::from(p)
+    };
+    let mut n = 1;
+    while rotated(n).exists() {
+        n += 1;
+    }
+    let mut out = Vec::new();
+    for k in (1..n).rev() {
+        out.extend(read(&rotated(k))?);
+    }
+    out.extend(read(path)?);
+    Ok(out)
+}
+
 pub fn read(path: &Path) -> Result<Vec<Event>, AuditError> {
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(text
@@ -180,6 +206,23 @@ pub fn read(path: &Path) -> Result<Vec<Event>, AuditError> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn rotated_logs_are_read_oldest_first() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("events.jsonl");
+        let line = |i: usize| serde_json::to_string(&event(i)).unwrap() + "\n";
+        std::fs::write(d.path().join("events.jsonl.2"), line(1)).unwrap();
+        std::fs::write(d.path().join("events.jsonl.1"), line(2)).unwrap();
+        std::fs::write(d.path().join("events.jsonl.3.gz"), "not read").unwrap();
+        std::fs::write(&log, line(3)).unwrap();
+        let users: Vec<String> = read_all(&log)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.user.unwrap())
+            .collect();
+        assert_eq!(users, ["user1", "user2", "user3"]);
+    }
+
     fn event(i: usize) -> Event {
         Event {
             time: timestamp(SystemTime::now()),
@@ -191,6 +234,7 @@ mod tests {
             gpueq: 0.143,
             reason: None,
             seconds: None,
+            alloc_id: None,
         }
     }
 

@@ -924,10 +924,25 @@ mod tests {
         let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packaging/logrotate.conf");
         let text = std::fs::read_to_string(p).unwrap();
         let d = Config::default();
-        let first = text.lines().find(|l| l.starts_with('/')).unwrap();
+        let rotated: Vec<&str> = text.lines().filter(|l| l.starts_with('/')).collect();
         for log in [&d.log, &d.audit_log] {
-            assert!(first.contains(&log.display().to_string()), "{first}");
+            let name = log.display().to_string();
+            assert!(
+                rotated.iter().any(|l| l.contains(&name)),
+                "{name}: {rotated:?}"
+            );
         }
+        // The audit log stays uncompressed: `ds01 report` reads its
+        // rotated files.
+        let audit = text
+            .split(&format!("{} {{", d.audit_log.display()))
+            .nth(1)
+            .unwrap();
+        let stanza = audit.split('}').next().unwrap();
+        assert!(
+            stanza.contains("nocompress") && !stanza.contains("\n    compress"),
+            "{stanza}"
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ pub struct Args {
 }
 
 pub fn run(cfg: &Config, args: Args) -> anyhow::Result<ExitCode> {
-    let text = ds01::metrics::collect(cfg).map_err(anyhow::Error::msg)?;
+    let text = ds01::metrics::collect(cfg, None).map_err(anyhow::Error::msg)?;
     if args.write {
         ds01::metrics::write_textfile(&cfg.metrics_textfile, &text).map_err(anyhow::Error::msg)?;
     } else {

@@ -64,7 +64,7 @@ pub fn run(cfg: &Config, args: Args) -> anyhow::Result<ExitCode> {
     // unreachable Docker included: ds01's own state is still there), where
     // node-exporter reads them; no such directory, no file.
     if !args.dry_run && cfg.metrics_textfile.parent().is_some_and(|d| d.is_dir()) {
-        let written = ds01::metrics::collect(cfg)
+        let written = ds01::metrics::collect(cfg, Some(pass.is_ok()))
             .and_then(|t| ds01::metrics::write_textfile(&cfg.metrics_textfile, &t));
         if let Err(e) = written {
             eprintln!("ds01: warning: metrics: {e}");

@@ -56,7 +56,8 @@ pub fn run(cfg: &Config, args: Args) -> anyhow::Result<ExitCode> {
             .policy
             .is_admin(&cfg.admin_group, me.as_deref(), &SystemAccounts);
     let mine = |user: Option<&str>| everyone || (user.is_some() && user == me.as_deref());
-    let events: Vec<_> = ds01_core::audit::read(&cfg.audit_log)?
+    // The log and its rotated files: a month's or a year's report needs them.
+    let events: Vec<_> = ds01_core::audit::read_all(&cfg.audit_log)?
         .into_iter()
         .filter(|e| mine(e.user.as_deref()))
         .collect();
@@ -92,7 +93,12 @@ pub fn run(cfg: &Config, args: Args) -> anyhow::Result<ExitCode> {
                 ),
         }
     };
-    let lines = report::report(&events, window, now, &idle_now, &key);
+    let held: std::collections::HashSet<String> = records
+        .records
+        .iter()
+        .map(|r| r.container_id.clone())
+        .collect();
+    let lines = report::report(&events, window, now, &idle_now, &held, &key);
     let by = match args.by {
         By::User => "user",
         By::Group => "group",

@@ -111,6 +111,7 @@ impl Ctx<'_> {
             gpueq: 0.0,
             reason: Some(refusal.0.clone()),
             seconds: None,
+            alloc_id: None,
         });
         refusal.into()
     }
@@ -222,6 +223,7 @@ pub fn record_bypass(ctx: &Ctx, id: &str, owner: &Owner, why: &str, inv: &Invent
         gpueq: 0.0,
         reason: Some(format!("sees every GPU around the allocator: {why}")),
         seconds: None,
+        alloc_id: None,
     });
 }
 
