@@ -219,39 +219,69 @@ pub struct Early {
 }
 
 pub fn early(path: &Path) -> Early {
-    let mut out = Early {
-        runc: default_runc(),
-        state_dir: Config::default_state_dir(),
-    };
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return out;
-    };
-    // A key may be written bare or quoted (`runc`, `"runc"`, `'runc'`).
-    let key = |l: &str, k: &str| {
-        [k.to_string(), format!("\"{k}\""), format!("'{k}'")]
-            .iter()
-            .any(|k| {
-                l.strip_prefix(k.as_str())
-                    .is_some_and(|rest| rest.trim_start().starts_with('='))
-            })
-    };
-    for l in text
-        .lines()
-        .map(str::trim_start)
-        .take_while(|l| !l.starts_with('['))
-        .filter(|l| key(l, "runc") || key(l, "state_dir"))
-    {
-        let Ok(t) = l.parse::<toml::Table>() else {
-            continue;
-        };
-        if let Some(p) = t.get("runc").and_then(|v| absolute(v).ok()) {
-            out.runc = p;
-        }
-        if let Some(p) = t.get("state_dir").and_then(|v| absolute(v).ok()) {
-            out.state_dir = p;
+    let (mut runc, mut state_dir) = (None, None);
+    if let Ok(text) = std::fs::read_to_string(path) {
+        for l in text
+            .lines()
+            .map(str::trim_start)
+            .take_while(|l| !l.starts_with('['))
+        {
+            let Some((k, v)) = early_key(l) else { continue };
+            let slot = match k {
+                "runc" => &mut runc,
+                "state_dir" => &mut state_dir,
+                _ => continue,
+            };
+            // A plain string is read here; anything else (escapes, say)
+            // by the TOML parser, on that line alone.
+            let parsed = plain_string(v).map(PathBuf::from).or_else(|| {
+                let t = l.parse::<toml::Table>().ok()?;
+                t.get(k).and_then(|v| absolute(v).ok())
+            });
+            if let Some(p) = parsed.filter(|p| p.is_absolute()) {
+                *slot = Some(p);
+            }
         }
     }
-    out
+    Early {
+        runc: runc.unwrap_or_else(default_runc),
+        state_dir: state_dir.unwrap_or_else(Config::default_state_dir),
+    }
+}
+
+/// A top-level `key = value` line's key (bare, `"quoted"` or `'quoted'`)
+/// and what follows the `=`.
+fn early_key(l: &str) -> Option<(&str, &str)> {
+    let (key, rest) = match l.as_bytes().first()? {
+        q @ (b'"' | b'\'') => {
+            let end = l[1..].find(*q as char)? + 1;
+            (&l[1..end], &l[end + 1..])
+        }
+        _ => {
+            let end = l
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+                .unwrap_or(l.len());
+            l.split_at(end)
+        }
+    };
+    let value = rest.trim_start().strip_prefix('=')?;
+    Some((key, value))
+}
+
+/// A TOML string with nothing to unescape: `"..."` without a backslash,
+/// or a `'...'` literal, then nothing but a comment. Multi-line strings
+/// are left to the parser.
+fn plain_string(v: &str) -> Option<&str> {
+    let v = v.trim();
+    if v.starts_with("\"\"\"") || v.starts_with("'''") {
+        return None;
+    }
+    let q = v.chars().next().filter(|c| *c == '"' || *c == '\'')?;
+    let end = v[1..].find(q)? + 1;
+    let inner = &v[1..end];
+    let after = v[end + 1..].trim_start();
+    let plain = !(q == '"' && inner.contains('\\')) && (after.is_empty() || after.starts_with('#'));
+    plain.then_some(inner)
 }
 
 /// The runc to use without loading the whole config ([`early`]).
@@ -987,6 +1017,30 @@ mod tests {
         }
         for section in ["#[defaults]", "#[groups.", "#[users.", "#[kinds."] {
             assert!(text.contains(section), "{section} undocumented");
+        }
+    }
+
+    #[test]
+    fn the_early_read_takes_plain_strings_and_leaves_the_rest_to_toml() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        for (text, runc) in [
+            ("runc = \"/a\" # here\n", "/a"),
+            ("runc='/b'\n", "/b"),
+            ("\"runc\" = \"/c\"\n", "/c"),
+            ("runc = \"/d\\u0041\"\n", "/dA"),
+            ("runc = \"/e\" junk\n", ""),
+            ("runc = \"relative\"\n", ""),
+            ("runcx = \"/f\"\n", ""),
+            ("[t]\nrunc = \"/g\"\n", ""),
+        ] {
+            std::fs::write(&p, text).unwrap();
+            let want = if runc.is_empty() {
+                default_runc()
+            } else {
+                PathBuf::from(runc)
+            };
+            assert_eq!(early(&p).runc, want, "{text:?}");
         }
     }
 

@@ -34,7 +34,6 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
     // runc runs it as it is, with no more of the config read than its
     // `runc` line. The first look builds only the fields ds01 judges.
     let plain = Config::default();
-    let early = ds01_core::config::early(&Config::locate());
     let defaults = shape::Host {
         docker_root: &plain.docker_data_root,
         cap_add: &[],
@@ -48,9 +47,12 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
         && let Ok(look) = oci::first_look(&bytes)
         && !access::might_touch_nvidia(&look)
         && shape::asks(&look, &defaults).is_empty()
-        && placed_already(&look, &early.state_dir)
     {
-        return runc::exec(&early.runc, args, argv, &plain.log);
+        // The config's `runc` and `state_dir` lines alone.
+        let early = ds01_core::config::early(&Config::locate());
+        if placed_already(&look, &early.state_dir) {
+            return runc::exec(&early.runc, args, argv, &plain.log);
+        }
     }
     // Otherwise the whole spec. One that runc would read otherwise than
     // ds01 is refused: what ds01 cannot read, it cannot vouch for.
