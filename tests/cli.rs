@@ -280,15 +280,7 @@ fn report_gives_gpu_hours_with_known_answers_and_each_user_their_own() {
         assert_eq!(v["lines"], serde_json::json!([]));
         return;
     }
-    let line = |u: &str| {
-        v["lines"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|l| l["name"] == u)
-            .unwrap_or_else(|| panic!("no {u}: {v}"))
-            .clone()
-    };
+    let line = |u: &str| find_in(&v["lines"], "name", u);
     let f = |l: &serde_json::Value, k: &str| l[k].as_f64().unwrap();
     let alice = line("alice");
     assert_eq!(

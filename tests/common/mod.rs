@@ -374,3 +374,14 @@ pub fn json_pairs(out: &Output, a: &str, b: &str) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+/// The element of the JSON array `list` whose `key` is `value`; a panic
+/// naming what was looked for where there is none.
+pub fn find_in(list: &serde_json::Value, key: &str, value: &str) -> serde_json::Value {
+    list.as_array()
+        .unwrap_or_else(|| panic!("not a list: {list}"))
+        .iter()
+        .find(|x| x[key] == value)
+        .unwrap_or_else(|| panic!("no {key} = {value:?} in {list}"))
+        .clone()
+}

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use ds01_core::share::{self, Tree, Version};
 
+use crate::common::*;
 use crate::harness::*;
 
 /// The name `TempUser::new(tag)` will give, for the config written first.
@@ -185,15 +186,7 @@ fn each_user_is_held_to_their_share_of_the_host_by_the_kernel() {
     // `container ls --detailed` shows each one's memory and CPU use.
     let ls = d.ds01(&["container", "ls", "--all", "--detailed", "--json"]);
     let ls: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
-    let row = |name: &str| {
-        ls["containers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["docker_name"] == name)
-            .unwrap_or_else(|| panic!("no {name}: {ls}"))
-            .clone()
-    };
+    let row = |name: &str| find_in(&ls["containers"], "docker_name", name);
     assert!(row("c3")["cpus"].as_f64().unwrap() > 0.5, "{}", row("c3"));
     assert!(row("c1")["cpus"].as_f64().unwrap() < 0.5, "{}", row("c1"));
     assert!(row("c1")["memory_bytes"].as_u64().unwrap() > 0);
@@ -419,13 +412,7 @@ fn host_check(d: &Dockerd, root: &Path) -> String {
     ]);
     let v: serde_json::Value =
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
-    let c = v["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == "host-gpus")
-        .unwrap_or_else(|| panic!("no host-gpus check: {v}"))
-        .clone();
+    let c = find_in(&v["checks"], "id", "host-gpus");
     format!(
         "{} {}",
         c["status"].as_str().unwrap(),
