@@ -91,6 +91,9 @@ done
 say "Who holds what"
 run ds01 gpus
 run ds01 container ls --all
+say "The same for Prometheus (the reaper's pass writes it for node-exporter each minute)"
+printf '$ ds01 metrics | grep -E "^ds01_(user_gpu_equivalents|device_allocated.*user=\"[a-z])"\n'
+ds01 metrics | grep -E '^ds01_(user_gpu_equivalents|device_allocated.*user="[a-z])'
 
 say "A container without a GPU request is passed to runc untouched"
 run docker run --rm busybox:local sh -c 'ls /dev | grep nvidia || echo "no NVIDIA device in /dev"'
@@ -102,4 +105,6 @@ run ds01 gpus
 
 say "The audit log"
 run ds01 events
+say "GPU-equivalent-hours per user, from the audit log"
+run ds01 report --since 1h
 say "Done; stopping dockerd and removing $work"
