@@ -993,14 +993,20 @@ fn the_gate_cannot_be_walked_around() {
         "{hers:?}"
     );
     // A stopped container of hers, made just now: the prune's own control.
-    ok(docker_via(
+    // Looked up by its full id afterwards: `inspect a4` would also match
+    // any other container whose id starts with "a4".
+    let a4 = ok(docker_via(
         &sock,
         a,
         &["create", "--name", "a4", "busybox:local", "true"],
     ));
+    let a4 = a4.trim();
+    assert_eq!(a4.len(), 64, "{a4}");
     let pruned = ok(docker_via(&sock, a, &["container", "prune", "-f"]));
     assert!(
-        !d.docker(&["inspect", "a4"]).status.success(),
+        !d.docker(&["inspect", "--type", "container", a4])
+            .status
+            .success(),
         "her own were pruned: {pruned}"
     );
     ok(docker_via(&sock, a, &["volume", "prune", "-f"]));
