@@ -469,8 +469,7 @@ pub fn collect(cfg: &ds01_core::config::Config, pass_ok: Option<bool>) -> Result
         .iter()
         .map(|u| {
             // Both counts from the one list, asked once.
-            let listed = activity.processes(u.uuid).ok().map(|_| {
-                let ps = procs.get(u.uuid).map_or(&[][..], Vec::as_slice);
+            let listed = procs.get(u.uuid).map(|ps| {
                 let outside = ps
                     .iter()
                     .filter(|p| p.outside)

@@ -279,7 +279,8 @@ pub struct DeviceProcess {
 
 /// The compute processes on each device (NVML, or the simulated file),
 /// the container each runs in, by its cgroup, and whether that container
-/// holds the device. A device that cannot be asked shows none.
+/// holds the device. A device that cannot be asked has no entry; one with
+/// none running, an empty list.
 pub fn device_processes(
     activity: &dyn ds01_core::activity::Activity,
     inv: &Inventory,
@@ -308,7 +309,7 @@ pub fn device_processes(
                     }
                 })
                 .collect::<Vec<_>>();
-            (!procs.is_empty()).then(|| (u.uuid.to_string(), procs))
+            Some((u.uuid.to_string(), procs))
         })
         .collect()
 }

@@ -277,6 +277,17 @@ impl Groups for SystemAccounts {
     }
 }
 
+/// A group's gid, through libc (NSS).
+pub fn group_id(group: &str) -> Option<u32> {
+    let name = CString::new(group).ok()?;
+    // SAFETY: getgrnam returns a pointer into static storage or null; the
+    // gid is copied at once.
+    unsafe {
+        let g = libc::getgrnam(name.as_ptr());
+        (!g.is_null()).then(|| (*g).gr_gid)
+    }
+}
+
 /// A user's uid, primary gid and home directory, through libc (NSS).
 pub fn account(user: &str) -> Option<(u32, u32, String)> {
     let name = CString::new(user).ok()?;

@@ -404,7 +404,7 @@ impl Tree {
 
     /// The directories a parent is, relative to a hierarchy's root:
     /// `ds01/alice`, or systemd's nesting of the slice.
-    fn rel(parent: &str) -> PathBuf {
+    pub fn rel(parent: &str) -> PathBuf {
         match parent.strip_suffix(".slice") {
             Some(name) if !parent.starts_with('/') => {
                 // `a-b-c.slice` is `a.slice/a-b.slice/a-b-c.slice`.
@@ -580,6 +580,26 @@ impl Tree {
                 .find(|p| base.join(p).is_dir());
         }
         found
+    }
+
+    /// What each cgroup at `rels` uses, with its CPUs over one `over`
+    /// (one wait for all of them): `(usage at the end, CPUs)`.
+    pub fn sample(&self, rels: &[&Path], over: std::time::Duration) -> Vec<(Usage, Option<f64>)> {
+        let first: Vec<Usage> = rels.iter().map(|r| self.usage_at(r)).collect();
+        if !rels.is_empty() {
+            std::thread::sleep(over);
+        }
+        rels.iter()
+            .zip(first)
+            .map(|(r, before)| {
+                let now = self.usage_at(r);
+                let cpus = before
+                    .cpu_usec
+                    .zip(now.cpu_usec)
+                    .map(|(a, b)| b.saturating_sub(a) as f64 / over.as_micros() as f64);
+                (now, cpus)
+            })
+            .collect()
     }
 
     /// What the cgroup at `rel` (in each hierarchy) uses now.

@@ -267,13 +267,7 @@ fn raise_open_files() {
 /// is no such group).
 fn permit(listen: &Path) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
-    let group = std::ffi::CString::new("docker-users").expect("no NUL");
-    // SAFETY: getgrnam returns static storage or null; the gid is copied.
-    let gid = unsafe {
-        let g = libc::getgrnam(group.as_ptr());
-        (!g.is_null()).then(|| (*g).gr_gid)
-    };
-    let mode = match gid {
+    let mode = match identity::group_id("docker-users") {
         Some(gid) => {
             std::os::unix::fs::chown(listen, None, Some(gid))
                 .map_err(|e| format!("cannot hand {listen:?} to docker-users: {e}"))?;

@@ -69,7 +69,7 @@ pub fn run(cfg: &Config, args: Args) -> anyhow::Result<ExitCode> {
             .collect(),
         runc: runc_version(cfg),
         host_nodes: {
-            let gid = crate::host_gpus::gid(ds01::host_gpus::GROUP);
+            let gid = ds01_core::identity::group_id(ds01::host_gpus::GROUP);
             let all = ds01::host_gpus::nodes(&args.host_root);
             (!all.is_empty()).then(|| ds01::host_gpus::open_to_users(&args.host_root, gid))
         },

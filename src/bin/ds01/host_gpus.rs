@@ -1,8 +1,6 @@
 //! `ds01 admin lock-host-gpus` / `unlock-host-gpus` and `bare-metal`:
 //! the group that may use GPUs outside containers, and what was done.
 
-use std::ffi::CString;
-
 use std::process::ExitCode;
 
 use ds01::bare_metal::{self, Gpasswd};
@@ -63,29 +61,12 @@ pub fn bare_metal(cfg: &Config, action: BareMetal) -> anyhow::Result<ExitCode> {
 
 /// The gid of ds01-gpu-direct, made (a system group) where missing.
 pub fn group() -> anyhow::Result<u32> {
-    if let Some(g) = gid(GROUP) {
-        return Ok(g);
-    }
-    let out = std::process::Command::new("groupadd")
-        .args(["--system", GROUP])
-        .output()
-        .map_err(|e| anyhow::anyhow!("groupadd --system {GROUP}: {e}"))?;
-    if !out.status.success() {
-        anyhow::bail!(
-            "groupadd --system {GROUP}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    gid(GROUP).ok_or_else(|| anyhow::anyhow!("group {GROUP} was made but cannot be found"))
-}
-
-pub fn gid(name: &str) -> Option<u32> {
-    let c = CString::new(name).ok()?;
-    // SAFETY: getgrnam with a valid C string; the gid is copied out at once.
-    unsafe {
-        let g = libc::getgrnam(c.as_ptr());
-        (!g.is_null()).then(|| (*g).gr_gid)
-    }
+    use ds01::gate_setup::{RealServices, Services};
+    RealServices
+        .ensure_group(GROUP)
+        .map_err(anyhow::Error::msg)?;
+    ds01_core::identity::group_id(GROUP)
+        .ok_or_else(|| anyhow::anyhow!("group {GROUP} was made but cannot be found"))
 }
 
 /// Prints what was done; 1 ("found problems") while the loaded driver

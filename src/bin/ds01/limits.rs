@@ -33,14 +33,11 @@ fn host_use(cfg: &Config, user: &str) -> HostUse {
             pids: None,
         };
     };
-    let sample = std::time::Duration::from_millis(200);
-    let first = cfg.cgroups.usage(&parent);
-    std::thread::sleep(sample);
-    let now = cfg.cgroups.usage(&parent);
-    let cpus = first
-        .cpu_usec
-        .zip(now.cpu_usec)
-        .map(|(a, b)| b.saturating_sub(a) as f64 / sample.as_micros() as f64);
+    let rel = share::Tree::rel(&parent);
+    let sampled = cfg
+        .cgroups
+        .sample(&[&rel], std::time::Duration::from_millis(200));
+    let (now, cpus) = sampled[0];
     HostUse {
         memory: now.memory,
         cpus,

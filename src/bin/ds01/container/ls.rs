@@ -81,29 +81,18 @@ pub fn run(cfg: &Config, args: Args, docker: &dyn DockerApi) -> anyhow::Result<E
 /// (all containers at once), from its cgroup.
 fn use_of_each(cfg: &Config, listing: &mut Listing) {
     let tree = &cfg.cgroups;
-    let places: Vec<Option<std::path::PathBuf>> = listing
+    let places: Vec<(usize, std::path::PathBuf)> = listing
         .rows
         .iter()
-        .map(|r| r.running.then(|| tree.container(&r.id)).flatten())
+        .enumerate()
+        .filter(|(_, r)| r.running)
+        .filter_map(|(i, r)| Some((i, tree.container(&r.id)?)))
         .collect();
-    let first: Vec<_> = places
-        .iter()
-        .map(|p| p.as_ref().map(|p| tree.usage_at(p)))
-        .collect();
-    let sample = std::time::Duration::from_millis(200);
-    if places.iter().any(Option::is_some) {
-        std::thread::sleep(sample);
-    }
-    for ((row, place), before) in listing.rows.iter_mut().zip(&places).zip(first) {
-        let (Some(place), Some(before)) = (place, before) else {
-            continue;
-        };
-        let now = tree.usage_at(place);
-        row.memory_bytes = now.memory;
-        row.cpus = before
-            .cpu_usec
-            .zip(now.cpu_usec)
-            .map(|(a, b)| b.saturating_sub(a) as f64 / sample.as_micros() as f64);
+    let rels: Vec<&std::path::Path> = places.iter().map(|(_, p)| p.as_path()).collect();
+    let sampled = tree.sample(&rels, std::time::Duration::from_millis(200));
+    for ((i, _), (now, cpus)) in places.iter().zip(sampled) {
+        listing.rows[*i].memory_bytes = now.memory;
+        listing.rows[*i].cpus = cpus;
     }
 }
 
