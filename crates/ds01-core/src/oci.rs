@@ -18,6 +18,8 @@ use serde_json::{Map, Value};
 
 pub use crate::names::{PROFILE, VISIBLE};
 
+mod look;
+
 /// A spec as runc will read it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Spec {
@@ -67,24 +69,11 @@ pub fn read(bytes: &[u8]) -> Result<Spec, ReadError> {
 }
 
 /// The first look at a `config.json`: only the fields ds01 reads (those
-/// [`read`] checks), read as strictly as [`read`] reads them, the rest
-/// passed over unbuilt. Judging it gives what judging [`read`]'s value
-/// gives; an error here is [`read`]'s to report (it is not reported
-/// from here).
-pub fn first_look(bytes: &[u8]) -> Result<Value, ReadError> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let mut value = Strict {
-        at: "spec",
-        fold: false,
-        shape: Some(&ROOT),
-    }
-    .deserialize(&mut de)
-    .map_err(read_error)?;
-    if !value.is_object() {
-        return Err(ReadError::NotObject);
-    }
-    canonicalise(&mut value, &ROOT, Step::Root("spec"))?;
-    Ok(value)
+/// [`read`] checks), the rest stepped over unbuilt. Judging it gives what
+/// judging [`read`]'s value gives; `None` where it cannot vouch for what
+/// it saw plainly (then [`read`] decides, and reports any error).
+pub fn first_look(bytes: &[u8]) -> Option<Value> {
+    look::look(bytes)
 }
 
 /// Reads an exec's process file (`runc exec --process F`) as runc does.
@@ -104,7 +93,6 @@ fn first_value(bytes: &[u8]) -> Result<Value, ReadError> {
     Strict {
         at: "spec",
         fold: false,
-        shape: None,
     }
     .deserialize(&mut de)
     .map_err(read_error)
@@ -116,13 +104,9 @@ fn first_value(bytes: &[u8]) -> Result<Value, ReadError> {
 /// of which it would keep the last.
 pub fn strict_json(bytes: &[u8], fold: bool) -> Result<Value, ReadError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let v = Strict {
-        at: "body",
-        fold,
-        shape: None,
-    }
-    .deserialize(&mut de)
-    .map_err(read_error)?;
+    let v = Strict { at: "body", fold }
+        .deserialize(&mut de)
+        .map_err(read_error)?;
     de.end().map_err(read_error)?;
     Ok(v)
 }
@@ -144,12 +128,10 @@ fn read_error(e: serde_json::Error) -> ReadError {
 const DUP: &str = "ds01-duplicate-key:";
 
 /// A `serde_json::Value` builder that fails on a repeated key (with
-/// `fold`, on keys equal under Go's case folding too). With a `shape`, an
-/// object's keys that fold to none of its fields are passed over.
+/// `fold`, on keys equal under Go's case folding too).
 struct Strict<'a> {
     at: &'a str,
     fold: bool,
-    shape: Option<&'static Shape>,
 }
 
 impl<'de> DeserializeSeed<'de> for Strict<'_> {
@@ -191,14 +173,9 @@ impl<'de> Visitor<'de> for Strict<'_> {
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut out = Vec::new();
-        let shape = match self.shape {
-            Some(Shape::Array(item)) => Some(*item),
-            _ => None,
-        };
         while let Some(v) = seq.next_element_seed(Strict {
             at: self.at,
             fold: self.fold,
-            shape,
         })? {
             out.push(v);
         }
@@ -206,32 +183,17 @@ impl<'de> Visitor<'de> for Strict<'_> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
-        let fields = match self.shape {
-            Some(Shape::Object(fields)) => Some(*fields),
-            _ => None,
-        };
-        while let Some(key) = map.next_key_seed(Key)? {
-            let shape = match fields {
-                None => None,
-                Some(fields) => match fields.iter().find(|(name, _)| folds_to(&key, name)) {
-                    Some((_, sub)) => Some(sub),
-                    None => {
-                        map.next_value::<de::IgnoredAny>()?;
-                        continue;
-                    }
-                },
-            };
+        while let Some(key) = map.next_key::<String>()? {
             let v = map.next_value_seed(Strict {
                 at: &key,
                 fold: self.fold,
-                shape,
             })?;
             let dup = |key: &str| de::Error::custom(format!("{DUP}{key}\u{0}{}", self.at));
             if self.fold && out.keys().any(|k| folds_equal(k, &key)) {
                 return Err(dup(&key));
             }
             // One hash per key: the entry tells of a key already there.
-            match out.entry(key.into_owned()) {
+            match out.entry(key) {
                 serde_json::map::Entry::Vacant(slot) => {
                     slot.insert(v);
                 }
@@ -239,33 +201,6 @@ impl<'de> Visitor<'de> for Strict<'_> {
             }
         }
         Ok(Value::Object(out))
-    }
-}
-
-/// An object's key, borrowed from the input where it has no escapes: a
-/// key passed over is never copied.
-struct Key;
-
-impl<'de> DeserializeSeed<'de> for Key {
-    type Value = std::borrow::Cow<'de, str>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Key {
-    type Value = std::borrow::Cow<'de, str>;
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a key")
-    }
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(std::borrow::Cow::Borrowed(v))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(std::borrow::Cow::Owned(v.to_string()))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-        Ok(std::borrow::Cow::Owned(v))
     }
 }
 
@@ -566,16 +501,76 @@ mod tests {
         );
         // A key twice where ds01 does not look is runc's business...
         assert!(matches!(read(spec), Err(ReadError::Duplicate { .. })));
-        // ...but never where it does, in any spelling, nor a wrong type.
+        // ...but never where it does, in any spelling, nor a wrong type:
+        // those, and what it will not vouch for, are the whole read's.
         for bad in [
             &br#"{"process": {"env": []}, "process": {"env": []}}"#[..],
             br#"{"process": {"env": ["A=1"], "Env": ["B=1"]}}"#,
             br#"{"linux": {"devices": [{"major": "195"}]}}"#,
+            br#"{"linux": {"devices": [{"major": -1}]}}"#,
+            br#"{"linux": {"devices": [{"major": 195.0}]}}"#,
+            br#"{"linux": {"devices": [{"major": 0195}]}}"#,
+            br#"{"linux": {"devices": [{"major": 18446744073709551616}]}}"#,
+            br#"{"\u0070rocess": {"env": ["A=1"]}}"#,
+            br#"{"process": {"env": ["A=\u0031"]}}"#,
+            br#"{"annotations": {"a": "1", "a": "2"}}"#,
+            br#"{"annotations": {"a": 1}}"#,
+            b"{\"process\": {\"env\": [\"A=\xff\"]}}",
+            b"{\"root\": {\"path\": \"\xff\"}}",
+            b"{\"process\": {\"env\": [\"A=\x01\"]}}",
             br#"[]"#,
             br#"{"process": "#,
+            br#"{"root": 1 "linux": {}}"#,
         ] {
-            assert!(first_look(bad).is_err(), "{}", String::from_utf8_lossy(bad));
-            assert!(read(bad).is_err());
+            assert!(
+                first_look(bad).is_none(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        // What it steps over is stepped over whole: strings with escapes
+        // and brackets, nested values, scalars.
+        let spec = br#"{"root": {"path": "a\"}{[", "x": [1, {"y": [true, null]}]},
+            "hostname": "h\\", "z": -1.5e3, "linux": {"cgroupsPath": "/docker/x"}} trailing"#;
+        assert_eq!(
+            first_look(spec).unwrap(),
+            serde_json::json!({"linux": {"cgroupsPath": "/docker/x"}})
+        );
+    }
+
+    /// `v` cut to the fields of `shape`: what the first look builds of it.
+    fn project(v: &Value, shape: &Shape) -> Value {
+        match (shape, v) {
+            (Shape::Object(fields), Value::Object(map)) => Value::Object(
+                fields
+                    .iter()
+                    .filter_map(|(name, sub)| {
+                        Some((name.to_string(), project(map.get(*name)?, sub)))
+                    })
+                    .collect(),
+            ),
+            (Shape::Array(item), Value::Array(a)) => {
+                Value::Array(a.iter().map(|x| project(x, item)).collect())
+            }
+            _ => v.clone(),
+        }
+    }
+
+    #[test]
+    fn the_first_look_builds_what_the_whole_read_builds_of_ds01_s_fields() {
+        for spec in [
+            &include_bytes!("../../../tests/fixtures/docker/plain.json")[..],
+            include_bytes!("../../../tests/fixtures/docker/gpu.json"),
+            include_bytes!("../../../tests/fixtures/docker/privileged.json"),
+            include_bytes!("../../../tests/fixtures/docker/nvidia-device.json"),
+            "{\"Linux\": {\"DEVICES\": [{\"PATH\": \"/dev/x\", \"Major\": 195, \"uid\": null}]},
+                \"hoo\u{212a}s\": {\"poststop\": [{\"path\": \"/h\", \"args\": [\"a\"], \"timeout\": 5}]},
+                \"annotations\": {\"k\": \"v\", \"n\": null}, \"process\": null}"
+                .as_bytes(),
+            "{\"linux\": {\"deviceſ\": [], \"sysctl\": {\"net.x\": \"1\"}}}".as_bytes(),
+        ] {
+            let look = first_look(spec).unwrap();
+            assert_eq!(look, project(&read(spec).unwrap().value, &ROOT));
         }
     }
 

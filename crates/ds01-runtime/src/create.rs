@@ -44,7 +44,7 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
     // a GPU create would otherwise pay for both.
     let names_gpu = memchr::memmem::find(&bytes, oci::VISIBLE.as_bytes()).is_some();
     if !names_gpu
-        && let Ok(look) = oci::first_look(&bytes)
+        && let Some(look) = oci::first_look(&bytes)
         && !access::might_touch_nvidia(&look)
         && shape::asks(&look, &defaults).is_empty()
     {

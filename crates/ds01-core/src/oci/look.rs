@@ -1,0 +1,247 @@
+//! The first look, read by hand: one pass over the bytes that builds only
+//! the fields of [`ROOT`] and steps over the rest (Docker's seccomp list
+//! is most of a spec) without building or checking it.
+//!
+//! It vouches only for what it reads plainly. Anything else (an escape in
+//! a key or a kept string, a negative or non-integer number, a key twice,
+//! two spellings of one field, a wrong type, invalid UTF-8 anywhere) gives
+//! `None`, and the caller reads the whole spec with [`super::read`]. What
+//! it builds is what `read` builds of the same fields, so judging it
+//! judges what runc runs. What it steps over it need not check: a spec
+//! that is not JSON there is one runc refuses to run.
+
+use serde_json::{Map, Value};
+
+use super::{ROOT, Shape, folds_to};
+
+/// The fields of [`ROOT`] in `bytes`, or `None` where only the whole read
+/// can vouch for them.
+pub(super) fn look(bytes: &[u8]) -> Option<Value> {
+    // Invalid UTF-8, which Go replaces, is the whole read's to handle.
+    let text = std::str::from_utf8(bytes).ok()?;
+    let mut r = Reader {
+        text,
+        b: bytes,
+        i: 0,
+    };
+    r.ws();
+    if r.peek()? != b'{' {
+        return None;
+    }
+    // What follows the first value is never read, as with Go's decoder.
+    r.value(&ROOT)
+}
+
+/// `v` kept as `key`; a key twice, or two spellings of one field, is the
+/// whole read's to judge.
+fn keep(map: &mut Map<String, Value>, key: &str, v: Value) -> Option<bool> {
+    match map.entry(key) {
+        serde_json::map::Entry::Vacant(slot) => {
+            slot.insert(v);
+            Some(true)
+        }
+        serde_json::map::Entry::Occupied(_) => None,
+    }
+}
+
+struct Reader<'a> {
+    text: &'a str,
+    /// `text`'s bytes.
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    /// JSON's whitespace, and only it.
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.i += 1;
+        }
+    }
+
+    fn eat(&mut self, c: u8) -> Option<()> {
+        self.ws();
+        (self.peek()? == c).then(|| self.i += 1)
+    }
+
+    /// A value of `shape`; `null` stands for an absent field, as in Go.
+    fn value(&mut self, shape: &Shape) -> Option<Value> {
+        self.ws();
+        if self.b[self.i..].starts_with(b"null") {
+            self.i += 4;
+            return Some(Value::Null);
+        }
+        match shape {
+            Shape::String => self.string().map(|s| Value::String(s.to_string())),
+            Shape::Bool => self.boolean().map(Value::Bool),
+            Shape::Integer => self.integer().map(Value::from),
+            Shape::Array(item) => self.array(item),
+            Shape::Object(fields) => self.object(fields.len(), |r, key, map| {
+                let found = fields
+                    .iter()
+                    .find(|(name, _)| *name == key)
+                    .or_else(|| fields.iter().find(|(name, _)| folds_to(key, name)));
+                // A field ds01 does not read is stepped over.
+                let Some((name, sub)) = found else {
+                    return Some(false);
+                };
+                let v = r.value(sub)?;
+                keep(map, name, v)
+            }),
+            Shape::StringMap => self.object(0, |r, key, map| {
+                let v = r.value(&Shape::String)?;
+                keep(map, key, v)
+            }),
+        }
+    }
+
+    /// An object, each member read by `member`, which keeps it (`true`),
+    /// leaves it to be stepped over (`false`, having read nothing) or
+    /// gives up.
+    fn object(
+        &mut self,
+        fields: usize,
+        mut member: impl FnMut(&mut Self, &str, &mut Map<String, Value>) -> Option<bool>,
+    ) -> Option<Value> {
+        self.eat(b'{')?;
+        let mut map = Map::with_capacity(fields);
+        self.ws();
+        if self.peek()? == b'}' {
+            self.i += 1;
+            return Some(Value::Object(map));
+        }
+        loop {
+            self.ws();
+            let key = self.string()?;
+            self.eat(b':')?;
+            if !member(self, key, &mut map)? {
+                self.skip()?;
+            }
+            self.ws();
+            match self.peek()? {
+                b',' => self.i += 1,
+                b'}' => {
+                    self.i += 1;
+                    return Some(Value::Object(map));
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    fn array(&mut self, item: &Shape) -> Option<Value> {
+        self.eat(b'[')?;
+        let mut out = Vec::new();
+        self.ws();
+        if self.peek()? == b']' {
+            self.i += 1;
+            return Some(Value::Array(out));
+        }
+        loop {
+            out.push(self.value(item)?);
+            self.ws();
+            match self.peek()? {
+                b',' => self.i += 1,
+                b']' => {
+                    self.i += 1;
+                    return Some(Value::Array(out));
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// A string without escapes or control characters.
+    fn string(&mut self) -> Option<&'a str> {
+        if self.peek()? != b'"' {
+            return None;
+        }
+        let start = self.i + 1;
+        // Byte by byte: the strings of a spec are short.
+        let len = self.b[start..]
+            .iter()
+            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+        if self.b[start + len] != b'"' {
+            return None;
+        }
+        self.i = start + len + 1;
+        // Both ends are ASCII, so at a character's boundary.
+        self.text.get(start..start + len)
+    }
+
+    fn boolean(&mut self) -> Option<bool> {
+        for (word, v) in [(&b"true"[..], true), (b"false", false)] {
+            if self.b[self.i..].starts_with(word) {
+                self.i += word.len();
+                return Some(v);
+            }
+        }
+        None
+    }
+
+    /// A non-negative integer as JSON writes it (no leading zero, no
+    /// fraction or exponent), within `u64`.
+    fn integer(&mut self) -> Option<u64> {
+        let digits = self.b[self.i..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count();
+        let text = &self.b[self.i..self.i + digits];
+        if digits == 0 || (digits > 1 && text[0] == b'0') {
+            return None;
+        }
+        if let Some(b'.' | b'e' | b'E') = self.b.get(self.i + digits) {
+            return None;
+        }
+        let n = std::str::from_utf8(text).ok()?.parse().ok()?;
+        self.i += digits;
+        Some(n)
+    }
+
+    /// Steps over one value: strings whole, brackets counted. Only its end
+    /// matters; runc refuses a spec that is not JSON here.
+    fn skip(&mut self) -> Option<()> {
+        self.ws();
+        let b = self.b;
+        let mut i = self.i;
+        let mut depth = 0usize;
+        loop {
+            let c = *b.get(i)?;
+            i += 1;
+            match c {
+                b'"' => loop {
+                    let c = *b.get(i)?;
+                    i += 1;
+                    match c {
+                        b'"' => break,
+                        // An escape: the next byte never ends the string.
+                        b'\\' => i += 1,
+                        _ => {}
+                    }
+                },
+                b'{' | b'[' => depth += 1,
+                b'}' | b']' => depth = depth.checked_sub(1)?,
+                // Inside: punctuation, whitespace and scalars alike.
+                _ if depth > 0 => continue,
+                b',' | b':' => return None,
+                // A number, `true`, `false` or `null` alone: to its end.
+                _ => {
+                    while !matches!(
+                        *b.get(i)?,
+                        b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'
+                    ) {
+                        i += 1;
+                    }
+                }
+            }
+            if depth == 0 {
+                self.i = i;
+                return Some(());
+            }
+        }
+    }
+}
