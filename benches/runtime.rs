@@ -46,7 +46,7 @@ fn build_static(d: &Path, runc: &Path) -> (PathBuf, PathBuf) {
     // The same, doing nothing: what any process runc starts costs (a hook).
     rustc_static(d, "empty", "fn main() {}\n", runc);
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let target = static_runtime("target/static", true);
+    let target = static_runtime("target/static");
     let ok = Command::new("cargo")
         .current_dir(manifest)
         .env("CARGO_TARGET_DIR", &target)
@@ -447,6 +447,8 @@ fn own_time(d: &Path, shim: &Path, plain: &Path, gpu: &Path, iterations: usize) 
         "ds01 gpu, known owner",
     ];
     let shim_symbols = static_with_symbols(shim);
+    let hot = std::env::var_os("DS01_BENCH_HOT").map(PathBuf::from);
+    let mut ran = vec![Vec::new(); names.len()];
     let counted: Vec<Option<u64>> = cases[..names.len()]
         .iter()
         .enumerate()
@@ -461,6 +463,9 @@ fn own_time(d: &Path, shim: &Path, plain: &Path, gpu: &Path, iterations: usize) 
                 runtime
             };
             let n = instructions(d, runtime, &args, &config);
+            if hot.is_some() && *runtime == shim_symbols {
+                ran[i] = functions_run(&d.join("callgrind"), runtime);
+            }
             // `DS01_BENCH_CALLGRIND=DIR`: the profiles kept, for callgrind_annotate.
             if let Some(keep) = std::env::var_os("DS01_BENCH_CALLGRIND") {
                 let to = Path::new(&keep).join(format!("case{i}"));
@@ -473,6 +478,12 @@ fn own_time(d: &Path, shim: &Path, plain: &Path, gpu: &Path, iterations: usize) 
             n
         })
         .collect();
+    if let Some(to) = &hot {
+        // The no-GPU create on Docker's spec first: the one every
+        // container pays. Then the GPU create of a known owner.
+        let order = [4, 6, 1, 5, 2].map(|i| std::mem::take(&mut ran[i]));
+        write_hot_list(to, &shim_symbols, &order);
+    }
     if counted.iter().all(Option::is_some) {
         let c: Vec<u64> = counted.into_iter().flatten().collect();
         println!(
@@ -498,32 +509,18 @@ fn own_time(d: &Path, shim: &Path, plain: &Path, gpu: &Path, iterations: usize) 
     }
 }
 
-/// Builds the static ds01-runtime as `packaging/build-deb.sh` does, into
-/// the target directory `dir` (relative to the workspace); `strip`: as
-/// shipped, or with its symbols (for callgrind). Returns the target dir.
-fn static_runtime(dir: &str, strip: bool) -> PathBuf {
+/// Builds the static ds01-runtime as `packaging/build-deb.sh` does
+/// (`packaging/build-runtime.sh`), into the target directory `dir`
+/// (relative to the workspace). Returns the target dir.
+fn static_runtime(dir: &str) -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let target = manifest.join(dir);
     eprintln!(
         "building the static ds01-runtime (into {})",
         target.display()
     );
-    let ok = Command::new("cargo")
-        .current_dir(manifest)
-        .env("CARGO_TARGET_DIR", &target)
-        .env("CARGO_PROFILE_RELEASE_STRIP", strip.to_string())
-        .args([
-            "rustc",
-            "--release",
-            "--locked",
-            "-p",
-            "ds01-runtime",
-            "--bin",
-            "ds01-runtime",
-            "--",
-            "-C",
-            "target-feature=+crt-static",
-        ])
+    let ok = Command::new(manifest.join("packaging/build-runtime.sh"))
+        .arg(&target)
         .status()
         .unwrap()
         .success();
@@ -531,12 +528,12 @@ fn static_runtime(dir: &str, strip: bool) -> PathBuf {
     target
 }
 
-/// The static runtime built as shipped but with its symbols, beside `shim`
-/// (whose helpers it then finds).
+/// The static runtime as shipped but with its symbols (the same link),
+/// beside `shim` (whose helpers it then finds).
 fn static_with_symbols(shim: &Path) -> PathBuf {
-    let target = static_runtime("target/static-symbols", false);
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/static");
     let to = shim.with_file_name("ds01-runtime-symbols");
-    std::fs::copy(target.join("release/ds01-runtime"), &to).unwrap();
+    std::fs::copy(target.join("release/ds01-runtime.symbols"), &to).unwrap();
     to
 }
 
@@ -550,6 +547,12 @@ fn instructions(d: &Path, runtime: &Path, args: &[String], config: &Path) -> Opt
         .args(["--tool=callgrind", "--trace-children=yes", "--quiet"])
         // An exec ends a process without its exit: dump the count first.
         .arg("--dump-before=execv*")
+        // The hot list wants the names the linker knows.
+        .args(
+            std::env::var_os("DS01_BENCH_HOT")
+                .is_some()
+                .then_some("--demangle=no"),
+        )
         .arg(format!("--callgrind-out-file={}/cg.%p", out.display()))
         .arg(runtime)
         .args(args)
@@ -822,4 +825,128 @@ fn patched_baseline(d: &Path, gpu: &Path, shim: &Path) -> (PathBuf, PathBuf) {
     let hooked = write("nodes-hook", &spec);
     spec["hooks"].as_object_mut().unwrap().remove("poststop");
     (write("nodes", &spec), hooked)
+}
+
+/// `DS01_BENCH_HOT=FILE`: the functions the static runtime ran in these
+/// creates, by `nm -C`'s names, first the no-GPU create on Docker's spec,
+/// then the GPU create of a known owner, then the rest: the order
+/// `packaging/build-runtime.sh` lays them out in
+/// (`packaging/hot-functions.txt`).
+fn write_hot_list(to: &Path, runtime: &Path, cases: &[Vec<String>]) {
+    let names = |demangle: bool| -> Vec<String> {
+        let mut nm = Command::new("nm");
+        nm.args(["-p", "--defined-only"]);
+        if demangle {
+            nm.arg("-C");
+        }
+        let out = nm.arg(runtime).output().unwrap();
+        assert!(out.status.success(), "nm {} failed", runtime.display());
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.splitn(3, ' ').nth(2).unwrap_or("").to_string())
+            .collect()
+    };
+    let demangled: std::collections::HashMap<String, String> =
+        names(false).into_iter().zip(names(true)).collect();
+    let mut seen = std::collections::HashSet::new();
+    let mut text = String::from(
+        "# The functions ds01-runtime runs in a create, in the order\n\
+         # packaging/build-runtime.sh lays them out: written by\n\
+         # `DS01_BENCH_HOT=packaging/hot-functions.txt cargo bench --bench runtime`.\n",
+    );
+    // Each case's own functions, then the string functions' variants it
+    // uses (the host's CPU picks one of each), then the next case's.
+    for case in cases {
+        let plain: Vec<&String> = case.iter().filter_map(|n| demangled.get(n)).collect();
+        let exact = plain.iter().filter(|n| ifunc_family(n).is_none());
+        let families = plain.iter().filter_map(|n| ifunc_family(n));
+        for line in exact.map(|n| n.to_string()).chain(families) {
+            if seen.insert(line.clone()) {
+                text.push_str(&line);
+                text.push('\n');
+            }
+        }
+    }
+    std::fs::write(to, text).unwrap();
+    println!("hot functions written to {}", to.display());
+}
+
+/// glibc picks one of a string function's variants by the CPU it runs on
+/// (callgrind's is not the host's): `__memchr_avx2` stands for all of
+/// `__memchr_*`.
+fn ifunc_family(name: &str) -> Option<String> {
+    const FAMILIES: [&str; 6] = ["__mem", "__str", "__stp", "__rawmem", "__wmem", "__wcs"];
+    const VARIANTS: [&str; 7] = [
+        "_sse",
+        "_ssse3",
+        "_avx",
+        "_evex",
+        "_erms",
+        "_unaligned",
+        "_aligned",
+    ];
+    if !FAMILIES.iter().any(|f| name.starts_with(f)) {
+        return None;
+    }
+    let cut = VARIANTS.iter().filter_map(|v| name.find(v)).min()?;
+    Some(format!("{}_*", &name[..cut]))
+}
+
+/// The functions of `binary` that the profiles in `dir` ran, by their
+/// mangled names (callgrind run with `--demangle=no`), in the order
+/// callgrind first met them.
+fn functions_run(dir: &Path, binary: &Path) -> Vec<String> {
+    let binary = binary.to_string_lossy();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        // Names are given once with their id, `(12) name`, then by the
+        // id alone; `cob=` names the object of the next `cfn=` only.
+        let mut objects = std::collections::HashMap::new();
+        let (mut ob, mut cob) = (String::new(), None::<String>);
+        for line in std::fs::read_to_string(&f).unwrap().lines() {
+            let Some((key, rest)) = line.split_once('=') else {
+                continue;
+            };
+            match key {
+                "ob" | "cob" => {
+                    let name = match rest.split_once(") ") {
+                        Some((id, name)) => {
+                            objects.insert(id.to_string(), name.to_string());
+                            name.to_string()
+                        }
+                        None => objects
+                            .get(rest.trim_end_matches(')'))
+                            .cloned()
+                            .unwrap_or_default(),
+                    };
+                    if key == "ob" {
+                        ob = name;
+                    } else {
+                        cob = Some(name);
+                    }
+                }
+                "fn" | "cfn" => {
+                    let object = if key == "cfn" {
+                        cob.take().unwrap_or_else(|| ob.clone())
+                    } else {
+                        ob.clone()
+                    };
+                    if let Some((_, name)) = rest.split_once(") ")
+                        && object == binary
+                        && !name.starts_with(['(', '0'])
+                    {
+                        out.push(name.trim_end_matches("'2").to_string());
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    out
 }

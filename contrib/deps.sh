@@ -6,6 +6,8 @@ install_missing() {
     [ -x /usr/sbin/runc ] || [ -x /usr/bin/runc ] || _missing="$_missing runc"
     [ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || _missing="$_missing busybox-static"
     { [ -x /usr/sbin/dockerd ] && [ -x /usr/bin/docker ]; } || _missing="$_missing docker.io"
+    # nm and strip: the static runtime's build (packaging/build-runtime.sh).
+    { [ -x /usr/bin/nm ] && [ -x /usr/bin/strip ]; } || _missing="$_missing binutils"
     # Raw requests to ds01-gate as a test user.
     [ -x /usr/bin/curl ] || _missing="$_missing curl"
     # A Compose project through ds01-gate.

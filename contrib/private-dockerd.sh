@@ -49,9 +49,8 @@ dockerd_stop() {
 bench_setup() {
     [ "$(id -u)" -eq 0 ] || { echo "bench: starts a Docker daemon, so it needs root" >&2; exit 2; }
     cargo build --release --locked --workspace --quiet
-    # The runtime as the package ships it: statically linked.
-    CARGO_TARGET_DIR="$1/target/static" cargo rustc --release --locked --quiet \
-        -p ds01-runtime --bin ds01-runtime -- -C target-feature=+crt-static
+    # The runtime as the package ships it: statically linked, hot code together.
+    "$1/packaging/build-runtime.sh" "$1/target/static" >/dev/null
     work=$(mktemp -d /tmp/ds01-bench.XXXXXX)
     trap bench_cleanup EXIT INT TERM
     bin="$work/bin"
