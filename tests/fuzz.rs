@@ -465,4 +465,16 @@ proptest! {
             (None, _) => {}
         }
     }
+
+    #[test]
+    fn the_spec_read_by_hand_is_the_spec_serde_reads(
+        which in 0usize..4,
+        how in 0u8..4,
+        at in 0usize..100_000,
+        pick in 0usize..1_000,
+    ) {
+        let mut bytes = fixtures().swap_remove(which);
+        mutate(&mut bytes, how, at, pick);
+        prop_assert_eq!(ds01_core::oci::read(&bytes), ds01_core::oci::read_by_serde(&bytes));
+    }
 }

@@ -138,71 +138,96 @@ impl Snapshot {
         fsutil::write_atomic(&state_dir.join(FILE), text.as_bytes(), 0o644)
     }
 
-    /// Reads the text [`Snapshot::save`] writes; `None` for anything else.
-    fn parse(text: &str) -> Option<Snapshot> {
-        let mut snap = Snapshot::default();
-        for line in text.lines() {
-            let mut f = line.split('\t');
-            match f.next()? {
-                "taken" => snap.taken = f.next()?.parse().ok()?,
-                "stamp" => {
-                    let mut u = || f.next()?.parse::<u64>().ok();
-                    let (dev, ino, size) = (u()?, u()?, u()?);
-                    let mut i = || f.next()?.parse::<i64>().ok();
-                    let (mtime_ns, ctime_ns) = (i()?, i()?);
-                    snap.stamps.push(Stamp {
-                        dev,
-                        ino,
-                        size,
-                        mtime_ns,
-                        ctime_ns,
-                    });
-                }
-                "user" => {
-                    let name = f.next()?.to_string();
-                    let uid = f.next()?.parse().ok()?;
-                    let home = PathBuf::from(f.next()?);
-                    let groups = f.next()?;
-                    let groups = groups
-                        .split(',')
-                        .filter(|g| !g.is_empty())
-                        .map(String::from)
-                        .collect();
-                    snap.users.push(User {
-                        name,
-                        uid,
-                        home,
-                        groups,
-                    });
-                }
-                _ => return None,
-            }
-        }
-        Some(snap)
-    }
-
     /// The saved snapshot, if root wrote it into a directory only root
     /// writes, within [`MAX_AGE`], and the watched files are the ones it
-    /// was taken from.
-    pub fn load(state_dir: &Path, watched: &[&Path]) -> Option<Snapshot> {
+    /// was taken from. Its users are read when asked: a host may have
+    /// thousands, and a create asks for one.
+    pub fn load(state_dir: &Path, watched: &[&Path]) -> Option<Saved> {
         fsutil::check_dir(state_dir).ok()?;
         let bytes = fsutil::read_trusted(&state_dir.join(FILE)).ok()?;
-        let snap = Snapshot::parse(std::str::from_utf8(&bytes).ok()?)?;
+        let text = String::from_utf8(bytes).ok()?;
+        let (taken, stamps) = header(&text)?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let fresh = snap.taken <= now + 60 && now.saturating_sub(snap.taken) <= MAX_AGE.as_secs();
-        let stamps: Vec<Stamp> = watched.iter().map(|p| Stamp::of(p)).collect();
-        (fresh && snap.stamps == stamps).then_some(snap)
+        let fresh = taken <= now + 60 && now.saturating_sub(taken) <= MAX_AGE.as_secs();
+        let current: Vec<Stamp> = watched.iter().map(|p| Stamp::of(p)).collect();
+        (fresh && stamps == current).then_some(Saved { text })
+    }
+}
+
+/// A snapshot as [`Snapshot::save`] wrote it, trusted: its `user` lines
+/// are read one at a time, when asked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Saved {
+    text: String,
+}
+
+impl Saved {
+    pub fn user(&self, name: &str) -> Option<User> {
+        // No name the snapshot holds has these (see `save`).
+        if name.contains(['\t', '\n', ',']) {
+            return None;
+        }
+        let needle = format!("\nuser\t{name}\t");
+        let at = memchr::memmem::find(self.text.as_bytes(), needle.as_bytes())?;
+        user_line(self.text[at + 1..].lines().next()?)
     }
 
-    pub fn user(&self, name: &str) -> Option<&User> {
-        self.users.iter().find(|u| u.name == name)
+    pub fn by_uid(&self, uid: u32) -> Option<User> {
+        let uid = uid.to_string();
+        self.text
+            .lines()
+            .filter(|l| l.starts_with("user\t"))
+            .find(|l| l.split('\t').nth(2) == Some(uid.as_str()))
+            .and_then(user_line)
     }
+}
 
-    pub fn by_uid(&self, uid: u32) -> Option<&User> {
-        self.users.iter().find(|u| u.uid == uid)
+/// The `taken` and `stamp` lines that open a saved snapshot; `None` where
+/// it is not the format.
+fn header(text: &str) -> Option<(u64, Vec<Stamp>)> {
+    let mut lines = text.lines();
+    let taken = lines.next()?.strip_prefix("taken\t")?.parse().ok()?;
+    let mut stamps = Vec::new();
+    for line in lines {
+        let Some(rest) = line.strip_prefix("stamp\t") else {
+            break;
+        };
+        let mut f = rest.split('\t');
+        let mut u = || f.next()?.parse::<u64>().ok();
+        let (dev, ino, size) = (u()?, u()?, u()?);
+        let mut i = || f.next()?.parse::<i64>().ok();
+        let (mtime_ns, ctime_ns) = (i()?, i()?);
+        stamps.push(Stamp {
+            dev,
+            ino,
+            size,
+            mtime_ns,
+            ctime_ns,
+        });
     }
+    Some((taken, stamps))
+}
+
+/// One `user` line: name, uid, home, groups (comma-separated).
+fn user_line(line: &str) -> Option<User> {
+    let mut f = line.strip_prefix("user\t")?.split('\t');
+    let name = f.next()?.to_string();
+    let uid = f.next()?.parse().ok()?;
+    let home = PathBuf::from(f.next()?);
+    let groups = f
+        .next()?
+        .split(',')
+        .filter(|g| !g.is_empty())
+        .map(String::from)
+        .collect();
+    f.next().is_none().then_some(User {
+        name,
+        uid,
+        home,
+        groups,
+    })
 }
 
 /// The watched files as paths.
@@ -264,7 +289,7 @@ mod tests {
         );
         snap.save(&state).unwrap();
         let got = Snapshot::load(&state, &watched).unwrap();
-        assert_eq!(got, snap);
+        assert_eq!(got.user("alice").as_ref(), snap.users.first());
         assert_eq!(got.user("alice").unwrap().groups, ["alice", "students"]);
         assert_eq!(got.by_uid(1000).unwrap().name, "alice");
         assert!(got.user("bob").is_none());
@@ -310,6 +335,28 @@ mod tests {
         // Not the format: not trusted.
         std::fs::write(state.join(FILE), "taken\tsoon\n").unwrap();
         assert!(Snapshot::load(&state, &watched).is_none());
+    }
+
+    #[test]
+    fn a_user_is_found_by_the_whole_name_or_uid() {
+        let d = tempfile::tempdir().unwrap();
+        let watched: [&Path; 0] = [];
+        let state = d.path().join("state");
+        let users =
+            (0..2000).map(|i| (format!("u{i}"), 1000 + i, PathBuf::from(format!("/h/{i}"))));
+        Snapshot::take(&watched, users, &Students)
+            .save(&state)
+            .unwrap();
+        let got = Snapshot::load(&state, &watched).unwrap();
+        // `u1` is a prefix of `u10`..`u1999`: only its own line answers.
+        let u1 = got.user("u1").unwrap();
+        assert_eq!((u1.uid, u1.home.as_path()), (1001, Path::new("/h/1")));
+        assert_eq!(got.user("u1999").unwrap().groups, ["u1999", "students"]);
+        assert_eq!(got.by_uid(2999).unwrap().name, "u1999");
+        assert!(got.user("u2000").is_none() && got.by_uid(3000).is_none());
+        // A name that would read across fields finds nothing.
+        assert!(got.user("u1\t1001").is_none());
+        assert!(got.user("").is_none());
     }
 
     #[test]

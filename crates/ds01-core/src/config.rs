@@ -9,6 +9,10 @@ use crate::policy::{self, Group, Policy};
 pub const DEFAULT_PATH: &str = "/etc/ds01/config.toml";
 /// The environment variable naming another config file.
 pub const ENV_VAR: &str = "DS01_CONFIG";
+/// The runtime's log where the config names none (or cannot be read).
+pub const DEFAULT_LOG: &str = "/var/log/ds01/runtime.log";
+/// Docker's data root where the config names none.
+pub const DEFAULT_DOCKER_DATA_ROOT: &str = "/var/lib/docker";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -161,11 +165,11 @@ impl Default for Config {
             path: None,
             runc: default_runc(),
             state_dir: Config::default_state_dir(),
-            log: PathBuf::from("/var/log/ds01/runtime.log"),
+            log: PathBuf::from(DEFAULT_LOG),
             inventory: InventorySource::Nvml,
             lock_wait_secs: 10,
             audit_log: PathBuf::from("/var/log/ds01/events.jsonl"),
-            docker_data_root: PathBuf::from("/var/lib/docker"),
+            docker_data_root: PathBuf::from(DEFAULT_DOCKER_DATA_ROOT),
             identity: ["docker", "env", "home-mount", "cgroup"]
                 .map(String::from)
                 .to_vec(),

@@ -50,6 +50,20 @@ pub enum ReadError {
 
 /// Reads the bytes of a `config.json` as runc does.
 pub fn read(bytes: &[u8]) -> Result<Spec, ReadError> {
+    // Read by hand where it can vouch for every byte (nearly every spec):
+    // the same value, at half the cost. The rest, and every error, by serde.
+    match look::whole(bytes) {
+        Some(value) => Ok(Spec {
+            value,
+            lossy: false,
+        }),
+        None => read_by_serde(bytes),
+    }
+}
+
+/// [`read`] without the reading by hand: what it is checked against.
+#[doc(hidden)]
+pub fn read_by_serde(bytes: &[u8]) -> Result<Spec, ReadError> {
     let (mut value, lossy) = match first_value(bytes) {
         Ok(v) => (v, false),
         Err(e) if std::str::from_utf8(bytes).is_err() => {
@@ -553,6 +567,40 @@ mod tests {
                 Value::Array(a.iter().map(|x| project(x, item)).collect())
             }
             _ => v.clone(),
+        }
+    }
+
+    #[test]
+    fn the_reading_by_hand_gives_what_serde_gives() {
+        for spec in [
+            &include_bytes!("../../../tests/fixtures/docker/plain.json")[..],
+            include_bytes!("../../../tests/fixtures/docker/gpu.json"),
+            include_bytes!("../../../tests/fixtures/docker/privileged.json"),
+            include_bytes!("../../../tests/fixtures/docker/nvidia-device.json"),
+            br#"{"linux": {"resources": {"memory": {"limit": -1, "swap": 9223372036854775807},
+                "cpu": {"shares": 0}}, "Devices": [{"Major": 195}], "x": [[], {}, [null, true]]},
+                "oomScoreAdj": -9223372036854775808, "Process": {"ENV": ["A=1"], "user": {"uid": 0}},
+                "hostname": "a", "HOSTNAME": "b"}"#,
+        ] {
+            assert!(look::whole(spec).is_some());
+            assert_eq!(read(spec), read_by_serde(spec));
+        }
+        // What serde makes a float, or reads with an escape, is left to it.
+        for spec in [
+            &br#"{"a": -0}"#[..],
+            br#"{"a": 1.5}"#,
+            br#"{"a": 1e3}"#,
+            br#"{"a": -9223372036854775809}"#,
+            br#"{"a": 18446744073709551616}"#,
+            br#"{"a": "\n"}"#,
+            br#"{"a": {"b": 1, "b": 2}}"#,
+        ] {
+            assert!(
+                look::whole(spec).is_none(),
+                "{}",
+                String::from_utf8_lossy(spec)
+            );
+            assert_eq!(read(spec), read_by_serde(spec));
         }
     }
 

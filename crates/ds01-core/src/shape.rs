@@ -141,14 +141,16 @@ pub fn asks(spec: &Value, host: &Host) -> Vec<Ask> {
     namespaces(spec, host, &mut out);
     mounts(spec, host, &mut out);
     devices(spec, host, &mut out);
-    let has = |ptr: &str, p: &str| oci::array(spec, ptr).iter().any(|x| x.as_str() == Some(p));
+    let has = |list: &[Value], p: &str| list.iter().any(|x| x.as_str() == Some(p));
+    let masked = oci::array(spec, "/linux/maskedPaths");
     for p in MASKED {
-        if !has("/linux/maskedPaths", p) {
+        if !has(masked, p) {
             out.push(Ask::Unmasked(p.into()));
         }
     }
+    let readonly = oci::array(spec, "/linux/readonlyPaths");
     for p in READONLY {
-        if !has("/linux/readonlyPaths", p) {
+        if !has(readonly, p) {
             out.push(Ask::Unmasked(p.into()));
         }
     }
@@ -188,6 +190,7 @@ pub fn rlimits(process: &Value, out: &mut Vec<Ask>) {
 /// The capabilities of a process (the container's, or an exec's) beyond
 /// Docker's default set and the config's extras.
 pub fn capabilities(process: &Value, host: &Host, out: &mut Vec<Ask>) {
+    let caps = process.get("capabilities").unwrap_or(&Value::Null);
     for set in [
         "bounding",
         "effective",
@@ -195,10 +198,8 @@ pub fn capabilities(process: &Value, host: &Host, out: &mut Vec<Ask>) {
         "permitted",
         "ambient",
     ] {
-        for c in oci::array(process, &format!("/capabilities/{set}"))
-            .iter()
-            .filter_map(Value::as_str)
-        {
+        let list = caps.get(set).and_then(Value::as_array);
+        for c in list.into_iter().flatten().filter_map(Value::as_str) {
             // Compared without allocating: this runs for every container.
             let bare = match c.get(..4) {
                 Some(p) if p.eq_ignore_ascii_case("CAP_") => &c[4..],

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use ds01_core::accounts::{self, Snapshot};
+use ds01_core::accounts::{self, Saved, Snapshot};
 use ds01_core::identity::Accounts;
 use ds01_core::policy::Groups;
 
@@ -25,7 +25,7 @@ pub struct HelperAccounts {
     /// again of NSS (admins are few, and a demotion must hold at once).
     admin_group: String,
     /// The snapshot, read at the first question.
-    snapshot: OnceCell<Option<Snapshot>>,
+    snapshot: OnceCell<Option<Saved>>,
 }
 
 impl HelperAccounts {
@@ -47,7 +47,7 @@ impl HelperAccounts {
         self
     }
 
-    fn snapshot(&self) -> Option<&Snapshot> {
+    fn snapshot(&self) -> Option<&Saved> {
         self.snapshot
             .get_or_init(|| {
                 let dir = self.state_dir.as_deref()?;
@@ -83,7 +83,7 @@ impl Groups for HelperAccounts {
         if let Some(u) = self.snapshot().and_then(|s| s.user(user))
             && !u.groups.contains(&self.admin_group)
         {
-            return u.groups.clone();
+            return u.groups;
         }
         let groups = self.ask(&["groups", user]);
         self.groups
@@ -96,7 +96,7 @@ impl Groups for HelperAccounts {
 impl Accounts for HelperAccounts {
     fn home_of(&self, user: &str) -> Option<PathBuf> {
         if let Some(u) = self.snapshot().and_then(|s| s.user(user)) {
-            return Some(u.home.clone());
+            return Some(u.home);
         }
         self.ask(&["home", user])
             .into_iter()
@@ -106,7 +106,7 @@ impl Accounts for HelperAccounts {
 
     fn user_name(&self, uid: u32) -> Option<String> {
         if let Some(u) = self.snapshot().and_then(|s| s.by_uid(uid)) {
-            return Some(u.name.clone());
+            return Some(u.name);
         }
         let mut lines = self.ask(&["user", &uid.to_string()]).into_iter();
         let name = lines.next()?;

@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::path::Path;
 
 use ds01_core::access;
-use ds01_core::config::{Config, DriverInjection};
+use ds01_core::config::{self, Config, DriverInjection};
 use ds01_core::host::RealHost;
 use ds01_core::identity::Owner;
 use ds01_core::inventory::snapshot;
@@ -32,10 +32,10 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
     // The cheap looks every container gets: nothing in the spec could reach
     // an NVIDIA device, and it asks nothing beyond Docker's defaults, so
     // runc runs it as it is, with no more of the config read than its
-    // `runc` line. The first look builds only the fields ds01 judges.
-    let plain = Config::default();
+    // `runc` line. The first look builds only the fields ds01 judges, and
+    // judges them by the defaults (constants: no default config is built).
     let defaults = shape::Host {
-        docker_root: &plain.docker_data_root,
+        docker_root: Path::new(config::DEFAULT_DOCKER_DATA_ROOT),
         cap_add: &[],
         host_namespaces: &[],
         nvidia_major: &access::maybe_nvidia_major,
@@ -49,14 +49,29 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
         && shape::asks(&look, &defaults).is_empty()
     {
         // The config's `runc` and `state_dir` lines alone.
-        let early = ds01_core::config::early(&Config::locate());
+        let early = config::early(&Config::locate());
         if placed_already(&look, &early.state_dir) {
-            return runc::exec(&early.runc, args, argv, &plain.log);
+            return runc::exec(&early.runc, args, argv, Path::new(config::DEFAULT_LOG));
         }
     }
+    judge_and_run(args, argv, &bundle, &path, bytes)
+}
+
+/// A create the first look did not clear: the whole spec read and judged,
+/// a GPU allocated where it asks for one, then runc. Apart from [`run`]
+/// so that its large stack frame is not paid by a create the look clears.
+#[inline(never)]
+fn judge_and_run(
+    args: &[OsString],
+    argv: &Argv,
+    bundle: &Path,
+    path: &Path,
+    bytes: Vec<u8>,
+) -> i32 {
+    let plain = Config::default();
     // Otherwise the whole spec. One that runc would read otherwise than
     // ds01 is refused: what ds01 cannot read, it cannot vouch for.
-    let spec = match shim::read_spec(&bytes, &bundle) {
+    let spec = match shim::read_spec(&bytes, bundle) {
         Ok(s) => s,
         Err(e) => return fail(argv, &log_of(Config::load().ok()), &e.to_string()),
     };
@@ -161,7 +176,7 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
         let Some(pins) = pin(&mut value, verdict) else {
             return 1;
         };
-        if let Err(e) = shim::rewrite_json(&path, &value) {
+        if let Err(e) = shim::rewrite_json(path, &value) {
             return fail(argv, &cfg.log, &e.to_string());
         }
         let Some(pins) = pins else {
@@ -232,13 +247,16 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
     };
     let found = driver_found(&cfg);
     // From here on, an error path that drops the reservation releases it.
-    let mut res = match reserve(&ctx, argv, &bundle, &want, &inv) {
+    let mut res = match reserve(&ctx, argv, bundle, &want, &inv) {
         Ok(r) => r,
         Err(e) => return fail(argv, &cfg.log, &e.to_string()),
     };
-    if let Err(e) = patch::patch(&mut res, &mut value, &bundle, &want.owner, &inv, &found) {
+    if let Err(e) = patch::patch(&mut res, &mut value, bundle, &want.owner, &inv, &found) {
         return fail(argv, &cfg.log, &e.to_string());
     }
+    // Written out: the spec goes back with the process, without a free for
+    // each of its thousand values (a tenth of a GPU create's instructions).
+    std::mem::forget(value);
     // runc inherits the marker: while it runs, even if this process is
     // killed, the allocation counts as a create in flight.
     let code = runc::run(&cfg.runc, args, argv, &cfg.log, Some(res.fd()));

@@ -34,7 +34,7 @@ fn main() {
             &runc::path(),
             &args,
             &parsed,
-            &ds01_core::config::Config::default().log,
+            std::path::Path::new(ds01_core::config::DEFAULT_LOG),
         ),
     };
     std::process::exit(code);

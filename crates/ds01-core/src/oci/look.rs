@@ -1,14 +1,15 @@
-//! The first look, read by hand: one pass over the bytes that builds only
-//! the fields of [`ROOT`] and steps over the rest (Docker's seccomp list
-//! is most of a spec) without building or checking it.
+//! The spec read by hand, in one pass: the first look builds only the
+//! fields of [`ROOT`] and steps over the rest (Docker's seccomp list is
+//! most of a spec) without building or checking it; the whole read builds
+//! everything, as serde would.
 //!
-//! It vouches only for what it reads plainly. Anything else (an escape in
-//! a key or a kept string, a negative or non-integer number, a key twice,
+//! Both vouch only for what they read plainly. Anything else (an escape in
+//! a key or a kept string, a number serde would make a float, a key twice,
 //! two spellings of one field, a wrong type, invalid UTF-8 anywhere) gives
-//! `None`, and the caller reads the whole spec with [`super::read`]. What
-//! it builds is what `read` builds of the same fields, so judging it
-//! judges what runc runs. What it steps over it need not check: a spec
-//! that is not JSON there is one runc refuses to run.
+//! `None`, and the caller reads the spec with serde ([`super::read`]),
+//! which also words the errors. What they build is what serde builds, so
+//! judging it judges what runc runs. What the first look steps over it
+//! need not check: a spec that is not JSON there is one runc refuses.
 
 use serde_json::{Map, Value};
 
@@ -17,12 +18,24 @@ use super::{ROOT, Shape, folds_to};
 /// The fields of [`ROOT`] in `bytes`, or `None` where only the whole read
 /// can vouch for them.
 pub(super) fn look(bytes: &[u8]) -> Option<Value> {
+    read(bytes, false)
+}
+
+/// The whole spec as [`super::read`] reads it (ds01's fields under its
+/// spelling of their names, everything else as it is), or `None` where
+/// serde's reading must decide.
+pub(super) fn whole(bytes: &[u8]) -> Option<Value> {
+    read(bytes, true)
+}
+
+fn read(bytes: &[u8], whole: bool) -> Option<Value> {
     // Invalid UTF-8, which Go replaces, is the whole read's to handle.
     let text = std::str::from_utf8(bytes).ok()?;
     let mut r = Reader {
         text,
         b: bytes,
         i: 0,
+        whole,
     };
     r.ws();
     if r.peek()? != b'{' {
@@ -49,6 +62,8 @@ struct Reader<'a> {
     /// `text`'s bytes.
     b: &'a [u8],
     i: usize,
+    /// Every field built, not only ds01's.
+    whole: bool,
 }
 
 impl<'a> Reader<'a> {
@@ -63,6 +78,14 @@ impl<'a> Reader<'a> {
         }
     }
 
+    fn null(&mut self) -> bool {
+        let null = self.b[self.i..].starts_with(b"null");
+        if null {
+            self.i += 4;
+        }
+        null
+    }
+
     fn eat(&mut self, c: u8) -> Option<()> {
         self.ws();
         (self.peek()? == c).then(|| self.i += 1)
@@ -71,23 +94,27 @@ impl<'a> Reader<'a> {
     /// A value of `shape`; `null` stands for an absent field, as in Go.
     fn value(&mut self, shape: &Shape) -> Option<Value> {
         self.ws();
-        if self.b[self.i..].starts_with(b"null") {
-            self.i += 4;
+        if self.null() {
             return Some(Value::Null);
         }
         match shape {
             Shape::String => self.string().map(|s| Value::String(s.to_string())),
             Shape::Bool => self.boolean().map(Value::Bool),
             Shape::Integer => self.integer().map(Value::from),
-            Shape::Array(item) => self.array(item),
+            Shape::Array(item) => self.array(|r| r.value(item)),
             Shape::Object(fields) => self.object(fields.len(), |r, key, map| {
                 let found = fields
                     .iter()
                     .find(|(name, _)| *name == key)
                     .or_else(|| fields.iter().find(|(name, _)| folds_to(key, name)));
-                // A field ds01 does not read is stepped over.
+                // A field ds01 does not read is stepped over, or kept as
+                // it is.
                 let Some((name, sub)) = found else {
-                    return Some(false);
+                    if !r.whole {
+                        return Some(false);
+                    }
+                    let v = r.any()?;
+                    return keep(map, key, v);
                 };
                 let v = r.value(sub)?;
                 keep(map, name, v)
@@ -133,7 +160,23 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn array(&mut self, item: &Shape) -> Option<Value> {
+    /// Any JSON value, as serde builds it.
+    fn any(&mut self) -> Option<Value> {
+        self.ws();
+        match self.peek()? {
+            b'{' => self.object(0, |r, key, map| {
+                let v = r.any()?;
+                keep(map, key, v)
+            }),
+            b'[' => self.array(Self::any),
+            b'"' => self.string().map(|s| Value::String(s.to_string())),
+            b'n' => self.null().then_some(Value::Null),
+            b't' | b'f' => self.boolean().map(Value::Bool),
+            _ => self.number(),
+        }
+    }
+
+    fn array(&mut self, mut item: impl FnMut(&mut Self) -> Option<Value>) -> Option<Value> {
         self.eat(b'[')?;
         let mut out = Vec::new();
         self.ws();
@@ -141,8 +184,10 @@ impl<'a> Reader<'a> {
             self.i += 1;
             return Some(Value::Array(out));
         }
+        // Room for most of a spec's lists at once (namespaces, options).
+        out.reserve(8);
         loop {
-            out.push(self.value(item)?);
+            out.push(item(self)?);
             self.ws();
             match self.peek()? {
                 b',' => self.i += 1,
@@ -186,20 +231,41 @@ impl<'a> Reader<'a> {
     /// A non-negative integer as JSON writes it (no leading zero, no
     /// fraction or exponent), within `u64`.
     fn integer(&mut self) -> Option<u64> {
-        let digits = self.b[self.i..]
+        let end = self.digits(self.i)?;
+        let n = self.text[self.i..end].parse().ok()?;
+        self.i = end;
+        Some(n)
+    }
+
+    /// An integer, as serde_json builds it: within `u64`, or negative
+    /// within `i64` (serde makes `-0` a float, which is left to it).
+    fn number(&mut self) -> Option<Value> {
+        if self.peek()? != b'-' {
+            return self.integer().map(Value::from);
+        }
+        let end = self.digits(self.i + 1)?;
+        let n: i64 = self.text[self.i..end].parse().ok()?;
+        if n == 0 {
+            return None;
+        }
+        self.i = end;
+        Some(Value::from(n))
+    }
+
+    /// Where the digits of an integer starting at `from` end: one or more,
+    /// no leading zero, no fraction or exponent after.
+    fn digits(&self, from: usize) -> Option<usize> {
+        let n = self.b[from..]
             .iter()
             .take_while(|c| c.is_ascii_digit())
             .count();
-        let text = &self.b[self.i..self.i + digits];
-        if digits == 0 || (digits > 1 && text[0] == b'0') {
+        if n == 0 || (n > 1 && self.b[from] == b'0') {
             return None;
         }
-        if let Some(b'.' | b'e' | b'E') = self.b.get(self.i + digits) {
-            return None;
+        match self.b.get(from + n) {
+            Some(b'.' | b'e' | b'E') => None,
+            _ => Some(from + n),
         }
-        let n = std::str::from_utf8(text).ok()?.parse().ok()?;
-        self.i += digits;
-        Some(n)
     }
 
     /// Steps over one value: strings whole, brackets counted. Only its end
