@@ -594,6 +594,7 @@ mod tests {
             br#"{"a": 18446744073709551616}"#,
             br#"{"a": "\n"}"#,
             br#"{"a": {"b": 1, "b": 2}}"#,
+            format!("{{\"a\": {}{}}}", "[".repeat(200_000), "]".repeat(200_000)).as_bytes(),
         ] {
             assert!(
                 look::whole(spec).is_none(),

@@ -15,27 +15,33 @@ use serde_json::{Map, Value};
 
 use super::{ROOT, Shape, folds_to};
 
+/// serde_json's limit on nesting: deeper, serde decides (and refuses), as
+/// it did before, rather than this reader's stack running out.
+const MAX_DEPTH: usize = 128;
+
 /// The fields of [`ROOT`] in `bytes`, or `None` where only the whole read
 /// can vouch for them.
 pub(super) fn look(bytes: &[u8]) -> Option<Value> {
-    read(bytes, false)
+    read::<false>(bytes)
 }
 
 /// The whole spec as [`super::read`] reads it (ds01's fields under its
 /// spelling of their names, everything else as it is), or `None` where
 /// serde's reading must decide.
 pub(super) fn whole(bytes: &[u8]) -> Option<Value> {
-    read(bytes, true)
+    read::<true>(bytes)
 }
 
-fn read(bytes: &[u8], whole: bool) -> Option<Value> {
+/// `WHOLE`: every field built, not only ds01's. Two readers, so that the
+/// first look, which every container pays, stays small code.
+fn read<const WHOLE: bool>(bytes: &[u8]) -> Option<Value> {
     // Invalid UTF-8, which Go replaces, is the whole read's to handle.
     let text = std::str::from_utf8(bytes).ok()?;
-    let mut r = Reader {
+    let mut r = Reader::<WHOLE> {
         text,
         b: bytes,
         i: 0,
-        whole,
+        depth: 0,
     };
     r.ws();
     if r.peek()? != b'{' {
@@ -57,16 +63,16 @@ fn keep(map: &mut Map<String, Value>, key: &str, v: Value) -> Option<bool> {
     }
 }
 
-struct Reader<'a> {
+struct Reader<'a, const WHOLE: bool> {
     text: &'a str,
     /// `text`'s bytes.
     b: &'a [u8],
     i: usize,
-    /// Every field built, not only ds01's.
-    whole: bool,
+    /// How deep in arrays and objects [`Reader::any`] is.
+    depth: usize,
 }
 
-impl<'a> Reader<'a> {
+impl<'a, const WHOLE: bool> Reader<'a, WHOLE> {
     fn peek(&self) -> Option<u8> {
         self.b.get(self.i).copied()
     }
@@ -110,7 +116,7 @@ impl<'a> Reader<'a> {
                 // A field ds01 does not read is stepped over, or kept as
                 // it is.
                 let Some((name, sub)) = found else {
-                    if !r.whole {
+                    if !WHOLE {
                         return Some(false);
                     }
                     let v = r.any()?;
@@ -164,11 +170,22 @@ impl<'a> Reader<'a> {
     fn any(&mut self) -> Option<Value> {
         self.ws();
         match self.peek()? {
-            b'{' => self.object(0, |r, key, map| {
-                let v = r.any()?;
-                keep(map, key, v)
-            }),
-            b'[' => self.array(Self::any),
+            b'{' | b'[' if self.depth >= MAX_DEPTH => None,
+            b'{' => {
+                self.depth += 1;
+                let v = self.object(0, |r, key, map| {
+                    let v = r.any()?;
+                    keep(map, key, v)
+                });
+                self.depth -= 1;
+                v
+            }
+            b'[' => {
+                self.depth += 1;
+                let v = self.array(Self::any);
+                self.depth -= 1;
+                v
+            }
             b'"' => self.string().map(|s| Value::String(s.to_string())),
             b'n' => self.null().then_some(Value::Null),
             b't' | b'f' => self.boolean().map(Value::Bool),
