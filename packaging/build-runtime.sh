@@ -23,9 +23,18 @@ build
 # The hot list's names (as `nm -C` writes them; a trailing `*` takes every
 # name it begins) to this build's symbols, in the list's order.
 order="$target/hot-order.txt"
-nm -p --defined-only "$bin" | awk 'NF == 3 { print $3 }' >"$order.mangled"
-[ -s "$order.mangled" ] || { echo "build-runtime: no symbols in $bin" >&2; exit 1; }
-nm -p -C --defined-only "$bin" | sed -E 's/^[0-9a-f]+ [a-zA-Z] //' >"$order.demangled"
+fail() {
+    echo "build-runtime: $*" >&2
+    exit 1
+}
+nm -p --defined-only "$bin" >"$order.nm" || fail "nm cannot read $bin"
+nm -p -C --defined-only "$bin" >"$order.nm-c" || fail "nm cannot read $bin"
+# The two listings pair line by line: the same symbols, in the same order.
+[ "$(wc -l <"$order.nm")" = "$(wc -l <"$order.nm-c")" ] || fail "nm listed $bin two ways"
+sed -E 's/^[0-9a-f]+ [a-zA-Z] //' "$order.nm" >"$order.mangled"
+sed -E 's/^[0-9a-f]+ [a-zA-Z] //' "$order.nm-c" >"$order.demangled"
+[ -s "$order.mangled" ] || fail "no symbols in $bin"
+grep -qv '^#' packaging/hot-functions.txt || fail "packaging/hot-functions.txt names no function"
 paste -d '\t' "$order.demangled" "$order.mangled" | awk -F '\t' '
     NR == FNR { if ($0 != "" && $0 !~ /^#/) want[++n] = $0; next }
     { names[$1] = names[$1] $2 "\n"; all[++m] = $0 }
@@ -41,11 +50,16 @@ paste -d '\t' "$order.demangled" "$order.mangled" | awk -F '\t' '
             } else if (w in names) printf "%s", names[w]
         }
     }' packaging/hot-functions.txt - >"$order"
-rm -f "$order.mangled" "$order.demangled"
+rm -f "$order.nm" "$order.nm-c" "$order.mangled" "$order.demangled"
+# A list that matches nothing of this build (another toolchain's names)
+# would link as if there were none: say so.
+[ -s "$order" ] || fail "no function of packaging/hot-functions.txt is in $bin; rewrite it (docs/benchmark.md)"
 # Named by its content: cargo relinks when the order changes.
 sum=$(sha256sum "$order" | cut -c1-16)
 cp "$order" "$target/hot-order-$sum.txt"
-build -C "link-arg=-Wl,--symbol-ordering-file=$target/hot-order-$sum.txt" -C link-arg=-Wl,--no-warn-symbol-ordering
+# lld orders; a linker that cannot (GNU ld, off x86-64) links as before.
+build -C "link-arg=-Wl,--symbol-ordering-file=$target/hot-order-$sum.txt" -C link-arg=-Wl,--no-warn-symbol-ordering ||
+    { echo "build-runtime: the linker cannot order symbols: linked in its own order" >&2 && build; }
 # Stripped into a new file: cargo's output is a hard link to its own copy,
 # which a later, fresh build puts back.
 cp "$bin" "$bin.symbols"

@@ -32,6 +32,42 @@ fn container_without_gpu_reaches_runc_untouched() {
 }
 
 #[test]
+fn the_first_look_judges_binds_by_this_host_s_docker_root() {
+    let f = Fake::new("");
+    // Docker's spec with its binds under /var/lib/docker, Docker's default
+    // root, on a host whose root is elsewhere (the config's): those binds
+    // are not Docker's own there, but host paths like any other.
+    let b = f.bundle("elsewhere", "plain.json");
+    let spec = std::fs::read_to_string(b.join("config.json")).unwrap();
+    let data = format!("{}/", f.env.path("data").display());
+    std::fs::write(
+        b.join("config.json"),
+        spec.replace(&data, "/var/lib/docker/"),
+    )
+    .unwrap();
+    // Its owner is no admin: a bind of a host path is refused.
+    let record = f.env.path("data/containers/elsewhere1");
+    std::fs::create_dir_all(&record).unwrap();
+    std::fs::write(
+        record.join("config.v2.json"),
+        r#"{"Config": {"Labels": {"ds01.user": "no-such-user-ds01"}}}"#,
+    )
+    .unwrap();
+    let out = f.create(&b, "elsewhere1", &[]);
+    assert!(!out.status.success(), "passed untouched");
+    let why = last_oci_error(&b.join("log.json")).unwrap_or_default();
+    assert!(
+        why.contains("a bind mount of /var/lib/docker/containers/"),
+        "{why}"
+    );
+    // The same spec with this host's root is Docker's own, cleared at a look.
+    let b = f.bundle("here", "plain.json");
+    let out = f.create(&b, "elsewhere1", &[]);
+    quiet(&out);
+    assert!(out.status.success());
+}
+
+#[test]
 fn other_commands_pass_through_byte_for_byte() {
     let f = Fake::new("");
     // Not UTF-8, an empty argument, flags runc alone understands.

@@ -87,9 +87,12 @@ fn char_node(d: &Value) -> Option<Node> {
     if kind != "c" && kind != "u" {
         return None;
     }
+    // Go reads a missing or null number as 0, and runc makes (and allows)
+    // that node: `{"type": "c", "major": 195}` is /dev/nvidia0.
+    let num = |k| d.get(k).and_then(Value::as_i64).unwrap_or(0);
     Some(Node {
-        major: d.get("major").and_then(Value::as_i64)?,
-        minor: d.get("minor").and_then(Value::as_i64)?,
+        major: num("major"),
+        minor: num("minor"),
     })
 }
 
@@ -485,6 +488,18 @@ mod tests {
                 &devices(),
             );
             assert_eq!((a.nodes.len(), a.gpus_named), (1, 0), "{major}:{minor}");
+        }
+    }
+
+    #[test]
+    fn a_node_without_its_minor_is_minor_0_as_go_reads_it() {
+        for d in [
+            json!({"path": "/dev/x", "type": "c", "major": 195}),
+            json!({"path": "/dev/x", "type": "c", "major": 195, "minor": null}),
+        ] {
+            let s = spec(json!([d]), json!([]));
+            assert!(might_touch_nvidia(&s), "{d}");
+            assert_eq!(judge(&s, &devices()).gpus_named, 1, "{d}");
         }
     }
 

@@ -211,8 +211,8 @@ pub fn default_runc() -> PathBuf {
 }
 
 /// What a create needs before deciding to read the whole config: the
-/// `runc` and `state_dir` keys if the file has them (top-level keys, so
-/// before the first table), else the defaults. Only those lines are
+/// `runc`, `state_dir` and `docker_data_root` keys if the file has them
+/// (top-level keys, so before the first table), else the defaults. Only those lines are
 /// parsed as TOML, so a pass-through command (start, kill, state, ...)
 /// costs one small read, and a config broken elsewhere still sends
 /// containers to the admin's runc.
@@ -220,10 +220,11 @@ pub fn default_runc() -> PathBuf {
 pub struct Early {
     pub runc: PathBuf,
     pub state_dir: PathBuf,
+    pub docker_data_root: PathBuf,
 }
 
 pub fn early(path: &Path) -> Early {
-    let (mut runc, mut state_dir) = (None, None);
+    let (mut runc, mut state_dir, mut docker_data_root) = (None, None, None);
     if let Ok(text) = std::fs::read_to_string(path) {
         for l in text
             .lines()
@@ -234,6 +235,7 @@ pub fn early(path: &Path) -> Early {
             let slot = match k {
                 "runc" => &mut runc,
                 "state_dir" => &mut state_dir,
+                "docker_data_root" => &mut docker_data_root,
                 _ => continue,
             };
             // A plain string is read here; anything else (escapes, say)
@@ -250,6 +252,7 @@ pub fn early(path: &Path) -> Early {
     Early {
         runc: runc.unwrap_or_else(default_runc),
         state_dir: state_dir.unwrap_or_else(Config::default_state_dir),
+        docker_data_root: docker_data_root.unwrap_or_else(|| DEFAULT_DOCKER_DATA_ROOT.into()),
     }
 }
 
@@ -1059,14 +1062,15 @@ mod tests {
         assert_eq!(fallback_runc(&p), default_runc());
         std::fs::write(
             &p,
-            "\"state_dir\" = \"/s\"\n'runc' = \"/r\"\n[defaults]\nstate_dir = 1\n",
+            "\"state_dir\" = \"/s\"\n'runc' = \"/r\"\ndocker_data_root = \"/d\"\n[defaults]\nstate_dir = 1\n",
         )
         .unwrap();
         assert_eq!(
             early(&p),
             Early {
                 runc: "/r".into(),
-                state_dir: "/s".into()
+                state_dir: "/s".into(),
+                docker_data_root: "/d".into(),
             }
         );
     }

@@ -594,7 +594,6 @@ mod tests {
             br#"{"a": 18446744073709551616}"#,
             br#"{"a": "\n"}"#,
             br#"{"a": {"b": 1, "b": 2}}"#,
-            format!("{{\"a\": {}{}}}", "[".repeat(200_000), "]".repeat(200_000)).as_bytes(),
         ] {
             assert!(
                 look::whole(spec).is_none(),
@@ -603,6 +602,31 @@ mod tests {
             );
             assert_eq!(read(spec), read_by_serde(spec));
         }
+    }
+
+    #[test]
+    fn nesting_is_left_to_serde_past_a_hundred_levels() {
+        let nested = |n: usize| format!("{{\"a\": {}{}}}", "[".repeat(n), "]".repeat(n));
+        for (n, by_hand) in [
+            (98, true),
+            (99, false),
+            (126, false),
+            (127, false),
+            (200_000, false),
+        ] {
+            let spec = nested(n);
+            assert_eq!(look::whole(spec.as_bytes()).is_some(), by_hand, "{n}");
+            assert_eq!(read(spec.as_bytes()), read_by_serde(spec.as_bytes()), "{n}");
+            // Stepped over, at any depth, by the first look.
+            assert_eq!(
+                first_look(spec.as_bytes()),
+                Some(serde_json::json!({})),
+                "{n}"
+            );
+        }
+        // serde's own limit: 127 levels with the root, not 128.
+        assert!(read_by_serde(nested(126).as_bytes()).is_ok());
+        assert!(read_by_serde(nested(127).as_bytes()).is_err());
     }
 
     #[test]

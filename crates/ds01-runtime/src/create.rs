@@ -32,25 +32,24 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
     // The cheap looks every container gets: nothing in the spec could reach
     // an NVIDIA device, and it asks nothing beyond Docker's defaults, so
     // runc runs it as it is, with no more of the config read than its
-    // `runc` line. The first look builds only the fields ds01 judges, and
-    // judges them by the defaults (constants: no default config is built).
-    let defaults = shape::Host {
-        docker_root: Path::new(config::DEFAULT_DOCKER_DATA_ROOT),
-        cap_add: &[],
-        host_namespaces: &[],
-        nvidia_major: &access::maybe_nvidia_major,
-    };
-    // A spec that names NVIDIA's variable goes straight to the whole read:
-    // a GPU create would otherwise pay for both.
-    let names_gpu = memchr::memmem::find(&bytes, oci::VISIBLE.as_bytes()).is_some();
-    if !names_gpu
-        && let Some(look) = oci::first_look(&bytes)
-        && !access::might_touch_nvidia(&look)
-        && shape::asks(&look, &defaults).is_empty()
-    {
-        // The config's `runc` and `state_dir` lines alone.
+    // `runc`, `state_dir` and `docker_data_root` lines. The first look
+    // builds only the fields ds01 judges, and judges them by the defaults
+    // (no default config is built) and this host's Docker data root. A
+    // spec that names NVIDIA's variable goes straight to the whole read: a
+    // GPU create would otherwise pay for both.
+    if memchr::memmem::find(&bytes, oci::VISIBLE.as_bytes()).is_none() {
         let early = config::early(&Config::locate());
-        if placed_already(&look, &early.state_dir) {
+        let defaults = shape::Host {
+            docker_root: &early.docker_data_root,
+            cap_add: &[],
+            host_namespaces: &[],
+            nvidia_major: &access::maybe_nvidia_major,
+        };
+        if let Some(look) = oci::first_look(&bytes)
+            && !access::might_touch_nvidia(&look)
+            && shape::asks(&look, &defaults).is_empty()
+            && placed_already(&look, &early.state_dir)
+        {
             return runc::exec(&early.runc, args, argv, Path::new(config::DEFAULT_LOG));
         }
     }

@@ -15,9 +15,10 @@ use serde_json::{Map, Value};
 
 use super::{ROOT, Shape, folds_to};
 
-/// serde_json's limit on nesting: deeper, serde decides (and refuses), as
-/// it did before, rather than this reader's stack running out.
-const MAX_DEPTH: usize = 128;
+/// How deep arrays and objects may nest, the root's counted: deeper, serde
+/// decides (its limit is 127 levels), rather than this reader's stack
+/// running out.
+const MAX_DEPTH: usize = 100;
 
 /// The fields of [`ROOT`] in `bytes`, or `None` where only the whole read
 /// can vouch for them.
@@ -68,7 +69,7 @@ struct Reader<'a, const WHOLE: bool> {
     /// `text`'s bytes.
     b: &'a [u8],
     i: usize,
-    /// How deep in arrays and objects [`Reader::any`] is.
+    /// How deep in arrays and objects the reader is.
     depth: usize,
 }
 
@@ -141,10 +142,12 @@ impl<'a, const WHOLE: bool> Reader<'a, WHOLE> {
         mut member: impl FnMut(&mut Self, &str, &mut Map<String, Value>) -> Option<bool>,
     ) -> Option<Value> {
         self.eat(b'{')?;
+        self.deeper()?;
         let mut map = Map::with_capacity(fields);
         self.ws();
         if self.peek()? == b'}' {
             self.i += 1;
+            self.depth -= 1;
             return Some(Value::Object(map));
         }
         loop {
@@ -159,6 +162,7 @@ impl<'a, const WHOLE: bool> Reader<'a, WHOLE> {
                 b',' => self.i += 1,
                 b'}' => {
                     self.i += 1;
+                    self.depth -= 1;
                     return Some(Value::Object(map));
                 }
                 _ => return None,
@@ -166,26 +170,23 @@ impl<'a, const WHOLE: bool> Reader<'a, WHOLE> {
         }
     }
 
+    /// One level deeper into arrays and objects; `None` past [`MAX_DEPTH`].
+    /// (A reader that gives up is not used again: only a finished value
+    /// comes back out.)
+    fn deeper(&mut self) -> Option<()> {
+        self.depth += 1;
+        (self.depth < MAX_DEPTH).then_some(())
+    }
+
     /// Any JSON value, as serde builds it.
     fn any(&mut self) -> Option<Value> {
         self.ws();
         match self.peek()? {
-            b'{' | b'[' if self.depth >= MAX_DEPTH => None,
-            b'{' => {
-                self.depth += 1;
-                let v = self.object(0, |r, key, map| {
-                    let v = r.any()?;
-                    keep(map, key, v)
-                });
-                self.depth -= 1;
-                v
-            }
-            b'[' => {
-                self.depth += 1;
-                let v = self.array(Self::any);
-                self.depth -= 1;
-                v
-            }
+            b'{' => self.object(0, |r, key, map| {
+                let v = r.any()?;
+                keep(map, key, v)
+            }),
+            b'[' => self.array(Self::any),
             b'"' => self.string().map(|s| Value::String(s.to_string())),
             b'n' => self.null().then_some(Value::Null),
             b't' | b'f' => self.boolean().map(Value::Bool),
@@ -195,10 +196,12 @@ impl<'a, const WHOLE: bool> Reader<'a, WHOLE> {
 
     fn array(&mut self, mut item: impl FnMut(&mut Self) -> Option<Value>) -> Option<Value> {
         self.eat(b'[')?;
+        self.deeper()?;
         let mut out = Vec::new();
         self.ws();
         if self.peek()? == b']' {
             self.i += 1;
+            self.depth -= 1;
             return Some(Value::Array(out));
         }
         // Room for most of a spec's lists at once (namespaces, options).
@@ -210,6 +213,7 @@ impl<'a, const WHOLE: bool> Reader<'a, WHOLE> {
                 b',' => self.i += 1,
                 b']' => {
                     self.i += 1;
+                    self.depth -= 1;
                     return Some(Value::Array(out));
                 }
                 _ => return None,
