@@ -640,10 +640,11 @@ impl Drop for Account {
 }
 
 /// A bundle holding the spec a real Docker wrote for a plain container
-/// (`tests/fixtures/docker/plain.json`), its Docker paths under Docker's
-/// default data root, its root the lifecycle's rootfs, with `caps` added.
+/// (`tests/fixtures/docker/plain.json`), its Docker paths under the data
+/// root the benchmark's configs name (`d/docker-data`), its root the
+/// lifecycle's rootfs, with `caps` added.
 fn docker_bundle(d: &Path, name: &str, plain: &Path, caps: &[&str]) -> PathBuf {
-    docker_bundle_in(d, name, plain, caps, Path::new("/var/lib/docker"), &[])
+    docker_bundle_in(d, name, plain, caps, &d.join("docker-data"), &[])
 }
 
 /// The same, Docker's data root at `data_root`, with `env` added.
