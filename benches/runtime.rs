@@ -62,6 +62,12 @@ fn build_static(d: &Path, runc: &Path) -> (PathBuf, PathBuf) {
         bin.join("ds01-runtime"),
     )
     .unwrap();
+    // The same link with its symbols, for callgrind (`static_with_symbols`).
+    std::fs::copy(
+        target.join("release/ds01-runtime.symbols"),
+        bin.join("ds01-runtime-symbols"),
+    )
+    .unwrap();
     std::fs::copy(
         target.join("release/ds01-poststop"),
         bin.join("ds01-poststop"),
@@ -529,12 +535,9 @@ fn static_runtime(dir: &str) -> PathBuf {
 }
 
 /// The static runtime as shipped but with its symbols (the same link),
-/// beside `shim` (whose helpers it then finds).
+/// which `build_static` put beside `shim` (whose helpers it then finds).
 fn static_with_symbols(shim: &Path) -> PathBuf {
-    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/static");
-    let to = shim.with_file_name("ds01-runtime-symbols");
-    std::fs::copy(target.join("release/ds01-runtime.symbols"), &to).unwrap();
-    to
+    shim.with_file_name("ds01-runtime-symbols")
 }
 
 /// The instructions `runtime ARGS` executes, its children's included,
