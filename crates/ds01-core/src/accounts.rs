@@ -170,7 +170,7 @@ impl Saved {
             return None;
         }
         let needle = format!("\nuser\t{name}\t");
-        let at = memchr::memmem::find(self.text.as_bytes(), needle.as_bytes())?;
+        let at = crate::find::find(self.text.as_bytes(), needle.as_bytes())?;
         user_line(self.text[at + 1..].lines().next()?)
     }
 

@@ -13,6 +13,7 @@ pub mod audit;
 pub mod cdi;
 pub mod config;
 pub mod driver;
+pub mod find;
 pub mod fsutil;
 pub mod host;
 pub mod identity;

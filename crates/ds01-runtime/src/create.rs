@@ -37,7 +37,7 @@ pub fn run(args: &[OsString], argv: &Argv) -> i32 {
     // (no default config is built) and this host's Docker data root. A
     // spec that names NVIDIA's variable goes straight to the whole read: a
     // GPU create would otherwise pay for both.
-    if memchr::memmem::find(&bytes, oci::VISIBLE.as_bytes()).is_none() {
+    if ds01_core::find::find(&bytes, oci::VISIBLE.as_bytes()).is_none() {
         let early = config::early(&Config::locate());
         let defaults = shape::Host {
             docker_root: &early.docker_data_root,
