@@ -56,6 +56,26 @@ pub fn exec(runc: &Path, args: &[OsString], argv: &Argv, log: &Path) -> i32 {
     127
 }
 
+/// [`exec`], runc keeping `fd` (the create's marker) open: it holds the
+/// marker's lock until it exits. Returns only if that failed.
+pub fn exec_holding(runc: &Path, args: &[OsString], argv: &Argv, log: &Path, fd: RawFd) -> i32 {
+    // A copy without close-on-exec; it closes here only if the exec failed.
+    let copy = match inheritable(fd) {
+        Ok(copy) => copy,
+        Err(e) => {
+            report(
+                argv,
+                log,
+                &format!("ds01: cannot hand runc its marker: {e}"),
+            );
+            return 1;
+        }
+    };
+    let code = exec(runc, args, argv, log);
+    drop(copy);
+    code
+}
+
 /// The runc child of a foreground command, for the signal handler.
 static CHILD: AtomicI32 = AtomicI32::new(0);
 

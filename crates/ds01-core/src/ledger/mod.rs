@@ -46,9 +46,14 @@ pub struct Ledger {
     dir: PathBuf,
     wait: Duration,
     on_released: Option<Box<OnReleased>>,
+    on_recovered: Option<Box<OnRecovered>>,
     /// Processes, runc's state, the boot: what staleness is judged by.
     host: Rc<dyn Host>,
 }
+
+/// Told of the records a write puts back from their markers (see
+/// [`Ledger::update`]).
+pub type OnRecovered = dyn Fn(&[Record]) + Send + Sync;
 
 /// Told of the records a write takes out because their poststop hook
 /// marked them released (see [`RELEASED_DIR`]), each with the time of its
@@ -109,6 +114,7 @@ impl Ledger {
             dir: state_dir.to_path_buf(),
             wait: LOCK_WAIT,
             on_released: None,
+            on_recovered: None,
             host: Rc::new(RealHost),
         }
     }
@@ -118,9 +124,30 @@ impl Ledger {
     /// by whichever write takes them out.
     pub fn of(cfg: &Config) -> Ledger {
         let (log, audit_log) = (cfg.log.clone(), cfg.audit_log.clone());
+        let cfg_log = cfg.log.clone();
         Ledger::new(&cfg.state_dir)
             .wait(Duration::from_secs(cfg.lock_wait_secs))
             .on_released(move |gone| audit::note_released(&log, &audit_log, "poststop", gone))
+            .on_recovered(move |back| {
+                for r in back {
+                    crate::log::append(
+                        &cfg_log,
+                        "warn",
+                        &format!(
+                            "container {} holds {} but the ledger had lost its record: recorded again from its marker",
+                            r.container_id,
+                            r.devices.join(",")
+                        ),
+                    );
+                }
+            })
+    }
+
+    /// What to do with the records a write puts back from their markers
+    /// (log them).
+    pub fn on_recovered(mut self, f: impl Fn(&[Record]) + Send + Sync + 'static) -> Ledger {
+        self.on_recovered = Some(Box::new(f));
+        self
     }
 
     /// Judges staleness by `host` rather than the machine (tests).
@@ -164,14 +191,13 @@ impl Ledger {
         }
     }
 
-    /// `ds01 gc`: reclaims every stale record now, and sweeps markers of
-    /// creates that died before allocating. Returns what was reclaimed, and why.
+    /// `ds01 gc`: reclaims every stale record now (the write sweeps the
+    /// markers of creates that died before allocating, as every write
+    /// does). Returns what was reclaimed, and why.
     pub fn gc(&self) -> Result<Vec<(Record, String)>, LedgerError> {
         let host = &*self.host;
         let pending = self.pending_dir();
-        let (reclaimed, left) = self.update(|rs| (rs.reclaim(host, &pending), rs.clone()))?;
-        self.sweep_pending(&left);
-        Ok(reclaimed)
+        self.update(|rs| rs.reclaim(host, &pending))
     }
 
     /// Whether the ledger holds anything for this container. Reads without
@@ -365,14 +391,35 @@ impl Ledger {
         };
         let released = self.take_released(&mut before);
         let mut records = before.clone();
+        let recovered = self.sweep_markers(&mut records);
         let out = f(&mut records);
         if rebuilt || records != before || !released.is_empty() {
+            if let Some(note) = self.on_recovered.as_ref().filter(|_| !recovered.is_empty()) {
+                note(&recovered);
+            }
             self.tell_released(&released);
             self.write(&records)?;
             self.drop_pid_notes(&records);
+            // The markers before the marks: a mark keeps its record's
+            // marker from being taken for a lost record's.
+            let gone = before.records.iter().chain(released.iter().map(|(r, _)| r));
+            self.drop_markers(
+                gone.filter(|r| !records.records.iter().any(|x| x.alloc_id == r.alloc_id)),
+            );
             self.drop_released_marks(&records);
         }
         Ok(out)
+    }
+
+    /// After a write: the markers of records it took out go. A create that
+    /// became runc leaves its marker for the life of its record (see
+    /// `Record::stale_reason`); with the record gone, the marker has
+    /// nothing left to vouch for, even if a process still holds it.
+    fn drop_markers<'r>(&self, gone: impl Iterator<Item = &'r Record>) {
+        let dir = self.pending_dir();
+        for r in gone {
+            let _ = std::fs::remove_file(dir.join(&r.alloc_id));
+        }
     }
 
     fn write(&self, records: &Records) -> Result<(), LedgerError> {
@@ -408,23 +455,45 @@ impl Ledger {
         Ok(Pending { file, path })
     }
 
-    /// Removes markers no process holds that no record names (left by a
-    /// runtime killed before it allocated).
-    pub fn sweep_pending(&self, records: &Records) {
+    /// The markers no record names and no process holds. A create that
+    /// became runc keeps its marker for the life of its record, so one
+    /// whose record is gone while runc knows its container, its init alive
+    /// (the ledger lost the record: replaced by hand while runc created
+    /// it), puts the record back: its devices are in use. Any other (a
+    /// runtime killed before it allocated, a writer killed before it took
+    /// the marker away) goes. One whose allocation the poststop hook
+    /// marked released is left to the write that takes its mark away.
+    /// Returns the records put back.
+    fn sweep_markers(&self, records: &mut Records) -> Vec<Record> {
         let host = &*self.host;
-        let Ok(dir) = std::fs::read_dir(self.pending_dir()) else {
-            return;
+        let dir = self.pending_dir();
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Vec::new();
         };
-        for e in dir.flatten() {
+        let mut back = Vec::new();
+        for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') {
+            if name.starts_with('.') || records.records.iter().any(|r| r.alloc_id == name) {
                 continue;
             }
-            let named = records.records.iter().any(|r| r.alloc_id == name);
-            if !named && !host.create_in_flight(&e.path()) {
-                let _ = std::fs::remove_file(e.path());
+            if host.create_in_flight(&e.path()) || self.released_dir().join(&name).exists() {
+                continue;
+            }
+            let lost = fsutil::read_nofollow(&e.path())
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
+                .filter(|r| r.alloc_id == name && r.stale_reason(host, &dir).is_none());
+            match lost {
+                Some(r) => {
+                    records.records.push(r.clone());
+                    back.push(r);
+                }
+                None => {
+                    let _ = std::fs::remove_file(e.path());
+                }
             }
         }
+        back
     }
 
     /// The exclusive lock, waited for at most `self.wait`. Only root can
@@ -875,6 +944,55 @@ pub(crate) mod tests {
             t.join().unwrap();
         }
         assert_eq!(Ledger::new(&path).read().unwrap().records.len(), 80);
+    }
+
+    #[test]
+    fn a_write_puts_back_a_live_record_the_ledger_lost_and_sweeps_the_other_markers() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = Rc::new(host());
+        let l = Ledger::new(dir.path()).with_host(h.clone());
+        let lost = record("lost", &["MIG-1"], &h);
+        let gone = record("gone", &["MIG-2"], &h);
+        let held = record("held", &["MIG-3"], &h);
+        let marked = record("marked", &["MIG-4"], &h);
+        std::fs::create_dir_all(l.pending_dir()).unwrap();
+        std::fs::create_dir_all(l.released_dir()).unwrap();
+        let marker = |r: &Record| l.pending_dir().join(&r.alloc_id);
+        for r in [&lost, &gone, &held, &marked] {
+            std::fs::write(marker(r), serde_json::to_vec(r).unwrap()).unwrap();
+        }
+        // runc knows `lost` and `marked`, their inits alive; `gone`'s create
+        // ended before runc made anything; `held`'s is in flight; the
+        // poststop hook marked `marked` released.
+        for (id, pid) in [("lost", 100), ("marked", 101)] {
+            h.runc.borrow_mut().push(id.into());
+            h.runc_inits.borrow_mut().insert(id.into(), (pid, Some(7)));
+            h.procs.borrow_mut().insert(pid, 7);
+        }
+        h.in_flight.borrow_mut().push(marker(&held));
+        l.write(&Records {
+            records: vec![marked.clone()],
+        })
+        .unwrap();
+        std::fs::write(l.released_dir().join(&marked.alloc_id), "").unwrap();
+
+        let seen = l
+            .update(|rs| {
+                rs.records
+                    .iter()
+                    .map(|r| r.container_id.clone())
+                    .collect::<Vec<_>>()
+            })
+            .unwrap();
+        assert_eq!(seen, ["lost"]);
+        assert_eq!(l.read().unwrap().records, std::slice::from_ref(&lost));
+        assert!(marker(&lost).exists() && marker(&held).exists());
+        assert!(!marker(&gone).exists(), "no record and no container: swept");
+        assert!(!marker(&marked).exists(), "taken out with its record");
+        // Its record out of the ledger, the marker goes with it.
+        l.update(|rs| rs.records.clear()).unwrap();
+        assert!(!marker(&lost).exists());
+        assert!(marker(&held).exists(), "in flight");
     }
 
     #[test]

@@ -255,10 +255,8 @@ pub fn reserve<'c>(
             Ok((result, reclaimed, position))
         });
         let (result, reclaimed, position) = updated.and_then(|r| r)?;
+        // Their markers went with the write that took them out.
         audit::note_reclaimed(&ctx.cfg.log, &ctx.cfg.audit_log, &reclaimed);
-        for (r, _) in &reclaimed {
-            let _ = std::fs::remove_file(pending_dir.join(&r.alloc_id));
-        }
         let waited = waiting_since.elapsed();
         match result {
             Ok((record, nodes)) => {
