@@ -103,6 +103,7 @@ fn main() {
             activity: &activity,
             groups: &NoGroups,
             cpu_usec: &cpu,
+            init_pid: &|r| r.pid,
             notify: &notify,
             now: SystemTime::now() + Duration::from_secs(60 * round as u64),
             devices: 0,

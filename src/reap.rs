@@ -51,6 +51,8 @@ pub struct World<'a> {
     pub groups: &'a dyn Groups,
     /// A container's cgroup CPU time in microseconds, by its init pid.
     pub cpu_usec: &'a dyn Fn(u32) -> Option<u64>,
+    /// A record's live init pid (`Record::live_init` on the real host).
+    pub init_pid: &'a dyn Fn(&Record) -> Option<u32>,
     /// Tells a user something where they look (a notice in their home).
     pub notify: &'a dyn Fn(&str, &str) -> Result<(), String>,
     pub now: SystemTime,
@@ -227,7 +229,7 @@ pub fn pass(cfg: &Config, w: &World, dry_run: bool) -> Result<Vec<Action>, Strin
         let sample = Sample {
             at: w.now,
             gpu_busy,
-            cpu_usec: r.pid.and_then(|p| (w.cpu_usec)(p)),
+            cpu_usec: (w.init_pid)(r).and_then(|p| (w.cpu_usec)(p)),
         };
         let keep_alive = c.labels.get(KEEP_ALIVE_LABEL).is_some_and(|v| v == "true");
         let of = Of {
@@ -473,6 +475,7 @@ mod tests {
             activity,
             groups: &NoGroups,
             cpu_usec: &|_| None,
+            init_pid: &|r| r.pid,
             notify,
             now: t0 + Duration::from_secs(secs),
             devices: 7,
@@ -596,6 +599,46 @@ mod tests {
         assert_eq!(told.borrow().len(), 2, "warned again");
         let a = run(137, false);
         assert_eq!((a[0].container_id.as_str(), a[0].action), ("c1", "stop"));
+    }
+
+    #[test]
+    fn a_container_busy_on_its_cpus_is_not_idle_though_only_runc_knows_its_init() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = setup(d.path());
+        let activity = SimActivity {
+            path: d.path().join("activity.json"),
+        };
+        std::fs::write(&activity.path, "{}").unwrap();
+        let docker = FakeDocker {
+            list: Ok(vec![running("c1", &[]), running("c2", &[])]),
+            stopped: RefCell::new(vec![]),
+        };
+        let notify = |_: &str, _: &str| Ok(());
+        // Neither record notes an init (their creates became runc); runc's
+        // state names c1's, whose cgroup gains 30 s of CPU between passes.
+        let used = std::cell::Cell::new(0u64);
+        let cpu = |pid: u32| {
+            assert_eq!(pid, 4242);
+            used.set(used.get() + 30_000_000);
+            Some(used.get())
+        };
+        let init = |r: &Record| (r.pid.is_none() && r.container_id == "c1").then_some(4242);
+        let t0 = SystemTime::now();
+        let run = |secs: u64| {
+            let mut w = world(&docker, &activity, &notify, t0, secs);
+            w.cpu_usec = &cpu;
+            w.init_pid = &init;
+            pass(&cfg, &w, false).unwrap()
+        };
+        assert!(run(0).is_empty());
+        let a = run(45);
+        assert_eq!((a.len(), a[0].container_id.as_str()), (1, "c2"));
+        let a = run(66);
+        assert_eq!(
+            (a.len(), a[0].container_id.as_str(), a[0].action),
+            (1, "c2", "stop")
+        );
+        assert_eq!(*docker.stopped.borrow(), ["c2"]);
     }
 
     #[test]

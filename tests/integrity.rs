@@ -528,16 +528,25 @@ fn a_slow_create_keeps_its_slice_however_long_runc_takes() {
 fn a_create_killed_mid_way_holds_the_slice_while_a_process_of_it_lives() {
     let f = Fake::new("");
     let b = f.bundle("orphan", "gpu.json");
-    let mut child = spawn_create(&f, &b, "orphan", "4");
+    let mut child = spawn_create(&f, &b, "orphan", "10");
     wait_held(&f, 1);
     wait_runc_started(&f);
+    let alloc = f.env.ledger()["records"][0]["alloc_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     // Kill the create (the stand-in runc in the runtime's place): the
     // child it was waiting on lives on, orphaned, holding the marker.
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
     child.wait().unwrap();
     fill_the_rest(&f, "k");
     // Once the orphan is gone (and runc never made the container), the slice is free.
-    std::thread::sleep(Duration::from_secs(5));
+    let marker = f.env.path("state/pending").join(&alloc);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::File::open(&marker).is_ok_and(|m| m.try_lock_shared().is_err()) {
+        assert!(Instant::now() < deadline, "the orphan never ended");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let b = f.bundle("after", "gpu.json");
     let out = f.create(&b, "after", &[("FAKE_PID", &me())]);
     assert!(out.status.success(), "{}", error_of(&b));
@@ -549,16 +558,24 @@ fn a_create_killed_mid_way_holds_the_slice_while_a_process_of_it_lives() {
 fn an_allocation_the_ledger_loses_while_runc_creates_is_recorded_again() {
     let f = Fake::new("");
     let b = f.bundle("lost", "gpu.json");
-    let child = spawn_create(&f, &b, "lost", "2");
+    let child = spawn_create(&f, &b, "lost", "10");
     wait_held(&f, 1);
+    wait_runc_started(&f);
     // Replaced by hand while runc runs: the record is gone from the file.
     std::fs::write(f.env.path("state/ledger.json"), "{\"records\":[]}\n").unwrap();
+    // The next write puts the record back from the create's marker (held
+    // by runc still), before anything is allocated: its slice is not
+    // handed out twice.
+    fill_the_rest(&f, "n");
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "runc made the container");
     quiet(&out);
-    // The next write puts the record back from the create's marker, before
-    // anything is allocated: its slice is not handed out twice.
-    fill_the_rest(&f, "n");
+    let held = f.env.held();
+    assert!(held.iter().any(|h| h.1 == "lost"), "{held:?}");
+    // Lost again once runc is done, it comes back from its container's
+    // spec and runc's state the same way.
+    std::fs::write(f.env.path("state/ledger.json"), "{\"records\":[]}\n").unwrap();
+    assert!(f.env.cli(&["gc"]).status.success());
     let held = f.env.held();
     assert!(held.iter().any(|h| h.1 == "lost"), "{held:?}");
     f.env

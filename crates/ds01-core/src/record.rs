@@ -53,6 +53,18 @@ impl Record {
     /// long as any process of that create (the runtime, or the runc it
     /// started, even orphaned) holds its marker in `pending_dir`, and to a
     /// container once runc knows it. No timeout: a slow create is a live one.
+    /// The container's init process while it lives: the one noted at
+    /// create, or else the one runc's state names (a create that became
+    /// runc notes none), its start time checked against a reused pid.
+    pub fn live_init(&self, host: &dyn Host) -> Option<u32> {
+        let (pid, start) = match self.pid {
+            Some(pid) => (pid, self.pid_start),
+            None => host.runc_init(&self.root, &self.container_id)?,
+        };
+        let now = host.process_start(pid)?;
+        start.is_none_or(|s| s == now).then_some(pid)
+    }
+
     pub fn stale_reason(&self, host: &dyn Host, pending_dir: &Path) -> Option<String> {
         if self.boot_id != host.boot_id() {
             return Some("written during an earlier boot".into());

@@ -31,6 +31,7 @@ pub fn run(cfg: &Config, args: Args) -> anyhow::Result<ExitCode> {
         activity: activity.as_ref(),
         groups: &SystemAccounts,
         cpu_usec: &cpu,
+        init_pid: &|r| r.live_init(&ds01_core::host::RealHost),
         notify: &ds01::notice::leave,
         now: std::time::SystemTime::now(),
         devices: ds01::scan::load(cfg).map_or(0, |inv| inv.units().len()),

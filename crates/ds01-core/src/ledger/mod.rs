@@ -80,7 +80,9 @@ struct PidNote {
 }
 /// The held marker of one create in flight (see [`Record::stale_reason`]).
 /// Its descriptor is handed on to runc, so the marker stays held while any
-/// process of the create lives, even when the runtime itself is killed.
+/// process of the create lives, even when the runtime itself is killed. A
+/// create that becomes runc never drops it: the file stays with the record,
+/// and the write that takes the record out removes it.
 pub struct Pending {
     file: File,
     path: PathBuf,
@@ -100,8 +102,9 @@ impl Pending {
     }
 }
 
-/// Dropped, the create is over (its init pid noted, or it released): the
-/// marker goes. A runtime killed first leaves it to the reclaimers.
+/// Dropped, the create is over (the runtime, runc's parent, noted the init
+/// pid, or it released): the marker goes. A runtime killed first leaves it
+/// to the sweep of the ledger's next write.
 impl Drop for Pending {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
@@ -455,15 +458,17 @@ impl Ledger {
         Ok(Pending { file, path })
     }
 
-    /// The markers no record names and no process holds. A create that
-    /// became runc keeps its marker for the life of its record, so one
-    /// whose record is gone while runc knows its container, its init alive
-    /// (the ledger lost the record: replaced by hand while runc created
-    /// it), puts the record back: its devices are in use. Any other (a
-    /// runtime killed before it allocated, a writer killed before it took
-    /// the marker away) goes. One whose allocation the poststop hook
-    /// marked released is left to the write that takes its mark away.
-    /// Returns the records put back.
+    /// The markers no record names. A create keeps its marker for the life
+    /// of its record (it became runc), so a marker whose record the ledger
+    /// lost (the file replaced by hand) puts the record back, its devices
+    /// being in use: while a process of the create holds it, or while runc
+    /// keeps a container with a live init whose spec names the same
+    /// allocation. Any other marker no one holds goes: a runtime killed
+    /// before it allocated, a writer killed before it took the marker of a
+    /// released record away (its allocation marked released by the poststop
+    /// hook, or its container's spec naming another). A held marker with
+    /// no record in it yet is a create still allocating. Returns the records
+    /// put back.
     fn sweep_markers(&self, records: &mut Records) -> Vec<Record> {
         let host = &*self.host;
         let dir = self.pending_dir();
@@ -476,21 +481,26 @@ impl Ledger {
             if name.starts_with('.') || records.records.iter().any(|r| r.alloc_id == name) {
                 continue;
             }
-            if host.create_in_flight(&e.path()) || self.released_dir().join(&name).exists() {
-                continue;
-            }
+            let held = host.create_in_flight(&e.path());
+            let released = self.released_dir().join(&name).exists();
             let lost = fsutil::read_nofollow(&e.path())
                 .ok()
                 .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
-                .filter(|r| r.alloc_id == name && r.stale_reason(host, &dir).is_none());
+                .filter(|r| r.alloc_id == name && !released)
+                .filter(|r| {
+                    held || (r.stale_reason(host, &dir).is_none()
+                        && rebuild::from_runc(&r.root, &r.container_id, host)
+                            .is_some_and(|x| x.alloc_id == r.alloc_id))
+                });
             match lost {
                 Some(r) => {
                     records.records.push(r.clone());
                     back.push(r);
                 }
-                None => {
+                None if !held => {
                     let _ = std::fs::remove_file(e.path());
                 }
+                None => {}
             }
         }
         back
@@ -804,6 +814,28 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_live_init_is_the_noted_one_or_else_the_one_runc_names() {
+        let h = host();
+        let mut r = record("c1", &["MIG-1"], &h);
+        assert_eq!(r.live_init(&h), None, "runc knows nothing of it");
+        h.runc.borrow_mut().push("c1".into());
+        h.runc_inits
+            .borrow_mut()
+            .insert("c1".into(), (200, Some(9)));
+        assert_eq!(r.live_init(&h), None, "its init is dead");
+        h.procs.borrow_mut().insert(200, 10);
+        assert_eq!(r.live_init(&h), None, "its pid is another process's");
+        h.procs.borrow_mut().insert(200, 9);
+        assert_eq!(r.live_init(&h), Some(200));
+        // A noted init goes first.
+        r.pid = Some(100);
+        r.pid_start = Some(42);
+        assert_eq!(r.live_init(&h), None);
+        h.procs.borrow_mut().insert(100, 42);
+        assert_eq!(r.live_init(&h), Some(100));
+    }
+
+    #[test]
     fn live_container_is_not_stale() {
         let h = host();
         h.procs.borrow_mut().insert(100, 42);
@@ -947,29 +979,34 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn a_write_puts_back_a_live_record_the_ledger_lost_and_sweeps_the_other_markers() {
+    fn a_write_puts_back_a_record_the_ledger_lost_mid_create_and_sweeps_the_other_markers() {
         let dir = tempfile::tempdir().unwrap();
         let h = Rc::new(host());
         let l = Ledger::new(dir.path()).with_host(h.clone());
         let lost = record("lost", &["MIG-1"], &h);
-        let gone = record("gone", &["MIG-2"], &h);
-        let held = record("held", &["MIG-3"], &h);
-        let marked = record("marked", &["MIG-4"], &h);
+        let starting = record("starting", &["MIG-2"], &h);
+        let gone = record("gone", &["MIG-3"], &h);
+        let old = record("old", &["MIG-4"], &h);
+        let marked = record("marked", &["MIG-5"], &h);
         std::fs::create_dir_all(l.pending_dir()).unwrap();
         std::fs::create_dir_all(l.released_dir()).unwrap();
         let marker = |r: &Record| l.pending_dir().join(&r.alloc_id);
-        for r in [&lost, &gone, &held, &marked] {
+        for r in [&lost, &gone, &old, &marked] {
             std::fs::write(marker(r), serde_json::to_vec(r).unwrap()).unwrap();
         }
-        // runc knows `lost` and `marked`, their inits alive; `gone`'s create
-        // ended before runc made anything; `held`'s is in flight; the
+        std::fs::write(marker(&starting), "").unwrap();
+        // `lost`'s create is in flight, its record in its marker but no
+        // longer in the ledger; `starting`'s is still allocating; `gone`'s
+        // ended before runc made anything; runc keeps a live `old`, but no
+        // spec of ds01's names its allocation (a later run of it, say); the
         // poststop hook marked `marked` released.
-        for (id, pid) in [("lost", 100), ("marked", 101)] {
-            h.runc.borrow_mut().push(id.into());
-            h.runc_inits.borrow_mut().insert(id.into(), (pid, Some(7)));
-            h.procs.borrow_mut().insert(pid, 7);
-        }
-        h.in_flight.borrow_mut().push(marker(&held));
+        h.in_flight.borrow_mut().push(marker(&lost));
+        h.in_flight.borrow_mut().push(marker(&starting));
+        h.runc.borrow_mut().push("old".into());
+        h.runc_inits
+            .borrow_mut()
+            .insert("old".into(), (100, Some(7)));
+        h.procs.borrow_mut().insert(100, 7);
         l.write(&Records {
             records: vec![marked.clone()],
         })
@@ -986,13 +1023,17 @@ pub(crate) mod tests {
             .unwrap();
         assert_eq!(seen, ["lost"]);
         assert_eq!(l.read().unwrap().records, std::slice::from_ref(&lost));
-        assert!(marker(&lost).exists() && marker(&held).exists());
+        assert!(marker(&lost).exists() && marker(&starting).exists());
         assert!(!marker(&gone).exists(), "no record and no container: swept");
+        assert!(
+            !marker(&old).exists(),
+            "its container runs another allocation"
+        );
         assert!(!marker(&marked).exists(), "taken out with its record");
         // Its record out of the ledger, the marker goes with it.
         l.update(|rs| rs.records.clear()).unwrap();
         assert!(!marker(&lost).exists());
-        assert!(marker(&held).exists(), "in flight");
+        assert!(marker(&starting).exists(), "still allocating");
     }
 
     #[test]

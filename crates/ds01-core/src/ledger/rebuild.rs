@@ -86,40 +86,41 @@ pub fn from_runc_root(root: &Path, host: &dyn Host) -> Vec<Record> {
     let Ok(dir) = std::fs::read_dir(root) else {
         return Vec::new();
     };
-    let mut out = Vec::new();
-    for e in dir.flatten() {
-        let id = e.file_name().to_string_lossy().into_owned();
-        let Some(state) = read_json(&e.path().join("state.json")) else {
-            continue;
-        };
-        let Some(bundle) = bundle_of(&state).filter(|b| trusted_dir(b)) else {
-            continue;
-        };
-        let Some(note) = read_json(&bundle.join("config.json")).and_then(|s| note_of(&s)) else {
-            continue;
-        };
-        let init = crate::host::init_of(&state);
-        let (pid, pid_start) = (init.map(|i| i.0), init.and_then(|i| i.1));
-        out.push(Record {
-            alloc_id: note.id,
-            container_id: id,
-            bundle,
-            root: root.to_path_buf(),
-            devices: note.devices,
-            kind: note.kind,
-            profile: note.profile,
-            gpueq: note.gpueq,
-            user: note.user,
-            identity_source: note.identity_source,
-            since: note.since,
-            boot_id: host.boot_id(),
-            pid,
-            pid_start,
-            shim_pid: 0,
-            shim_start: None,
-        });
+    dir.flatten()
+        .filter_map(|e| from_runc(root, &e.file_name().to_string_lossy(), host))
+        .collect()
+}
+
+/// The record of container `id` under `root`, as its spec's allocation
+/// and runc's state tell it: `None` unless runc keeps it and ds01 patched
+/// its spec.
+pub fn from_runc(root: &Path, id: &str, host: &dyn Host) -> Option<Record> {
+    if id.is_empty() || id.contains('/') {
+        return None;
     }
-    out
+    let state = read_json(&root.join(id).join("state.json"))?;
+    let bundle = bundle_of(&state).filter(|b| trusted_dir(b))?;
+    let note = read_json(&bundle.join("config.json")).and_then(|s| note_of(&s))?;
+    let init = crate::host::init_of(&state);
+    let (pid, pid_start) = (init.map(|i| i.0), init.and_then(|i| i.1));
+    Some(Record {
+        alloc_id: note.id,
+        container_id: id.to_string(),
+        bundle,
+        root: root.to_path_buf(),
+        devices: note.devices,
+        kind: note.kind,
+        profile: note.profile,
+        gpueq: note.gpueq,
+        user: note.user,
+        identity_source: note.identity_source,
+        since: note.since,
+        boot_id: host.boot_id(),
+        pid,
+        pid_start,
+        shim_pid: 0,
+        shim_start: None,
+    })
 }
 
 fn read_json(path: &Path) -> Option<Value> {

@@ -245,7 +245,6 @@ pub fn reserve<'c>(
                     shim_start: ctx.host.process_start(shim_pid),
                 };
                 rs.records.push(record.clone());
-                marker.describe(&record);
                 let nodes: Vec<DeviceNode> = units.iter().flat_map(|u| u.nodes()).collect();
                 (record, nodes)
             });
@@ -260,6 +259,9 @@ pub fn reserve<'c>(
         let waited = waiting_since.elapsed();
         match result {
             Ok((record, nodes)) => {
+                // Once the ledger holds it: a marker with a record in it
+                // and no record in the ledger is one the ledger lost.
+                marker.describe(&record);
                 drop(waiter);
                 if waited >= QUEUE_POLL {
                     let mut e = Event::of(
