@@ -512,12 +512,12 @@ fn broken_config_refuses_gpu_containers_and_runs_the_rest() {
 fn a_create_killed_while_its_orphan_lives_keeps_the_slice_for_it() {
     let Some(r) = setup("") else { return };
     // runc takes the runtime's place; here the create is killed while a
-    // process of it (a child holding the marker, as runc's own init does)
-    // lives on and goes on to make the container.
+    // process of it (a child holding the marker, as runc's own init does;
+    // it says when it has started) lives on and goes on to make the container.
     let started = r.env.path("runc-started");
     let slow = r.wrapped(
         "slow",
-        &format!("touch {started:?}\n( sleep 2; exec \"$RUNC\" \"$@\" ) &\nwait"),
+        &format!("( touch {started:?}; sleep 2; exec \"$RUNC\" \"$@\" ) &\nwait"),
     );
     let b = r.gpu_bundle("orphan");
     let mut child = r.spawn_create(&slow, &b, "orphan");

@@ -488,6 +488,27 @@ fn wait_runc_started(f: &Fake) {
     }
 }
 
+/// Until process `pid` has a child running `comm`.
+fn wait_for_child(pid: u32, comm: &str) {
+    let children = format!("/proc/{pid}/task/{pid}/children");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let Ok(list) = std::fs::read_to_string(&children) else {
+            // A kernel without the list: time enough for the child to start.
+            std::thread::sleep(Duration::from_secs(1));
+            return;
+        };
+        let found = list.split_whitespace().any(|c| {
+            std::fs::read_to_string(format!("/proc/{c}/comm")).is_ok_and(|n| n.trim() == comm)
+        });
+        if found {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{pid} never started {comm}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 fn wait_held(f: &Fake, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while f.env.held().len() < n {
@@ -505,7 +526,12 @@ fn fill_the_rest(f: &Fake, tag: &str) {
     }
     let b = f.bundle(&format!("{tag}x"), "gpu.json");
     let out = f.create(&b, &format!("{tag}x"), &[]);
-    assert_eq!(out.status.code(), Some(1), "an eighth slice was handed out");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "an eighth slice was handed out: {}",
+        f.env.shim_log()
+    );
     assert!(error_of(&b).contains("free"), "{}", error_of(&b));
 }
 
@@ -535,8 +561,9 @@ fn a_create_killed_mid_way_holds_the_slice_while_a_process_of_it_lives() {
         .as_str()
         .unwrap()
         .to_string();
-    // Kill the create (the stand-in runc in the runtime's place): the
-    // child it was waiting on lives on, orphaned, holding the marker.
+    // Kill the create (the stand-in runc in the runtime's place) once it
+    // waits on its `sleep`: that child lives on, orphaned, holding the marker.
+    wait_for_child(child.id(), "sleep");
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
     child.wait().unwrap();
     fill_the_rest(&f, "k");

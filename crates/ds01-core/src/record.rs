@@ -56,11 +56,14 @@ impl Record {
     /// The container's init process while it lives: the one noted at
     /// create, or else the one runc's state names (a create that became
     /// runc notes none), its start time checked against a reused pid.
+    /// As [`Record::stale_reason`] judges them: a noted pid needs its start
+    /// time; runc's state may lack one.
     pub fn live_init(&self, host: &dyn Host) -> Option<u32> {
-        let (pid, start) = match self.pid {
-            Some(pid) => (pid, self.pid_start),
-            None => host.runc_init(&self.root, &self.container_id)?,
-        };
+        if let Some(pid) = self.pid {
+            let now = host.process_start(pid)?;
+            return (Some(now) == self.pid_start).then_some(pid);
+        }
+        let (pid, start) = host.runc_init(&self.root, &self.container_id)?;
         let now = host.process_start(pid)?;
         start.is_none_or(|s| s == now).then_some(pid)
     }

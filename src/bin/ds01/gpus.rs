@@ -57,6 +57,12 @@ pub fn run(cfg: &Config, args: Args, docker: &dyn DockerApi) -> anyhow::Result<E
     };
     let processes = views::device_processes(ds01::scan::activity(cfg).as_ref(), &inv, &records);
     if args.json {
+        // Each holder's live init: noted, or named by runc's state (a
+        // create that became runc notes none).
+        let mut records = records;
+        for r in &mut records.records {
+            r.pid = r.live_init(&ds01_core::host::RealHost);
+        }
         println!(
             "{}",
             serde_json::to_string_pretty(&views::gpus_json(&inv, &records, &names, &processes))?

@@ -52,8 +52,9 @@ pub struct Ledger {
 }
 
 /// Told of the records a write puts back from their markers (see
-/// [`Ledger::update`]).
-pub type OnRecovered = dyn Fn(&[Record]) + Send + Sync;
+/// [`Ledger::update`]), each with the containers of other records that
+/// hold one of its devices too.
+pub type OnRecovered = dyn Fn(&[(Record, Vec<String>)]) + Send + Sync;
 
 /// Told of the records a write takes out because their poststop hook
 /// marked them released (see [`RELEASED_DIR`]), each with the time of its
@@ -100,6 +101,11 @@ impl Pending {
         let data = serde_json::to_vec(record).expect("records serialise");
         let _ = (&self.file).write_all(&data);
     }
+
+    /// Empties the marker: the record it held never reached the ledger.
+    pub fn describe_none(&self) {
+        let _ = self.file.set_len(0);
+    }
 }
 
 /// Dropped, the create is over (the runtime, runc's parent, noted the init
@@ -132,12 +138,23 @@ impl Ledger {
             .wait(Duration::from_secs(cfg.lock_wait_secs))
             .on_released(move |gone| audit::note_released(&log, &audit_log, "poststop", gone))
             .on_recovered(move |back| {
-                for r in back {
+                for (r, also) in back {
+                    let (level, tail) = if also.is_empty() {
+                        ("warn", String::new())
+                    } else {
+                        (
+                            "error",
+                            format!(
+                                "; container(s) {} were given a device of it meanwhile: both use it until one is deleted (see 'ds01 gpus')",
+                                also.join(", ")
+                            ),
+                        )
+                    };
                     crate::log::append(
                         &cfg_log,
-                        "warn",
+                        level,
                         &format!(
-                            "container {} holds {} but the ledger had lost its record: recorded again from its marker",
+                            "container {} holds {} but the ledger had lost its record: recorded again from its marker{tail}",
                             r.container_id,
                             r.devices.join(",")
                         ),
@@ -148,7 +165,10 @@ impl Ledger {
 
     /// What to do with the records a write puts back from their markers
     /// (log them).
-    pub fn on_recovered(mut self, f: impl Fn(&[Record]) + Send + Sync + 'static) -> Ledger {
+    pub fn on_recovered(
+        mut self,
+        f: impl Fn(&[(Record, Vec<String>)]) + Send + Sync + 'static,
+    ) -> Ledger {
         self.on_recovered = Some(Box::new(f));
         self
     }
@@ -467,9 +487,12 @@ impl Ledger {
     /// before it allocated, a writer killed before it took the marker of a
     /// released record away (its allocation marked released by the poststop
     /// hook, or its container's spec naming another). A held marker with
-    /// no record in it yet is a create still allocating. Returns the records
-    /// put back.
-    fn sweep_markers(&self, records: &mut Records) -> Vec<Record> {
+    /// no record in it yet is a create still allocating. A record put back
+    /// whose device another record took meanwhile stays beside it: both
+    /// containers use the device, and the ledger must not hand it out a
+    /// third time when one goes. Returns the records put back, each with
+    /// the containers it shares a device with.
+    fn sweep_markers(&self, records: &mut Records) -> Vec<(Record, Vec<String>)> {
         let host = &*self.host;
         let dir = self.pending_dir();
         let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -481,12 +504,16 @@ impl Ledger {
             if name.starts_with('.') || records.records.iter().any(|r| r.alloc_id == name) {
                 continue;
             }
+            // Released: nothing to vouch for, whoever still holds it.
+            if self.released_dir().join(&name).exists() {
+                let _ = std::fs::remove_file(e.path());
+                continue;
+            }
             let held = host.create_in_flight(&e.path());
-            let released = self.released_dir().join(&name).exists();
             let lost = fsutil::read_nofollow(&e.path())
                 .ok()
                 .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
-                .filter(|r| r.alloc_id == name && !released)
+                .filter(|r| r.alloc_id == name)
                 .filter(|r| {
                     held || (r.stale_reason(host, &dir).is_none()
                         && rebuild::from_runc(&r.root, &r.container_id, host)
@@ -494,8 +521,14 @@ impl Ledger {
                 });
             match lost {
                 Some(r) => {
+                    let also: Vec<String> = records
+                        .records
+                        .iter()
+                        .filter(|x| x.devices.iter().any(|d| r.devices.contains(d)))
+                        .map(|x| x.container_id.clone())
+                        .collect();
                     records.records.push(r.clone());
-                    back.push(r);
+                    back.push((r, also));
                 }
                 None if !held => {
                     let _ = std::fs::remove_file(e.path());
@@ -827,11 +860,12 @@ pub(crate) mod tests {
         assert_eq!(r.live_init(&h), None, "its pid is another process's");
         h.procs.borrow_mut().insert(200, 9);
         assert_eq!(r.live_init(&h), Some(200));
-        // A noted init goes first.
+        // A noted init goes first, and needs its start time.
         r.pid = Some(100);
-        r.pid_start = Some(42);
         assert_eq!(r.live_init(&h), None);
         h.procs.borrow_mut().insert(100, 42);
+        assert_eq!(r.live_init(&h), None, "no start time noted");
+        r.pid_start = Some(42);
         assert_eq!(r.live_init(&h), Some(100));
     }
 
@@ -978,61 +1012,133 @@ pub(crate) mod tests {
         assert_eq!(Ledger::new(&path).read().unwrap().records.len(), 80);
     }
 
+    /// runc's state for `r`'s container under `r.root`, its init `pid`
+    /// alive, and its bundle's spec carrying the allocation `alloc` as
+    /// ds01 patches it (annotation and poststop hook).
+    fn runc_keeps(h: &FakeHost, r: &Record, alloc: &str, pid: u32) {
+        let bundle = r
+            .root
+            .parent()
+            .unwrap()
+            .join(format!("bundle-{}", r.container_id));
+        std::fs::create_dir_all(&bundle).unwrap();
+        let mut note = rebuild::Note::of(r);
+        note.id = alloc.into();
+        let spec = serde_json::json!({
+            "annotations": {rebuild::ANNOTATION: serde_json::to_string(&note).unwrap()},
+            "hooks": {"poststop": [{"path": "/usr/bin/ds01-poststop",
+                "args": ["ds01-poststop", "poststop", alloc, "/state/released"]}]},
+        });
+        std::fs::write(bundle.join("config.json"), spec.to_string()).unwrap();
+        let state = r.root.join(&r.container_id);
+        std::fs::create_dir_all(&state).unwrap();
+        let labels = [format!("bundle={}", bundle.display())];
+        std::fs::write(
+            state.join("state.json"),
+            serde_json::json!({"init_process_pid": pid, "init_process_start": 7,
+                "config": {"labels": labels}})
+            .to_string(),
+        )
+        .unwrap();
+        h.runc.borrow_mut().push(r.container_id.clone());
+        h.runc_inits
+            .borrow_mut()
+            .insert(r.container_id.clone(), (pid, Some(7)));
+        h.procs.borrow_mut().insert(pid, 7);
+    }
+
     #[test]
-    fn a_write_puts_back_a_record_the_ledger_lost_mid_create_and_sweeps_the_other_markers() {
+    fn a_write_puts_back_the_records_the_ledger_lost_and_sweeps_the_other_markers() {
         let dir = tempfile::tempdir().unwrap();
         let h = Rc::new(host());
-        let l = Ledger::new(dir.path()).with_host(h.clone());
-        let lost = record("lost", &["MIG-1"], &h);
-        let starting = record("starting", &["MIG-2"], &h);
-        let gone = record("gone", &["MIG-3"], &h);
-        let old = record("old", &["MIG-4"], &h);
-        let marked = record("marked", &["MIG-5"], &h);
+        let told = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let l = {
+            let told = told.clone();
+            Ledger::new(&dir.path().join("state"))
+                .with_host(h.clone())
+                .on_recovered(move |back| {
+                    let mut told = told.lock().unwrap();
+                    told.extend(
+                        back.iter()
+                            .map(|(r, also)| (r.container_id.clone(), also.clone())),
+                    );
+                })
+        };
+        let at = |id: &str, dev: &str| {
+            let mut r = record(id, &[dev], &h);
+            r.root = dir.path().join("runc");
+            r
+        };
+        let (lost, running, starting, gone) = (
+            at("lost", "MIG-1"),
+            at("running", "MIG-2"),
+            at("starting", "MIG-3"),
+            at("gone", "MIG-4"),
+        );
+        let (rerun, marked, held_marked) = (
+            at("rerun", "MIG-5"),
+            at("marked", "MIG-6"),
+            at("held-marked", "MIG-7"),
+        );
+        let other = at("other", "MIG-2");
         std::fs::create_dir_all(l.pending_dir()).unwrap();
         std::fs::create_dir_all(l.released_dir()).unwrap();
         let marker = |r: &Record| l.pending_dir().join(&r.alloc_id);
-        for r in [&lost, &gone, &old, &marked] {
+        for r in [&lost, &running, &gone, &rerun, &marked, &held_marked] {
             std::fs::write(marker(r), serde_json::to_vec(r).unwrap()).unwrap();
         }
         std::fs::write(marker(&starting), "").unwrap();
         // `lost`'s create is in flight, its record in its marker but no
-        // longer in the ledger; `starting`'s is still allocating; `gone`'s
-        // ended before runc made anything; runc keeps a live `old`, but no
-        // spec of ds01's names its allocation (a later run of it, say); the
-        // poststop hook marked `marked` released.
-        h.in_flight.borrow_mut().push(marker(&lost));
-        h.in_flight.borrow_mut().push(marker(&starting));
-        h.runc.borrow_mut().push("old".into());
-        h.runc_inits
-            .borrow_mut()
-            .insert("old".into(), (100, Some(7)));
-        h.procs.borrow_mut().insert(100, 7);
+        // longer in the ledger; `running`'s is done, runc keeps its
+        // container with a live init and a spec naming its allocation, whose
+        // device `other` was given meanwhile; `starting` is still
+        // allocating; `gone`'s create ended before runc made anything; runc
+        // keeps a live `rerun` whose spec names another allocation (a later
+        // run of it); the poststop hook marked `marked` released, and
+        // `held-marked` too, whose marker something still holds.
+        for r in [&lost, &starting, &held_marked] {
+            h.in_flight.borrow_mut().push(marker(r));
+        }
+        runc_keeps(&h, &running, &running.alloc_id, 100);
+        runc_keeps(&h, &rerun, "rerun-2", 101);
         l.write(&Records {
-            records: vec![marked.clone()],
+            records: vec![other.clone(), marked.clone()],
         })
         .unwrap();
-        std::fs::write(l.released_dir().join(&marked.alloc_id), "").unwrap();
-
+        for r in [&marked, &held_marked] {
+            std::fs::write(l.released_dir().join(&r.alloc_id), "").unwrap();
+        }
         let seen = l
             .update(|rs| {
-                rs.records
-                    .iter()
-                    .map(|r| r.container_id.clone())
-                    .collect::<Vec<_>>()
+                let mut ids: Vec<_> = rs.records.iter().map(|r| r.container_id.clone()).collect();
+                ids.sort();
+                ids
             })
             .unwrap();
-        assert_eq!(seen, ["lost"]);
-        assert_eq!(l.read().unwrap().records, std::slice::from_ref(&lost));
-        assert!(marker(&lost).exists() && marker(&starting).exists());
+        assert_eq!(seen, ["lost", "other", "running"]);
+        let mut told = told.lock().unwrap().clone();
+        told.sort();
+        assert_eq!(
+            told,
+            [
+                ("lost".to_string(), vec![]),
+                ("running".to_string(), vec!["other".to_string()])
+            ]
+        );
+        let on_disk = l.read().unwrap();
+        assert_eq!(on_disk.records.len(), 3, "{on_disk:?}");
+        assert!(marker(&lost).exists() && marker(&running).exists() && marker(&starting).exists());
         assert!(!marker(&gone).exists(), "no record and no container: swept");
         assert!(
-            !marker(&old).exists(),
+            !marker(&rerun).exists(),
             "its container runs another allocation"
         );
         assert!(!marker(&marked).exists(), "taken out with its record");
-        // Its record out of the ledger, the marker goes with it.
-        l.update(|rs| rs.records.clear()).unwrap();
-        assert!(!marker(&lost).exists());
+        assert!(!marker(&held_marked).exists(), "released, held or not");
+        // Out of the ledger, a record's marker goes with it.
+        l.update(|rs| rs.records.retain(|r| r.container_id == "other"))
+            .unwrap();
+        assert!(!marker(&lost).exists() && !marker(&running).exists());
         assert!(marker(&starting).exists(), "still allocating");
     }
 

@@ -224,7 +224,10 @@ pub fn reserve<'c>(
                     }
                 })
             };
-            let new_root = !rs.records.iter().any(|r| r.root == root);
+            // The root first: a record is pushed only where it can stay.
+            if chosen.is_ok() && !rs.records.iter().any(|r| r.root == root) {
+                ledger.remember_root(&root)?;
+            }
             let result = chosen.map(|units| {
                 let record = Record {
                     alloc_id: alloc_id.clone(),
@@ -245,23 +248,27 @@ pub fn reserve<'c>(
                     shim_start: ctx.host.process_start(shim_pid),
                 };
                 rs.records.push(record.clone());
+                // Under the lock, before the write: a rebuild of a ledger
+                // lost meanwhile finds the record in the held marker.
+                marker.describe(&record);
                 let nodes: Vec<DeviceNode> = units.iter().flat_map(|u| u.nodes()).collect();
                 (record, nodes)
             });
-            if result.is_ok() && new_root {
-                ledger.remember_root(&root)?;
-            }
             Ok((result, reclaimed, position))
         });
-        let (result, reclaimed, position) = updated.and_then(|r| r)?;
+        let (result, reclaimed, position) = match updated.and_then(|r| r) {
+            Ok(u) => u,
+            Err(e) => {
+                // The write failed: the marker vouches for nothing.
+                marker.describe_none();
+                return Err(e.into());
+            }
+        };
         // Their markers went with the write that took them out.
         audit::note_reclaimed(&ctx.cfg.log, &ctx.cfg.audit_log, &reclaimed);
         let waited = waiting_since.elapsed();
         match result {
             Ok((record, nodes)) => {
-                // Once the ledger holds it: a marker with a record in it
-                // and no record in the ledger is one the ledger lost.
-                marker.describe(&record);
                 drop(waiter);
                 if waited >= QUEUE_POLL {
                     let mut e = Event::of(
