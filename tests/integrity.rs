@@ -672,6 +672,9 @@ fn a_delete_during_a_create_in_flight_leaves_the_slice_to_its_orphan() {
     let mut child = spawn_create(&f, &b, "orphan", "3");
     wait_held(&f, 1);
     wait_runc_started(&f);
+    // The create killed once it waits on its `sleep`, which lives on with
+    // the marker.
+    wait_for_child(child.id(), "sleep");
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
     child.wait().unwrap();
     // Docker's `delete --force` after the failed create: runc knows nothing yet.
