@@ -59,17 +59,10 @@ pub fn exec(runc: &Path, args: &[OsString], argv: &Argv, log: &Path) -> i32 {
 /// [`exec`], runc keeping `fd` (the create's marker) open: it holds the
 /// marker's lock until it exits. Returns only if that failed.
 pub fn exec_holding(runc: &Path, args: &[OsString], argv: &Argv, log: &Path, fd: RawFd) -> i32 {
-    // A copy without close-on-exec; it closes here only if the exec failed.
-    let copy = match inheritable(fd) {
+    // It closes here only if the exec failed.
+    let copy = match marker_copy(fd, argv, log) {
         Ok(copy) => copy,
-        Err(e) => {
-            report(
-                argv,
-                log,
-                &format!("ds01: cannot hand runc its marker: {e}"),
-            );
-            return 1;
-        }
+        Err(code) => return code,
     };
     let code = exec(runc, args, argv, log);
     drop(copy);
@@ -89,12 +82,19 @@ extern "C" fn forward(sig: libc::c_int) {
     }
 }
 
-/// A copy of `fd` that children inherit.
-fn inheritable(fd: RawFd) -> std::io::Result<OwnedFd> {
+/// A copy of the marker's `fd` that runc inherits (dup drops
+/// close-on-exec); `Err` is the exit code of an error already reported.
+fn marker_copy(fd: RawFd, argv: &Argv, log: &Path) -> Result<OwnedFd, i32> {
     // SAFETY: dup of a descriptor this process owns; the copy is owned here.
     let copy = unsafe { libc::dup(fd) };
     if copy < 0 {
-        return Err(std::io::Error::last_os_error());
+        let e = std::io::Error::last_os_error();
+        report(
+            argv,
+            log,
+            &format!("ds01: cannot hand runc its marker: {e}"),
+        );
+        return Err(1);
     }
     // SAFETY: `copy` is a fresh descriptor nobody else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(copy) })
@@ -110,20 +110,12 @@ pub fn run(runc: &Path, args: &[OsString], argv: &Argv, log: &Path, inherit: Opt
     }
     let mut cmd = Command::new(runc);
     cmd.args(args);
-    // runc gets a copy of the descriptor without close-on-exec (dup drops
-    // it), which this process closes once runc started. No code between
-    // fork and exec, so the spawn is a vfork rather than a copy of this
-    // process.
-    let copy = match inherit.map(inheritable).transpose() {
+    // runc gets a copy of the descriptor, which this process closes once
+    // runc started. No code between fork and exec, so the spawn is a vfork
+    // rather than a copy of this process.
+    let copy = match inherit.map(|fd| marker_copy(fd, argv, log)).transpose() {
         Ok(copy) => copy,
-        Err(e) => {
-            report(
-                argv,
-                log,
-                &format!("ds01: cannot hand runc its marker: {e}"),
-            );
-            return 1;
-        }
+        Err(code) => return code,
     };
     let spawned = cmd.spawn();
     drop(copy);

@@ -425,22 +425,21 @@ impl Ledger {
             self.drop_pid_notes(&records);
             // The markers before the marks: a mark keeps its record's
             // marker from being taken for a lost record's.
-            let gone = before.records.iter().chain(released.iter().map(|(r, _)| r));
-            self.drop_markers(
-                gone.filter(|r| !records.records.iter().any(|x| x.alloc_id == r.alloc_id)),
-            );
+            self.drop_markers(&before, &released, &records);
             self.drop_released_marks(&records);
         }
         Ok(out)
     }
 
-    /// After a write: the markers of records it took out go. A create that
-    /// became runc leaves its marker for the life of its record (see
+    /// After a write: the markers of the records it took out (of `before`
+    /// and the `released`, those not `written`) go. A create that became
+    /// runc leaves its marker for the life of its record (see
     /// `Record::stale_reason`); with the record gone, the marker has
     /// nothing left to vouch for, even if a process still holds it.
-    fn drop_markers<'r>(&self, gone: impl Iterator<Item = &'r Record>) {
+    fn drop_markers(&self, before: &Records, released: &[(Record, SystemTime)], written: &Records) {
         let dir = self.pending_dir();
-        for r in gone {
+        let gone = before.records.iter().chain(released.iter().map(|(r, _)| r));
+        for r in gone.filter(|r| !written.records.iter().any(|x| x.alloc_id == r.alloc_id)) {
             let _ = std::fs::remove_file(dir.join(&r.alloc_id));
         }
     }

@@ -164,22 +164,16 @@ impl Ledger {
             }
         }
         let pending = self.pending_dir();
-        let mut left_out = Vec::new();
-        for r in old.records {
+        for r in &old.records {
             let known = records.records.iter().any(|x| x.alloc_id == r.alloc_id);
             if !known && r.stale_reason(host, &pending).is_none() {
-                records.records.push(r);
-            } else if !known {
-                left_out.push(r);
+                records.records.push(r.clone());
             }
         }
         self.tell_released(&released);
         self.write(&records)?;
         // As every write does: the markers of what it left out go first.
-        let gone = left_out.iter().chain(released.iter().map(|(r, _)| r));
-        self.drop_markers(
-            gone.filter(|r| !records.records.iter().any(|x| x.alloc_id == r.alloc_id)),
-        );
+        self.drop_markers(&old, &released, &records);
         self.drop_released_marks(&records);
         Ok(records)
     }
